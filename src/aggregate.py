@@ -1,0 +1,16 @@
+"""Rule aggregate: every evaluation of an experiment into metrics.csv and summary tables."""
+
+from clpipe.aggregate import write_tables
+from clpipe.logs import log_to
+
+smk = snakemake  # noqa: F821 -- the job object Snakemake injects into scripts
+
+with log_to(smk.log[0]):
+    write_tables(
+        evaluations=list(smk.input.evaluations),
+        spec=smk.params.spec,
+        metrics_out=smk.output.metrics,
+        summary_out=smk.output.summary,
+        final_out=smk.output.final,
+        markdown_out=smk.output.markdown,
+    )

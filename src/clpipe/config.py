@@ -1,0 +1,344 @@
+"""Configuration: the checks a JSON schema cannot express, and the normalised view.
+
+The workflow validates the raw config against ``workflow/schemas/config.schema.yaml``
+(which also fills in defaults), then calls :func:`check_config`. That turns every
+experiment into an :class:`Experiment`: tasks resolved to (dataset, classes), named
+method configurations completed with their defaults, and every arm's place in the task
+sequence. Any problem raises :class:`ConfigError` naming the offending key, before a
+single job runs. Torch-free: the workflow imports this while it builds the DAG.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from clpipe.catalog import DATASETS
+from clpipe.methods import REGISTRY, MethodTraits
+
+SCRATCH = "scratch"  # owner of the models every arm shares (random init, first task)
+
+
+class ConfigError(ValueError):
+    """A configuration value the pipeline cannot run with; ``key`` is its dotted path."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(f"config key '{key}': {message}")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    index: int  # 1-based position in the training sequence
+    dataset: str
+    classes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One line of a result table: a method applied over a stretch of tasks.
+
+    An arm trains tasks ``first_task..last_task``. Before ``first_task`` it shares the
+    models of its parent arm (``start_from``) or, without a parent, the first task
+    trained from scratch (owner ``scratch``), so shared steps run once.
+    """
+
+    name: str
+    method: str  # key in Experiment.methods
+    start_from: str | None
+    first_task: int
+    last_task: int
+    per_task: dict[int, dict[str, Any]]  # task -> that task's per-task settings
+
+
+@dataclass
+class Experiment:
+    name: str
+    raw: dict[str, Any]  # the validated config section (defaults filled)
+    tasks: list[TaskSpec]
+    seeds: list[int]
+    methods: dict[str, dict[str, Any]]  # name -> settings incl. "type"
+    arms: dict[str, Arm] = field(default_factory=dict)
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def scenario(self) -> str:
+        return self.raw["scenario"]
+
+    def method_of(self, arm: str) -> dict[str, Any]:
+        return self.methods[self.arms[arm].method]
+
+    def traits_of(self, arm: str) -> MethodTraits:
+        return REGISTRY[self.method_of(arm)["type"]]
+
+    def owner(self, arm: str, task: int) -> str:
+        """The arm whose job trained ``task`` in ``arm``'s history."""
+        a = self.arms[arm]
+        if task > a.last_task or task < 0:
+            raise ValueError(f"arm {arm!r} does not train task {task}")
+        if task >= a.first_task:
+            return arm
+        if a.start_from is not None:
+            return self.owner(a.start_from, task)
+        return SCRATCH
+
+    def lineage(self, arm: str) -> list[tuple[str, int]]:
+        """(owner, task) of every model in the arm's history, task 0 = random init."""
+        return [(self.owner(arm, t), t) for t in range(self.arms[arm].last_task + 1)]
+
+    def head_size(self) -> int:
+        if self.scenario == "domain":
+            return max(len(t.classes) for t in self.tasks)
+        return sum(len(t.classes) for t in self.tasks)
+
+
+def _resolve_tasks(key: str, exp: dict[str, Any]) -> list[TaskSpec]:
+    tasks: list[TaskSpec] = []
+    seen: dict[tuple[str, int], int] = {}
+    for i, task in enumerate(exp["tasks"], start=1):
+        tkey = f"{key}.tasks[{i - 1}]"
+        if isinstance(task, list):
+            task = {"classes": task}
+        dataset = task.get("dataset", exp.get("dataset"))
+        if dataset is None:
+            raise ConfigError(
+                f"{key}.dataset",
+                f"task {i} names no dataset and the experiment has no default 'dataset' "
+                f"(known: {', '.join(sorted(DATASETS))})",
+            )
+        info = DATASETS[dataset]
+        classes = task.get("classes", list(range(info.n_classes)))
+        bad = [c for c in classes if c >= info.n_classes]
+        if bad:
+            raise ConfigError(
+                tkey,
+                f"class(es) {bad} not in dataset {dataset!r}, which has classes 0..{info.n_classes - 1}",
+            )
+        for c in classes:
+            if (dataset, c) in seen:
+                raise ConfigError(
+                    tkey,
+                    f"class {c} of {dataset!r} is already in task {seen[(dataset, c)]}; "
+                    "tasks must not overlap",
+                )
+            seen[(dataset, c)] = i
+        tasks.append(TaskSpec(index=i, dataset=dataset, classes=tuple(classes)))
+    return tasks
+
+
+def _resolve_methods(key: str, exp: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    methods = {name: {"type": name, **t.defaults} for name, t in REGISTRY.items()}
+    for name, settings in exp.get("methods", {}).items():
+        t = REGISTRY[settings["type"]]
+        methods[name] = {"type": t.name, **t.defaults, **settings}
+    return methods
+
+
+def _resolve_arms(key: str, exp: dict[str, Any], n_tasks: int, methods) -> dict[str, Arm]:
+    raw_arms: dict[str, dict[str, Any]] = exp["arms"]
+    if SCRATCH in raw_arms:
+        raise ConfigError(f"{key}.arms.{SCRATCH}", f"'{SCRATCH}' is reserved for shared models")
+    arms: dict[str, Arm] = {}
+
+    def resolve(name: str, stack: tuple[str, ...]) -> Arm:
+        if name in arms:
+            return arms[name]
+        akey = f"{key}.arms.{name}"
+        if name in stack:
+            cycle = " -> ".join(stack[stack.index(name) :] + (name,))
+            raise ConfigError(f"{akey}.start_from", f"arms start from each other in a cycle: {cycle}")
+        spec = raw_arms[name]
+        parent = spec.get("start_from")
+        if parent is not None:
+            if parent not in raw_arms:
+                raise ConfigError(
+                    f"{akey}.start_from",
+                    f"arm {parent!r} does not exist (arms: {', '.join(sorted(raw_arms))})",
+                )
+            parent_arm = resolve(parent, stack + (name,))
+            method = spec.get("method", parent_arm.method)
+            if method != parent_arm.method:
+                raise ConfigError(
+                    f"{akey}.method",
+                    f"{method!r} differs from the method of the arm it starts from "
+                    f"({parent!r} uses {parent_arm.method!r})",
+                )
+            first = parent_arm.last_task + 1
+        else:
+            if "method" not in spec:
+                raise ConfigError(f"{akey}.method", "missing (needed unless the arm has 'start_from')")
+            method = spec["method"]
+            first = 2  # task 1 is trained from scratch once and shared
+        if method not in methods:
+            raise ConfigError(
+                f"{akey}.method",
+                f"unknown method {method!r}; known: {', '.join(sorted(methods))}",
+            )
+        traits = REGISTRY[methods[method]["type"]]
+        if first > n_tasks:
+            raise ConfigError(
+                f"{akey}.start_from",
+                f"arm {parent!r} already ends at the last task ({n_tasks}); nothing is left to train",
+            )
+        for k in spec:
+            if k not in ("method", "start_from", "n_tasks") and k not in traits.per_task:
+                raise ConfigError(
+                    f"{akey}.{k}",
+                    f"not a setting of method {traits.name!r} "
+                    f"(per-task settings: {', '.join(traits.per_task) or 'none'})",
+                )
+        lengths = {k: len(spec[k]) for k in traits.per_task if isinstance(spec.get(k), list)}
+        if "n_tasks" in spec:
+            count = spec["n_tasks"]
+        elif lengths:
+            count = next(iter(lengths.values()))
+        else:
+            count = n_tasks - first + 1
+        for k, n in lengths.items():
+            if n != count:
+                raise ConfigError(
+                    f"{akey}.{k}",
+                    f"has {n} values but the arm trains {count} task(s) (tasks {first}..{first + count - 1})",
+                )
+        last = first + count - 1
+        if last > n_tasks:
+            raise ConfigError(
+                f"{akey}.n_tasks" if "n_tasks" in spec else f"{akey}.{next(iter(lengths))}",
+                f"the arm would train tasks {first}..{last} but the experiment has {n_tasks}",
+            )
+        per_task = {}
+        for j, t in enumerate(range(first, last + 1)):
+            values = {}
+            for k, default in traits.per_task.items():
+                v = spec.get(k, default)
+                values[k] = v[j] if isinstance(v, list) else v
+            per_task[t] = values
+        arm = Arm(name, method, parent, first, last, per_task)
+        arms[name] = arm
+        return arm
+
+    for name in raw_arms:
+        resolve(name, ())
+    return arms
+
+
+def _check_model(key: str, exp: dict[str, Any]) -> None:
+    model, inp = exp["model"], exp["input"]
+    if model["name"] == "vgg16" and inp["size"] < 32:
+        raise ConfigError(
+            f"{key}.input.size",
+            f"vgg16 needs inputs of at least 32 px (five 2x2 max-pools), got {inp['size']}",
+        )
+    norm = inp.get("normalize")
+    if norm is not None:
+        for part in ("mean", "std"):
+            if len(norm[part]) not in (1, inp["channels"]):
+                raise ConfigError(
+                    f"{key}.input.normalize.{part}",
+                    f"has {len(norm[part])} values; give 1 or one per channel ({inp['channels']})",
+                )
+    opt = exp["train"]["optimizer"]
+    allowed = {
+        "adam": {"name", "lr", "betas", "eps", "weight_decay"},
+        "adamw": {"name", "lr", "betas", "eps", "weight_decay"},
+        "sgd": {"name", "lr", "momentum", "weight_decay", "nesterov"},
+    }[opt["name"]]
+    for k in opt:
+        if k not in allowed:
+            raise ConfigError(
+                f"{key}.train.optimizer.{k}",
+                f"not a setting of optimizer {opt['name']!r} (settings: {', '.join(sorted(allowed))})",
+            )
+
+
+def check_experiment(name: str, exp: dict[str, Any], default_seeds: list[int]) -> Experiment:
+    key = f"experiments.{name}"
+    tasks = _resolve_tasks(key, exp)
+    _check_model(key, exp)
+    methods = _resolve_methods(key, exp)
+    arms = _resolve_arms(key, exp, len(tasks), methods)
+    return Experiment(
+        name=name,
+        raw=exp,
+        tasks=tasks,
+        seeds=list(exp.get("seeds", default_seeds)),
+        methods=methods,
+        arms=arms,
+    )
+
+
+def check_config(config: dict[str, Any]) -> dict[str, Experiment]:
+    """Semantic checks of a schema-validated config; returns the experiments by name."""
+    experiments = {
+        name: check_experiment(name, exp, config["seeds"]) for name, exp in config["experiments"].items()
+    }
+    for i, name in enumerate(config.get("run", [])):
+        if name not in experiments:
+            raise ConfigError(
+                f"run[{i}]",
+                f"experiment {name!r} does not exist (experiments: {', '.join(experiments)})",
+            )
+    return experiments
+
+
+def _dotted(path) -> str:
+    key = ""
+    for part in path:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key or "(top level)"
+
+
+def _validator_with_defaults(schema: dict[str, Any]):
+    """A JSON-schema validator that fills in missing properties' defaults as it goes."""
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    check_properties = base.VALIDATORS["properties"]
+
+    def properties_with_defaults(validator, properties, instance, subschema):
+        if isinstance(instance, dict):
+            for name, prop in properties.items():
+                if isinstance(prop, dict) and "default" in prop and name not in instance:
+                    instance[name] = copy.deepcopy(prop["default"])
+        yield from check_properties(validator, properties, instance, subschema)
+
+    cls = jsonschema.validators.extend(base, {"properties": properties_with_defaults})
+    return cls(schema)
+
+
+def validate_config(config: dict[str, Any], schema_path: str) -> dict[str, Experiment]:
+    """Schema validation (defaults filled in place), then the semantic checks.
+
+    Errors name the dotted key, e.g. ``config key 'experiments.x.model.name': 'resnet'
+    is not one of ['vgg16', 'mlp']``.
+    """
+    import jsonschema
+    import yaml
+
+    with open(schema_path) as f:
+        schema = yaml.safe_load(f)
+    validator = _validator_with_defaults(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        path = list(error.absolute_path)
+        # name the missing or unexpected key itself, not the mapping that holds it
+        named = re.match(r"'([^']+)' is a required property", error.message) or re.search(
+            r"\('([^']+)' (?:was|were) unexpected\)", error.message
+        )
+        if named and error.validator in ("required", "additionalProperties"):
+            path.append(named.group(1))
+        raise ConfigError(_dotted(path), error.message)
+    return check_config(config)
+
+
+def stable_hash(obj: Any) -> str:
+    """Short hash of a JSON-serialisable object, independent of dict order."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,0 +1,46 @@
+"""A step's log: the package's messages (and Python warnings) into the rule's log file.
+
+Torch-free, so the analysis steps can use it in their light environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+
+log = logging.getLogger("clpipe")
+
+
+@contextlib.contextmanager
+def log_to(path: str | None) -> Iterator[logging.Logger]:
+    """Send the package's log to ``path`` (the rule's log file) for the duration."""
+    handlers: list[logging.Handler] = []
+    if path:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        handlers.append(logging.FileHandler(path, mode="w"))
+    else:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    for h in handlers:
+        h.setFormatter(fmt)
+        log.addHandler(h)
+    previous = log.level
+    log.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    warnings_log = logging.getLogger("py.warnings")
+    for h in handlers:
+        warnings_log.addHandler(h)
+    try:
+        yield log
+    except BaseException:
+        log.exception("step failed")
+        raise
+    finally:
+        for h in handlers:
+            log.removeHandler(h)
+            warnings_log.removeHandler(h)
+            h.close()
+        log.setLevel(previous)

@@ -1,0 +1,95 @@
+"""The interface every continual-learning method implements.
+
+A method answers two questions (as in Mammoth/FACIL):
+
+- *what to consolidate after a task* -- :meth:`compute_importance` (the workflow's
+  "compute importance" step: MAG's freezing values, EWC's Fisher) and
+  :meth:`update_progress` (the "update progress" step: MAG's cumulative frozen set);
+- *how to train the next task* -- :meth:`begin_task` reads what was consolidated,
+  :meth:`attach` hooks into the optimizer, :meth:`penalty` adds to the loss, and
+  :meth:`end_task` returns the task's record for the progress step.
+
+The training loop (clpipe.training) knows nothing about any method beyond these hooks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from clpipe.data import InputPipeline, Task
+from clpipe.scenarios import Scenario
+
+
+@dataclass
+class TaskContext:
+    """A task's data and how to feed it to the model, for the methods' hooks."""
+
+    task: Task
+    scenario: Scenario
+    pipeline: InputPipeline
+    device: torch.device
+    batch_size: int
+    generator: torch.Generator
+
+
+class ContinualMethod:
+    def __init__(self, settings: dict[str, Any]):
+        self.settings = dict(settings)
+
+    # -- after a task ------------------------------------------------------------------
+    def compute_importance(
+        self,
+        model: nn.Module,
+        ctx: TaskContext,
+        previous: dict[str, Any] | None,
+        progress: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """Tensors the next task's training needs (saved as importance.pt)."""
+        raise NotImplementedError(f"{type(self).__name__} has no importance step")
+
+    def update_progress(self, previous: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, Any]:
+        """Merge a task's record into the running state (saved as progress.pt)."""
+        raise NotImplementedError(f"{type(self).__name__} has no progress step")
+
+    # -- training a task ---------------------------------------------------------------
+    def begin_task(
+        self,
+        model: nn.Module,
+        importance: dict[str, Any] | None,
+        task_settings: dict[str, Any],
+        ctx: TaskContext,
+    ) -> None:
+        """Prepare to train a task from what the previous task's steps consolidated."""
+
+    def attach(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
+        """Hook into the task's optimizer (called once, before the first step)."""
+
+    def penalty(self, model: nn.Module) -> torch.Tensor | None:
+        """A term added to every batch's loss (None: nothing)."""
+        return None
+
+    def end_task(self, model: nn.Module) -> dict[str, Any]:
+        """What this task did, for the progress step (saved as record.pt)."""
+        return {}
+
+
+class TensorMismatchError(ValueError):
+    """Tensors from a file do not fit the model (another architecture or arm)."""
+
+
+def check_matches(model: nn.Module, tensors: dict[str, torch.Tensor], what: str) -> None:
+    """Refuse ``tensors`` (name -> tensor) unless each names a parameter of that shape."""
+    params = dict(model.named_parameters())
+    problems = []
+    for name, t in tensors.items():
+        if name not in params:
+            problems.append(f"{name}: not a parameter of the model")
+        elif tuple(t.shape) != tuple(params[name].shape):
+            problems.append(f"{name}: shape {tuple(t.shape)} but the model has {tuple(params[name].shape)}")
+    if problems:
+        shown = "; ".join(problems[:8]) + (f"; ... ({len(problems)} in all)" if len(problems) > 8 else "")
+        raise TensorMismatchError(f"{what} does not match the model: {shown}")

@@ -1,0 +1,134 @@
+"""Magnitude-based plasticity with freezing (METHODS.md section 1; the headline method).
+
+After a task, every managed parameter tensor gets freezing values (FV)
+``1 - (|w| / max|w|) ** gamma``: large weights learn slowly on the next task. Each
+element's optimizer *step* is multiplied by its FV. At a new task, ``freeze`` percent of
+each tensor's still-trainable elements -- those with the lowest FV, i.e. the largest
+weights -- get FV = 0 and never move again. The frozen set only grows: the progress
+step keeps the union over tasks, and an element frozen once keeps FV = 0 whatever its
+magnitude becomes.
+
+Which tensors are managed: kernels (conv and linear weights), and biases too when
+``scale_biases`` is set (the source scaled kernels only).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from clpipe.methods.base import ContinualMethod, TaskContext, check_matches
+from clpipe.optim import StepScaler
+
+
+def managed_parameters(model: nn.Module, scale_biases: bool) -> dict[str, nn.Parameter]:
+    """The tensors MAG scales: kernels (ndim >= 2), plus 1-d tensors if scale_biases."""
+    return {
+        name: p for name, p in model.named_parameters() if p.requires_grad and (p.ndim >= 2 or scale_biases)
+    }
+
+
+def freezing_values(weight: torch.Tensor, gamma: float, frozen: torch.Tensor | None = None) -> torch.Tensor:
+    """FV = 1 - (|w| / max|w|) ** gamma, and 0 wherever ``frozen``."""
+    magnitude = weight.detach().abs().float()
+    peak = magnitude.max()
+    if peak > 0:
+        fv = 1.0 - (magnitude / peak) ** gamma
+    else:  # an all-zero tensor: nothing is more important than anything else
+        fv = torch.ones_like(magnitude)
+    if frozen is not None:
+        fv = fv.masked_fill(frozen, 0.0)
+    return fv
+
+
+def select_to_freeze(fv: torch.Tensor, frozen: torch.Tensor, percent: float) -> torch.Tensor:
+    """Newly frozen elements: ``percent`` % of the still-trainable ones, lowest FV first.
+
+    The count is rounded to the nearest element, so after freezing p then q percent
+    the frozen fraction is 1 - (1-p)(1-q) within one element. Ties are broken by
+    position (a stable sort), so the choice is deterministic.
+    """
+    trainable = int((~frozen).sum())
+    k = int(math.floor(percent / 100.0 * trainable + 0.5))
+    new = torch.zeros_like(frozen)
+    if k == 0:
+        return new
+    key = fv.detach().float().masked_fill(frozen, float("inf")).flatten()
+    order = torch.argsort(key, stable=True)[:k]
+    new.view(-1)[order] = True
+    return new
+
+
+class MagnitudePlasticity(ContinualMethod):
+    def __init__(self, settings: dict[str, Any]):
+        super().__init__(settings)
+        self.gamma = float(self.settings.get("gamma", 1.0))
+        self.scale_biases = bool(self.settings.get("scale_biases", False))
+        self._scales: dict[str, torch.Tensor] = {}
+        self._frozen: dict[str, torch.Tensor] = {}
+        self._new: dict[str, torch.Tensor] = {}
+        self._percent = 0.0
+        self._scaler: StepScaler | None = None
+
+    # -- after a task ------------------------------------------------------------------
+    def compute_importance(self, model, ctx, previous, progress):
+        params = managed_parameters(model, self.scale_biases)
+        frozen = {n: torch.zeros(p.shape, dtype=torch.bool) for n, p in params.items()}
+        if progress is not None:
+            check_matches(model, progress["frozen"], "the freezing progress")
+            missing = sorted(set(params) - set(progress["frozen"]))
+            if missing:
+                raise ValueError(f"the freezing progress has no mask for {', '.join(missing)}")
+            frozen = {n: progress["frozen"][n].bool() for n in params}
+        fv = {n: freezing_values(p.cpu(), self.gamma, frozen[n]) for n, p in params.items()}
+        return {"fv": fv, "frozen": frozen}
+
+    def update_progress(self, previous, record):
+        new = record["new_frozen"]
+        if previous is None:
+            return {"frozen": {n: m.clone() for n, m in new.items()}}
+        old = previous["frozen"]
+        if set(old) != set(new):
+            raise ValueError(
+                "the task's record and the previous progress manage different tensors: "
+                f"{sorted(set(old) ^ set(new))}"
+            )
+        return {"frozen": {n: old[n] | new[n] for n in new}}
+
+    # -- training a task ---------------------------------------------------------------
+    def begin_task(self, model, importance, task_settings, ctx: TaskContext):
+        if importance is None:
+            raise ValueError("mag needs the freezing values of the previous task")
+        params = managed_parameters(model, self.scale_biases)
+        check_matches(model, importance["fv"], "the freezing values")
+        missing = sorted(set(params) - set(importance["fv"]))
+        if missing:
+            raise ValueError(
+                f"the freezing values have no entry for {', '.join(missing)} "
+                "(computed with another 'scale_biases'?)"
+            )
+        self._percent = float(task_settings.get("freeze", 0.0))
+        self._scales, self._frozen, self._new = {}, {}, {}
+        for name in params:
+            fv = importance["fv"][name].float()
+            frozen = importance["frozen"][name].bool()
+            new = select_to_freeze(fv, frozen, self._percent)
+            self._new[name] = new
+            self._frozen[name] = frozen | new
+            self._scales[name] = fv.masked_fill(self._frozen[name], 0.0)
+
+    def attach(self, optimizer, model):
+        params = managed_parameters(model, self.scale_biases)
+        self._scaler = StepScaler(
+            optimizer,
+            {params[n]: s for n, s in self._scales.items()},
+            {params[n]: f for n, f in self._frozen.items()},
+        )
+
+    def end_task(self, model):
+        if self._scaler is not None:
+            self._scaler.remove()
+        return {"new_frozen": self._new, "percent": self._percent}

@@ -1,0 +1,138 @@
+"""Networks, built from a spec dict that every checkpoint stores (see plan.model_spec).
+
+- ``vgg16``: the headline source's hand-built VGG16 without batch norm: conv blocks
+  64x2, 128x2, 256x3, 512x3, 512x3 (3x3, same padding, ReLU, 2x2 max-pool after each),
+  then flatten -> 4096 -> 4096 -> outputs with ReLU and dropout. At 224 px with two
+  outputs it has 134,268,738 parameters. Smaller inputs shrink the classifier input
+  (512 * (size // 32) ** 2); ``width`` scales every channel count and hidden size.
+- ``mlp``: flatten -> hidden layers with ReLU -> outputs (optionally a ReLU on the
+  output, a flaw of one source kept as an option).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+VGG16_LAYERS: list[int | str] = [
+    64,
+    64,
+    "M",
+    128,
+    128,
+    "M",
+    256,
+    256,
+    256,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+]
+
+
+def _scaled(n: int, width: float) -> int:
+    return max(1, int(round(n * width)))
+
+
+class VGG16(nn.Module):
+    def __init__(
+        self,
+        in_channels: int,
+        input_size: int,
+        n_outputs: int,
+        width: float = 1.0,
+        dropout: float = 0.5,
+    ):
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels, size = in_channels, input_size
+        for item in VGG16_LAYERS:
+            if item == "M":
+                layers.append(nn.MaxPool2d(2))
+                size //= 2
+            else:
+                out = _scaled(int(item), width)
+                layers += [nn.Conv2d(channels, out, 3, padding=1), nn.ReLU(inplace=True)]
+                channels = out
+        if size < 1:
+            raise ValueError(f"vgg16 needs inputs of at least 32 px, got {input_size}")
+        hidden = _scaled(4096, width)
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(channels * size * size, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, n_outputs),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class MLP(nn.Module):
+    def __init__(self, in_features: int, hidden: list[int], n_outputs: int, output_relu: bool = False):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        previous = in_features
+        for h in hidden:
+            layers += [nn.Linear(previous, h), nn.ReLU(inplace=True)]
+            previous = h
+        layers.append(nn.Linear(previous, n_outputs))
+        if output_relu:
+            layers.append(nn.ReLU())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def _glorot_init(model: nn.Module) -> None:
+    """Keras's defaults: Glorot-uniform kernels, zero biases."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def build_model(spec: dict[str, Any], device: torch.device | str | None = None) -> nn.Module:
+    """The network a spec describes, randomly initialised from torch's global RNG."""
+    inp = spec["input"]
+    name = spec["name"]
+    with torch.device(device or "cpu"):
+        if name == "vgg16":
+            model: nn.Module = VGG16(
+                in_channels=inp["channels"],
+                input_size=inp["size"],
+                n_outputs=spec["n_outputs"],
+                width=spec.get("width", 1.0),
+                dropout=spec.get("dropout", 0.5),
+            )
+        elif name == "mlp":
+            model = MLP(
+                in_features=inp["channels"] * inp["size"] ** 2,
+                hidden=list(spec.get("hidden", [256, 256])),
+                n_outputs=spec["n_outputs"],
+                output_relu=spec.get("output_relu", False),
+            )
+        else:
+            raise ValueError(f"config key 'model.name': unknown model {name!r} (known: vgg16, mlp)")
+    if spec.get("init", "glorot") == "glorot" and str(device) != "meta":
+        _glorot_init(model)
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

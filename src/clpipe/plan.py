@@ -1,0 +1,229 @@
+"""Where every file of a run lives, and what each job needs (torch-free).
+
+A trained model is a *node*: (experiment, seed, owner, task). ``owner`` is the arm
+whose job trained that task, or ``scratch`` for the models all arms share (the random
+init, task 0, and the first task trained from scratch, task 1). The path says the
+history::
+
+    <results>/<experiment>/seed<seed>/<owner>/task<t>/model.pt
+    <results>/<experiment>/seed<seed>/<owner>/task<t>/<method>/importance.pt
+    <results>/<experiment>/seed<seed>/<arm>/task<t>/progress.pt
+
+An arm that starts from another arm reads its parent's files, so a shared step is one
+job. The workflow's input functions (workflow/rules/common.smk) are thin wrappers
+around the functions here, which the unit tests exercise directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from clpipe.config import SCRATCH, Experiment
+from clpipe.methods import REGISTRY
+
+
+@dataclass(frozen=True)
+class Layout:
+    results: str
+
+    def experiment_file(self, exp: str, name: str) -> str:
+        return f"{self.results}/{exp}/{name}"
+
+    def manifest(self, dataset: str) -> str:
+        return f"{self.results}/datasets/{dataset}.md5"
+
+    def data(self, exp: str) -> str:
+        return self.experiment_file(exp, "data/tasks.pt")
+
+    def node_file(self, exp: str, seed: int, owner: str, task: int, name: str) -> str:
+        """A file of the model trained on ``task`` by ``owner`` (an arm or scratch)."""
+        return f"{self.results}/{exp}/seed{seed}/{owner}/task{task}/{name}"
+
+    def model(self, exp: str, seed: int, owner: str, task: int) -> str:
+        return self.node_file(exp, seed, owner, task, "model.pt")
+
+    def evaluation(self, exp: str, seed: int, owner: str, task: int) -> str:
+        return self.node_file(exp, seed, owner, task, "eval.csv")
+
+    def importance(self, exp: str, seed: int, owner: str, task: int, method: str) -> str:
+        return self.node_file(exp, seed, owner, task, f"{method}/importance.pt")
+
+    def record(self, exp: str, seed: int, arm: str, task: int) -> str:
+        return self.node_file(exp, seed, arm, task, "record.pt")
+
+    def progress(self, exp: str, seed: int, arm: str, task: int) -> str:
+        return self.node_file(exp, seed, arm, task, "progress.pt")
+
+    def aggregate_outputs(self, exp: str) -> dict[str, str]:
+        return {
+            "metrics": self.experiment_file(exp, "metrics.csv"),
+            "summary": self.experiment_file(exp, "summary.csv"),
+            "final": self.experiment_file(exp, "final_accuracy.csv"),
+            "markdown": self.experiment_file(exp, "summary.md"),
+        }
+
+
+def dataset_manifests(layout: Layout, exp: Experiment) -> list[str]:
+    """Checksum manifests of the datasets an experiment reads."""
+    return [layout.manifest(d) for d in sorted({t.dataset for t in exp.tasks})]
+
+
+# --- job specifications: what defines each job's output (Snakemake params) ----------
+
+
+def data_spec(exp: Experiment) -> dict[str, Any]:
+    return {
+        "tasks": [{"dataset": t.dataset, "classes": list(t.classes)} for t in exp.tasks],
+        "data": exp.raw["data"],
+    }
+
+
+def model_spec(exp: Experiment) -> dict[str, Any]:
+    """Everything needed to build the network: the checkpoint stores it too."""
+    return {
+        **exp.raw["model"],
+        "input": exp.raw["input"],
+        "n_outputs": exp.head_size(),
+    }
+
+
+def init_spec(exp: Experiment, seed: int) -> dict[str, Any]:
+    return {"experiment": exp.name, "seed": seed, "model": model_spec(exp)}
+
+
+def evaluation_spec(exp: Experiment, seed: int, owner: str, task: int) -> dict[str, Any]:
+    return {
+        "experiment": exp.name,
+        "seed": seed,
+        "owner": owner,
+        "task": task,
+        "scenario": exp.scenario,
+        "tasks": [list(t.classes) for t in exp.tasks],
+        "input": exp.raw["input"],
+        "eval": exp.raw["eval"],
+    }
+
+
+def progress_spec(exp: Experiment, seed: int, arm: str, task: int) -> dict[str, Any]:
+    return {
+        "experiment": exp.name,
+        "seed": seed,
+        "arm": arm,
+        "task": task,
+        "method": {"type": exp.method_of(arm)["type"]},
+    }
+
+
+def training_spec(exp: Experiment, seed: int, task: int) -> dict[str, Any]:
+    return {
+        "experiment": exp.name,
+        "seed": seed,
+        "task": task,
+        "scenario": exp.scenario,
+        "tasks": [list(t.classes) for t in exp.tasks],
+        "input": exp.raw["input"],
+        "train": exp.raw["train"],
+        "eval": exp.raw["eval"],
+    }
+
+
+def next_task_spec(exp: Experiment, seed: int, arm: str, task: int) -> dict[str, Any]:
+    a = exp.arms[arm]
+    return {
+        **training_spec(exp, seed, task),
+        "arm": arm,
+        "method": exp.methods[a.method],
+        "task_settings": a.per_task[task],
+    }
+
+
+def importance_spec(exp: Experiment, seed: int, task: int, method: str) -> dict[str, Any]:
+    settings = exp.methods[method]
+    traits = REGISTRY[settings["type"]]
+    return {
+        "experiment": exp.name,
+        "seed": seed,
+        "task": task,
+        "scenario": exp.scenario,
+        "tasks": [list(t.classes) for t in exp.tasks],
+        "input": exp.raw["input"],
+        "eval": exp.raw["eval"],
+        "method": {
+            "type": settings["type"],
+            **{k: settings[k] for k in traits.importance_settings},
+        },
+    }
+
+
+# --- the DAG: which files each job reads ---------------------------------------------
+
+
+def parent_node(exp: Experiment, arm: str, task: int) -> tuple[str, int]:
+    """The node a task of ``arm`` starts from."""
+    return exp.owner(arm, task - 1), task - 1
+
+
+def next_task_inputs(layout: Layout, exp: Experiment, seed: int, arm: str, task: int) -> dict[str, str]:
+    a = exp.arms.get(arm)
+    if a is None or not (a.first_task <= task <= a.last_task):
+        raise ValueError(f"arm {arm!r} of experiment {exp.name!r} does not train task {task}")
+    owner, prev = parent_node(exp, arm, task)
+    inputs = {
+        "model": layout.model(exp.name, seed, owner, prev),
+        "data": layout.data(exp.name),
+    }
+    if exp.traits_of(arm).importance:
+        inputs["importance"] = layout.importance(exp.name, seed, owner, prev, a.method)
+    return inputs
+
+
+def importance_inputs(
+    layout: Layout, exp: Experiment, seed: int, owner: str, task: int, method: str
+) -> dict[str, str]:
+    traits = REGISTRY[exp.methods[method]["type"]]
+    inputs = {
+        "model": layout.model(exp.name, seed, owner, task),
+        "data": layout.data(exp.name),
+    }
+    if owner != SCRATCH:
+        if traits.progress:
+            inputs["progress"] = layout.progress(exp.name, seed, owner, task)
+        if traits.chained_importance:
+            prev_owner, prev = parent_node(exp, owner, task)
+            inputs["previous"] = layout.importance(exp.name, seed, prev_owner, prev, method)
+    return inputs
+
+
+def progress_inputs(layout: Layout, exp: Experiment, seed: int, arm: str, task: int) -> dict[str, str]:
+    inputs = {"record": layout.record(exp.name, seed, arm, task)}
+    prev_owner, prev = parent_node(exp, arm, task)
+    if prev_owner != SCRATCH:
+        inputs["previous"] = layout.progress(exp.name, seed, prev_owner, prev)
+    return inputs
+
+
+def evaluation_files(layout: Layout, exp: Experiment) -> list[str]:
+    """Every node's evaluation file of the experiment (each node once)."""
+    files: dict[str, None] = {}
+    for seed in exp.seeds:
+        for arm in exp.arms:
+            for owner, task in exp.lineage(arm):
+                files[layout.evaluation(exp.name, seed, owner, task)] = None
+    return list(files)
+
+
+def aggregate_spec(exp: Experiment) -> dict[str, Any]:
+    """What the aggregation needs to know about an experiment's arms (plain types)."""
+    return {
+        "experiment": exp.name,
+        "seeds": list(exp.seeds),
+        "arms": {
+            name: {
+                "method": arm.method,
+                "method_type": exp.methods[arm.method]["type"],
+                "lineage": [[owner, task] for owner, task in exp.lineage(name)],
+            }
+            for name, arm in exp.arms.items()
+        },
+    }

@@ -1,0 +1,65 @@
+"""How a step runs: device, threads, determinism and seeds."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    deterministic: bool
+    threads: int
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks the GPU when there is one; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("config key 'device' is 'cuda' but torch sees no CUDA device")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"config key 'device': {name!r} is not one of auto, cpu, cuda")
+    return torch.device(name)
+
+
+def make_runtime(device: str = "auto", deterministic: bool = True, threads: int = 1) -> Runtime:
+    dev = resolve_device(device)
+    torch.set_num_threads(max(1, threads))
+    if deterministic:
+        # Needed by cuBLAS for deterministic matrix products; harmless on CPU.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    return Runtime(device=dev, deterministic=deterministic, threads=threads)
+
+
+def derive_seed(*parts: object) -> int:
+    """A 63-bit seed from the run's seed and the job's role, stable across machines.
+
+    Jobs that must see the same random stream (e.g. the same task of two arms, so a
+    method that does nothing reproduces fine-tuning bit for bit) pass the same parts.
+    """
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seeds torch's global RNG (dropout, init) and returns a CPU generator for shuffling."""
+    torch.manual_seed(seed)
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return generator
+
+
+def runtime_for(job) -> Runtime:
+    """The runtime of a Snakemake job: device and determinism from the config, its threads."""
+    return make_runtime(
+        device=job.config.get("device", "auto"),
+        deterministic=job.config.get("deterministic", True),
+        threads=int(job.threads),
+    )

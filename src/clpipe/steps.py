@@ -1,0 +1,251 @@
+"""The workflow's steps as functions: read files, call the library, write files.
+
+Each rule's script in ``src/`` unpacks Snakemake's inputs, outputs and params and calls
+one function here; the same functions can be called from Python or a notebook. ``spec``
+is the job's definition (its Snakemake params, see clpipe.plan): it alone decides the
+result, and its hash is stored with every output.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import pandas as pd
+import torch
+
+from clpipe import io
+from clpipe.catalog import dataset_info
+from clpipe.data import InputPipeline, build_tasks, download_dataset, load_tasks, verify_dataset
+from clpipe.evaluation import evaluate_split
+from clpipe.methods import load_method
+from clpipe.methods.base import ContinualMethod, TaskContext
+from clpipe.methods.finetune import FineTune
+from clpipe.models import build_model, count_parameters
+from clpipe.provenance import device_name, provenance
+from clpipe.runtime import Runtime, derive_seed, seed_everything
+from clpipe.scenarios import Scenario
+from clpipe.training import train_task
+
+log = logging.getLogger("clpipe")
+
+
+# --- files ---------------------------------------------------------------------------
+
+
+def save_model(path: str, model: torch.nn.Module, model_spec: dict[str, Any], meta: dict[str, Any]) -> None:
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    io.save(path, "model", meta, model_spec=model_spec, state_dict=state)
+
+
+def load_model(path: str, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild a model from its checkpoint alone (the file stores its spec)."""
+    obj = io.load(path, "model")
+    model = build_model(obj["model_spec"], device="meta")
+    try:
+        model.load_state_dict(obj["state_dict"], strict=True, assign=True)
+    except RuntimeError as err:
+        raise io.FileFormatError(
+            f"{path}: weights do not fit the model its spec describes ({io.describe(obj)}): {err}"
+        ) from err
+    return model.to(device), obj
+
+
+# --- data ----------------------------------------------------------------------------
+
+
+def download_data(data_dir: str, dataset: str, manifest: str) -> None:
+    """Make sure a dataset is in data_dir (download it if missing); write its checksums."""
+    info = dataset_info(dataset)
+    missing = [f for f in info.files if not os.path.isfile(os.path.join(data_dir, f))]
+    if missing:
+        log.info("%s: %d file(s) missing in %s; downloading", dataset, len(missing), data_dir)
+        download_dataset(data_dir, dataset)
+    verify_dataset(data_dir, dataset)
+    lines = [f"{md5}  {rel}\n" for rel, md5 in info.files.items()]
+    io.atomic_write(manifest, lambda f: f.writelines(lines), mode="w")
+    log.info("%s: %d file(s) in %s match their md5 sums", dataset, len(info.files), data_dir)
+
+
+def prepare_data(data_dir: str, spec: dict[str, Any], output: str) -> None:
+    t0 = time.perf_counter()
+    tasks = build_tasks(data_dir, spec)
+    io.save(output, "tasks", provenance("prepare_data", spec), tasks=tasks, spec=spec)
+    log.info("wrote %s in %.1f s", output, time.perf_counter() - t0)
+
+
+# --- models --------------------------------------------------------------------------
+
+
+def init_model(spec: dict[str, Any], output: str, runtime: Runtime) -> None:
+    """The randomly initialised model every arm starts from (row 0 of R)."""
+    seed_everything(derive_seed(spec["seed"], "init"))
+    model = build_model(spec["model"])  # on the CPU: the same init on every device
+    log.info("%s: %d parameters", spec["model"]["name"], count_parameters(model))
+    save_model(output, model, spec["model"], provenance("init_model", spec, runtime.device))
+
+
+def _context(
+    spec: dict[str, Any], tasks, runtime: Runtime, generator
+) -> tuple[Scenario, InputPipeline, TaskContext]:
+    scenario = Scenario(spec["scenario"], spec["tasks"])
+    pipeline = InputPipeline(spec["input"], runtime.device)
+    task = tasks[spec["task"] - 1].to(runtime.device)
+    ctx = TaskContext(
+        task=task,
+        scenario=scenario,
+        pipeline=pipeline,
+        device=runtime.device,
+        batch_size=int(spec["eval"]["batch_size"]),
+        generator=generator,
+    )
+    return scenario, pipeline, ctx
+
+
+def _train(
+    step: str,
+    model_in: str,
+    data: str,
+    spec: dict[str, Any],
+    method: ContinualMethod,
+    importance: dict[str, Any] | None,
+    task_settings: dict[str, Any],
+    model_out: str,
+    history_out: str,
+    runtime: Runtime,
+) -> dict[str, Any]:
+    # Seeded by run seed and task only (not the arm): two arms that do the same thing
+    # on a task give bit-identical results.
+    generator = seed_everything(derive_seed(spec["seed"], "train", spec["task"]))
+    model, checkpoint = load_model(model_in, runtime.device)
+    tasks = load_tasks(data)
+    scenario, pipeline, ctx = _context(spec, tasks, runtime, generator)
+    method.begin_task(model, importance, task_settings, ctx)
+    label = f"{spec['experiment']} seed {spec['seed']} {spec.get('arm', 'scratch')} task {spec['task']}"
+    t0 = time.perf_counter()
+    history = train_task(
+        model,
+        ctx.task,
+        scenario=scenario,
+        pipeline=pipeline,
+        train_cfg=spec["train"],
+        method=method,
+        generator=generator,
+        eval_batch_size=ctx.batch_size,
+        label=label,
+    )
+    record = method.end_task(model)
+    meta = provenance(step, spec, runtime.device)
+    meta["train_seconds"] = time.perf_counter() - t0
+    save_model(model_out, model, checkpoint["model_spec"], meta)
+    frame = pd.DataFrame(history).assign(
+        experiment=spec["experiment"], seed=spec["seed"], arm=spec.get("arm", "scratch"), task=spec["task"]
+    )
+    io.save_csv(history_out, frame)
+    return record
+
+
+def train_first_task(
+    model_in: str, data: str, spec: dict[str, Any], model_out: str, history_out: str, runtime: Runtime
+) -> None:
+    """Task 1 from the random init, plain training; shared by every arm."""
+    _train("train_first_task", model_in, data, spec, FineTune({}), None, {}, model_out, history_out, runtime)
+
+
+def train_next_task(
+    model_in: str,
+    data: str,
+    importance: str | None,
+    spec: dict[str, Any],
+    model_out: str,
+    history_out: str,
+    record_out: str,
+    runtime: Runtime,
+) -> None:
+    """A later task of an arm: its method, what the last task consolidated, its settings."""
+    method = load_method(spec["method"])
+    consolidated = io.load(importance, "importance") if importance else None
+    record = _train(
+        "train_next_task",
+        model_in,
+        data,
+        spec,
+        method,
+        consolidated,
+        spec["task_settings"],
+        model_out,
+        history_out,
+        runtime,
+    )
+    io.save(record_out, "record", provenance("train_next_task", spec, runtime.device), **record)
+
+
+def compute_importance(
+    model_in: str,
+    data: str,
+    progress: str | None,
+    previous: str | None,
+    spec: dict[str, Any],
+    output: str,
+    runtime: Runtime,
+) -> None:
+    method = load_method(spec["method"])
+    generator = seed_everything(derive_seed(spec["seed"], "importance", spec["task"]))
+    model, _ = load_model(model_in, runtime.device)
+    tasks = load_tasks(data)
+    _, _, ctx = _context(spec, tasks, runtime, generator)
+    prog = io.load(progress, "progress") if progress else None
+    prev = io.load(previous, "importance") if previous else None
+    t0 = time.perf_counter()
+    result = method.compute_importance(model, ctx, prev, prog)
+    log.info(
+        "%s importance of task %d in %.1f s", spec["method"]["type"], spec["task"], time.perf_counter() - t0
+    )
+    io.save(output, "importance", provenance("compute_importance", spec, runtime.device), **result)
+
+
+def update_progress(record: str, previous: str | None, spec: dict[str, Any], output: str) -> None:
+    method = load_method(spec["method"])
+    rec = io.load(record, "record")
+    prev = io.load(previous, "progress") if previous else None
+    result = method.update_progress(prev, rec)
+    io.save(output, "progress", provenance("update_progress", spec), **result)
+
+
+# --- evaluation and aggregation --------------------------------------------------------
+
+
+def evaluate(model_in: str, data: str, spec: dict[str, Any], output: str, runtime: Runtime) -> None:
+    """Test accuracy and loss on every task of the experiment (one row of R)."""
+    model, checkpoint = load_model(model_in, runtime.device)
+    tasks = load_tasks(data, runtime.device)
+    scenario = Scenario(spec["scenario"], spec["tasks"])
+    pipeline = InputPipeline(spec["input"], runtime.device)
+    meta = checkpoint["meta"]
+    rows = []
+    for task in tasks:
+        acc, loss = evaluate_split(
+            model, task.test, task.index, scenario, pipeline, int(spec["eval"]["batch_size"])
+        )
+        rows.append(
+            {
+                "experiment": spec["experiment"],
+                "seed": spec["seed"],
+                "owner": spec["owner"],
+                "trained_task": spec["task"],
+                "eval_task": task.index,
+                "dataset": task.dataset,
+                "classes": " ".join(map(str, task.classes)),
+                "accuracy": acc,
+                "loss": loss,
+                "n": len(task.test),
+                "spec_hash": meta.get("spec_hash", "unknown"),
+                "git_commit": meta.get("git_commit", "unknown"),
+                "device": device_name(runtime.device),
+                "torch": meta.get("versions", {}).get("torch", "unknown"),
+            }
+        )
+        log.info("task %d: accuracy %.4f loss %.4f (n=%d)", task.index, acc, loss, len(task.test))
+    io.save_csv(output, pd.DataFrame(rows))

@@ -1,0 +1,16 @@
+"""Rule evaluate: test accuracy and loss of one model on every task."""
+
+from clpipe import steps
+from clpipe.logs import log_to
+from clpipe.runtime import runtime_for
+
+smk = snakemake  # noqa: F821 -- the job object Snakemake injects into scripts
+
+with log_to(smk.log[0]):
+    steps.evaluate(
+        model_in=smk.input.model,
+        data=smk.input.data,
+        spec=smk.params.spec,
+        output=smk.output.evaluation,
+        runtime=runtime_for(smk),
+    )

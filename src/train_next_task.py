@@ -1,0 +1,19 @@
+"""Rule train_next_task: train a later task of an arm with its method."""
+
+from clpipe import steps
+from clpipe.logs import log_to
+from clpipe.runtime import runtime_for
+
+smk = snakemake  # noqa: F821 -- the job object Snakemake injects into scripts
+
+with log_to(smk.log[0]):
+    steps.train_next_task(
+        model_in=smk.input.model,
+        data=smk.input.data,
+        importance=smk.input.get("importance"),
+        spec=smk.params.spec,
+        model_out=smk.output.model,
+        history_out=smk.output.history,
+        record_out=smk.output.record,
+        runtime=runtime_for(smk),
+    )

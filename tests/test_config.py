@@ -1,0 +1,140 @@
+"""Config validation (schema + semantic checks) and the arm/lineage model."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clpipe.config import ConfigError, validate_config
+from conftest import ROOT, SCHEMA
+
+
+def base_config():
+    return yaml.safe_load((ROOT / "tests" / "configs" / "tiny.yaml").read_text())
+
+
+def load(cfg):
+    return validate_config(cfg, str(SCHEMA))
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "config").glob("*.yaml")) + [ROOT / "tests/configs/tiny.yaml"]
+)
+def test_shipped_configs_are_valid(path: Path):
+    experiments = load(yaml.safe_load(path.read_text()))
+    assert experiments
+
+
+def test_defaults_are_filled():
+    cfg = base_config()
+    del cfg["experiments"]["tiny"]["scenario"]
+    exps = load(cfg)
+    assert exps["tiny"].scenario == "domain"
+    assert cfg["experiments"]["tiny"]["eval"]["batch_size"] == 1000
+    assert cfg["device"] == "cpu"
+
+
+def test_headline_arms_share_their_history():
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    exp = load(cfg)["split_mnist"]
+    assert exp.lineage("finetune") == [("scratch", 0), ("scratch", 1), ("finetune", 2), ("finetune", 3)]
+    assert exp.lineage("mag_b20") == [("scratch", 0), ("scratch", 1), ("mag_b20", 2)]
+    for q in (10, 20, 50, 80):
+        arm = exp.arms[f"mag_b20_c{q}"]
+        assert (arm.first_task, arm.last_task) == (3, 3)
+        assert exp.lineage(arm.name) == [("scratch", 0), ("scratch", 1), ("mag_b20", 2), (arm.name, 3)]
+        assert arm.per_task == {3: {"freeze": q}}
+    assert exp.arms["mag_0"].per_task == {2: {"freeze": 0}, 3: {"freeze": 0}}
+    assert exp.head_size() == 2
+
+
+def test_any_number_of_tasks_with_a_schedule_per_arm():
+    cfg = base_config()
+    e = cfg["experiments"]["tiny"]
+    e["tasks"] = [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
+    e["arms"] = {
+        "mag_sched": {"method": "mag", "freeze": [10, 20, 30, 40]},
+        "mag_const": {"method": "mag", "freeze": 5},
+        "mag_two": {"method": "mag", "freeze": [50, 50]},
+        "mag_more": {"start_from": "mag_two", "freeze": [10, 10]},
+    }
+    exp = load(cfg)["tiny"]
+    assert exp.arms["mag_sched"].per_task[5] == {"freeze": 40}
+    assert exp.arms["mag_const"].last_task == 5 and exp.arms["mag_const"].per_task[4] == {"freeze": 5}
+    assert (exp.arms["mag_more"].first_task, exp.arms["mag_more"].last_task) == (4, 5)
+    assert exp.owner("mag_more", 3) == "mag_two"
+
+
+def mutate(fn):
+    cfg = base_config()
+    fn(cfg)
+    return cfg
+
+
+def _set(path, value):
+    def fn(cfg):
+        node = cfg
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = value
+
+    return fn
+
+
+def _del(path):
+    def fn(cfg):
+        node = cfg
+        for k in path[:-1]:
+            node = node[k]
+        del node[path[-1]]
+
+    return fn
+
+
+E = ["experiments", "tiny"]
+X = "experiments.tiny"
+
+# (config change, the exact key the error must name)
+BAD_CONFIGS = [
+    (_set(E + ["arms", "x"], {"method": "nope"}), f"{X}.arms.x.method"),
+    (_set(E + ["arms", "x"], {"start_from": "mag_b99", "freeze": [10]}), f"{X}.arms.x.start_from"),
+    (_set(E + ["arms", "x"], {"method": "mag", "freeze": [100]}), f"{X}.arms.x.freeze[0]"),
+    (_set(E + ["arms", "x"], {"method": "mag", "freeze": [-5]}), f"{X}.arms.x.freeze[0]"),
+    (_set(E + ["arms", "x"], {"method": "mag", "freeze": [10, 20, 30]}), f"{X}.arms.x.freeze"),
+    (_set(E + ["arms", "x"], {"method": "finetune", "freeze": [10]}), f"{X}.arms.x.freeze"),
+    (_set(E + ["arms", "x"], {"start_from": "mag_b20_c50"}), f"{X}.arms.x.start_from"),
+    (_set(E + ["arms", "x"], {"start_from": "mag_b20", "method": "finetune"}), f"{X}.arms.x.method"),
+    (_set(E + ["arms", "x"], {"freeze": [10]}), f"{X}.arms.x.method"),
+    (_set(E + ["arms", "scratch"], {"method": "finetune"}), f"{X}.arms.scratch"),
+    (_set(E + ["arms", "a"], {"start_from": "b"}), f"{X}.arms.a.start_from"),
+    (_set(E + ["arms"], {}), f"{X}.arms"),
+    (_set(E + ["tasks"], [[0, 1], [1, 2]]), f"{X}.tasks[1]"),
+    (_set(E + ["tasks"], [[0, 1], [2, 10]]), f"{X}.tasks[1]"),
+    (_set(E + ["tasks"], []), f"{X}.tasks"),
+    (_set(E + ["scenario"], "online"), f"{X}.scenario"),
+    (_set(E + ["model", "name"], "resnet9"), f"{X}.model.name"),
+    (_set(E + ["train", "optimizer", "name"], "rmsprop"), f"{X}.train.optimizer.name"),
+    (_set(E + ["train", "optimizer", "lr"], 0), f"{X}.train.optimizer.lr"),
+    (_set(E + ["train", "optimizer", "momentum"], 0.9), f"{X}.train.optimizer.momentum"),
+    (_set(E + ["train", "batch_size"], 0), f"{X}.train.batch_size"),
+    (_set(E + ["train", "epochs"], -1), f"{X}.train.epochs"),
+    (_set(E + ["train", "foo"], 1), f"{X}.train.foo"),
+    (_set(["seeds"], [0, 1.5]), "seeds[1]"),
+    (_del(["data_dir"]), "data_dir"),
+    (_set(E + ["input", "size"], 16), f"{X}.input.size"),
+    (_set(E + ["input", "normalize"], {"mean": [0.5, 0.5], "std": [0.5, 0.5]}), f"{X}.input.normalize.mean"),
+    (_set(["run"], ["nothere"]), "run[0]"),
+    (_del(E + ["dataset"]), f"{X}.dataset"),
+]
+
+
+@pytest.mark.parametrize("change,key", BAD_CONFIGS, ids=[f"{i}:{k}" for i, (_, k) in enumerate(BAD_CONFIGS)])
+def test_bad_configs_are_refused_with_the_key(change, key):
+    cfg = mutate(change)
+    if key.endswith("arms.a.start_from"):  # a cycle needs two arms
+        cfg["experiments"]["tiny"]["arms"]["b"] = {"start_from": "a"}
+    with pytest.raises(ConfigError) as info:
+        load(copy.deepcopy(cfg))
+    assert info.value.key == key, str(info.value)
+    assert f"config key '{key}'" in str(info.value)

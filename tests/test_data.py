@@ -1,0 +1,95 @@
+"""Datasets into task tensors (real MNIST) and per-batch preprocessing."""
+
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from clpipe.data import DataError, InputPipeline, build_tasks, verify_dataset
+from clpipe.scenarios import Scenario
+
+HEADLINE = [[0, 1], [2, 3], [4, 5]]
+
+
+def spec(tasks, **data):
+    opts = {
+        "validation_fraction": 0.0,
+        "split_seed": 0,
+        "max_train_per_task": None,
+        "max_test_per_task": None,
+    }
+    opts.update(data)
+    return {"tasks": [{"dataset": "mnist", "classes": c} for c in tasks], "data": opts}
+
+
+@pytest.fixture(scope="module")
+def headline(data_dir):
+    return build_tasks(data_dir, spec(HEADLINE))
+
+
+def test_headline_task_sizes_match_the_source(headline):
+    # METHODS.md: 12,665 / 12,089 / 11,263 training images
+    assert [len(t["train"]["y"]) for t in headline] == [12665, 12089, 11263]
+    assert [len(t["test"]["y"]) for t in headline] == [2115, 2042, 1874]
+    for task, classes in zip(headline, HEADLINE, strict=True):
+        assert set(task["train"]["y"].unique().tolist()) == set(classes)
+        assert task["train"]["x"].dtype == torch.uint8
+        assert task["train"]["x"].shape[1:] == (1, 28, 28)
+
+
+def test_validation_is_carved_from_train_with_a_fixed_seed(data_dir):
+    a = build_tasks(data_dir, spec([[0, 1]], validation_fraction=0.1))[0]
+    b = build_tasks(data_dir, spec([[0, 1]], validation_fraction=0.1))[0]
+    n_train, n_val = len(a["train"]["y"]), len(a["val"]["y"])
+    assert n_train + n_val == 12665 and n_val == round(0.1 * 12665)
+    assert not set(a["train"]["index"].tolist()) & set(a["val"]["index"].tolist())
+    assert torch.equal(a["val"]["index"], b["val"]["index"])
+    c = build_tasks(data_dir, spec([[0, 1]], validation_fraction=0.1, split_seed=1))[0]
+    assert not torch.equal(a["val"]["index"], c["val"]["index"])
+
+
+def test_subsampling(data_dir):
+    t = build_tasks(
+        data_dir, spec([[4, 5]], max_train_per_task=100, max_test_per_task=50, validation_fraction=0.2)
+    )[0]
+    assert (len(t["train"]["y"]), len(t["val"]["y"]), len(t["test"]["y"])) == (80, 20, 50)
+
+
+def test_domain_labels_are_even_zero_odd_one(headline):
+    scenario = Scenario("domain", HEADLINE)
+    for i, task in enumerate(headline, start=1):
+        y = task["train"]["y"]
+        assert torch.equal(scenario.targets(i, y), y % 2)
+
+
+def test_a_corrupted_file_is_named(data_dir, tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in (data_dir / "MNIST" / "raw").iterdir():
+        (raw / f.name).symlink_to(f)
+    verify_dataset(tmp_path, "mnist")
+    bad = raw / "t10k-labels-idx1-ubyte"
+    bad.unlink()
+    shutil.copy(data_dir / "MNIST" / "raw" / bad.name, bad)
+    with open(bad, "r+b") as f:
+        f.seek(100)
+        f.write(b"\xff")
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte: md5 .* does not match"):
+        verify_dataset(tmp_path, "mnist")
+    bad.unlink()
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte: missing .*data_dir"):
+        verify_dataset(tmp_path, "mnist")
+
+
+def test_input_pipeline_resizes_and_repeats_on_the_batch():
+    x = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8)
+    out = InputPipeline({"size": 224, "channels": 3, "normalize": None}, torch.device("cpu"))(x)
+    assert out.shape == (5, 3, 224, 224) and out.dtype == torch.float32
+    ref = F.interpolate(x.float() / 255, size=(224, 224), mode="bilinear", align_corners=False)
+    for c in range(3):
+        torch.testing.assert_close(out[:, c : c + 1], ref)
+    same = InputPipeline(
+        {"size": 28, "channels": 1, "normalize": {"mean": [0.5], "std": [0.5]}}, torch.device("cpu")
+    )(x)
+    torch.testing.assert_close(same, (x.float() / 255 - 0.5) / 0.5)

@@ -1,0 +1,60 @@
+"""Files between steps: atomic writes, safe and checked loading."""
+
+import os
+
+import pytest
+import torch
+
+from clpipe import io
+
+
+def test_a_failed_write_leaves_no_file(tmp_path):
+    target = tmp_path / "out.csv"
+
+    def fail(f):
+        f.write("half a table")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        io.atomic_write(target, fail, mode="w")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_round_trip_and_kind_check(tmp_path):
+    p = tmp_path / "imp.pt"
+    io.save(p, "importance", {"step": "compute_importance", "task": 2}, fv={"w": torch.ones(3)})
+    obj = io.load(p, "importance")
+    assert torch.equal(obj["fv"]["w"], torch.ones(3))
+    with pytest.raises(
+        io.FileFormatError,
+        match=r"imp.pt: is a 'clpipe.importance/1' file \(step compute_importance, task 2\), "
+        r"expected 'clpipe.model/1'",
+    ):
+        io.load(p, "model")
+
+
+def test_truncated_file_is_named(tmp_path):
+    p = tmp_path / "model.pt"
+    io.save(p, "model", {"step": "train_next_task"}, state_dict={"w": torch.randn(1000)})
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(io.FileFormatError, match="model.pt: cannot be read as a clpipe model file"):
+        io.load(p, "model")
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, (f"touch {os.environ['CLPIPE_PWNED']}",))
+
+
+def test_a_pickle_that_would_run_code_is_refused_without_running_it(tmp_path, monkeypatch):
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("CLPIPE_PWNED", str(marker))
+    p = tmp_path / "model.pt"
+    torch.save({"format": "clpipe.model/1", "meta": {}, "payload": Exploit()}, p)
+    with pytest.raises(
+        io.FileFormatError, match="model.pt: .*refused to load a Python object: .*GLOBAL posix.system"
+    ):
+        io.load(p, "model")
+    assert not marker.exists()

@@ -1,0 +1,59 @@
+"""Metric definitions on hand-computed matrices (METHODS.md section 5)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from clpipe.metrics import all_metrics, mean_sd_sem
+
+# rows: init, after task 1, 2, 3; columns: tasks 1..3
+R = np.array(
+    [
+        [0.50, 0.40, 0.30],
+        [0.90, 0.60, 0.20],
+        [0.70, 0.80, 0.35],
+        [0.60, 0.75, 0.95],
+    ]
+)
+
+
+def test_metrics_by_hand():
+    m = all_metrics(R)
+    assert m["acc"] == pytest.approx((0.60 + 0.75 + 0.95) / 3)
+    assert m["bwt"] == pytest.approx(((0.60 - 0.90) + (0.75 - 0.80)) / 2)
+    assert m["fwt"] == pytest.approx(((0.60 - 0.40) + (0.35 - 0.30)) / 2)
+    # task 1: best of rows 1..2 = .90; task 2: best of rows 1..2 = .80 (row 0 excluded)
+    assert m["forgetting"] == pytest.approx(((0.90 - 0.60) + (0.80 - 0.75)) / 2)
+
+
+def test_forgetting_ignores_the_random_init_row():
+    R2 = R.copy()
+    R2[0, 0] = 0.99  # the untrained model happens to score high on task 1
+    assert all_metrics(R2)["forgetting"] == pytest.approx(all_metrics(R)["forgetting"])
+
+
+def test_one_task_and_a_partial_sequence():
+    one = all_metrics(R[:2])
+    assert one["acc"] == pytest.approx(0.90)
+    assert math.isnan(one["bwt"]) and math.isnan(one["fwt"]) and math.isnan(one["forgetting"])
+    two = all_metrics(R[:3])  # an arm that stops after task 2 of 3
+    assert two["acc"] == pytest.approx((0.70 + 0.80) / 2)
+    assert two["bwt"] == pytest.approx(0.70 - 0.90)
+    assert two["fwt"] == pytest.approx(0.60 - 0.40)
+    assert two["forgetting"] == pytest.approx(0.90 - 0.70)
+
+
+def test_bad_matrices_are_refused():
+    with pytest.raises(ValueError):
+        all_metrics(R[:1])
+    with pytest.raises(ValueError):
+        all_metrics(np.zeros((4, 2)))
+
+
+def test_mean_sd_sem():
+    s = mean_sd_sem([1.0, 2.0, 3.0, float("nan")])
+    assert s["n"] == 3 and s["mean"] == 2.0 and s["sd"] == pytest.approx(1.0)
+    assert s["sem"] == pytest.approx(1 / math.sqrt(3))
+    single = mean_sd_sem([0.5])
+    assert single["n"] == 1 and single["mean"] == 0.5 and math.isnan(single["sd"])

@@ -1,0 +1,197 @@
+"""The Snakemake workflow: its shape, which jobs it plans, and a real run end to end."""
+
+import re
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from clpipe import io
+from conftest import ROOT
+
+SNAKEFILE = ROOT / "workflow" / "Snakefile"
+
+
+def snakemake(workdir, *args, check=True):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
+    return proc
+
+
+def planned_jobs(workdir, configfile, *extra):
+    """{rule: count} of a dry run."""
+    out = snakemake(workdir, "-n", "--quiet", "rules", "--configfile", str(configfile), *extra).stdout
+    counts = {}
+    for line in out.splitlines():
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if m and m.group(1) != "total":
+            counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def write_config(path, source, **overrides):
+    cfg = yaml.safe_load(source.read_text())
+    cfg.update(overrides)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_rulegraph_reads_like_the_notebook_order(tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", ROOT / "tests/configs/tiny.yaml", data_dir=str(tmp_path / "data"))
+    dot = snakemake(tmp_path, "--rulegraph", "--configfile", str(cfg)).stdout
+    names = dict(re.findall(r'(\d+)\[label = "(\w+)"', dot))
+    edges = {(names[a], names[b]) for a, b in re.findall(r"(\d+) -> (\d+)", dot)}
+    notebook_order = [
+        ("init_model", "train_first_task"),
+        ("train_first_task", "compute_importance"),  # train task A -> compute freezing values
+        ("compute_importance", "train_next_task"),  # -> train task B at each freeze %
+        ("train_next_task", "update_progress"),  # -> update freezing progress
+        ("update_progress", "compute_importance"),  # -> compute freezing values -> task C
+        ("download_data", "prepare_data"),
+        ("prepare_data", "train_first_task"),
+        ("train_next_task", "evaluate"),
+        ("evaluate", "aggregate"),
+        ("aggregate", "all"),
+    ]
+    for edge in notebook_order:
+        assert edge in edges, f"missing edge {edge} in rule graph {sorted(edges)}"
+    assert set(names.values()) == {a for e in notebook_order for a in e}
+
+
+def test_default_config_shares_task_a_and_the_20_percent_task_b(tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", ROOT / "config/config.yaml", data_dir=str(tmp_path / "data"))
+    jobs = planned_jobs(tmp_path, cfg)
+    seeds = 3
+    assert jobs["download_data"] == 1 and jobs["prepare_data"] == 1 and jobs["aggregate"] == 1
+    assert jobs["init_model"] == seeds
+    assert jobs["train_first_task"] == seeds  # task A once per seed, for all 10 arms
+    # task B: finetune, mag_0, p = 10/20/50/80; task C: finetune, mag_0, q = 10/20/50/80
+    assert jobs["train_next_task"] == seeds * (6 + 6)
+    # freezing values after A (shared), after B for mag_0 and for p = 20 (shared by 4 C arms)
+    assert jobs["compute_importance"] == seeds * 3
+    assert jobs["update_progress"] == seeds * 2
+    assert jobs["evaluate"] == seeds * (2 + 12)
+
+
+def test_adding_a_task_c_arm_plans_only_its_jobs(tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", ROOT / "config/config.yaml", data_dir=str(tmp_path / "data"))
+    base = planned_jobs(tmp_path, cfg)
+    raw = yaml.safe_load(cfg.read_text())
+    raw["experiments"]["split_mnist"]["arms"]["mag_b20_c30"] = {"start_from": "mag_b20", "freeze": [30]}
+    cfg.write_text(yaml.safe_dump(raw))
+    more = planned_jobs(tmp_path, cfg)
+    diff = {k: more[k] - base.get(k, 0) for k in more if more[k] != base.get(k, 0)}
+    assert diff == {"train_next_task": 3, "evaluate": 3}
+
+
+def test_a_bad_config_fails_before_any_job(tmp_path):
+    raw = yaml.safe_load((ROOT / "tests/configs/tiny.yaml").read_text())
+    raw["experiments"]["tiny"]["arms"]["x"] = {"start_from": "mag_b30", "freeze": [10]}
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    proc = snakemake(tmp_path, "--cores", "1", "--configfile", str(cfg), check=False)
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert "config key 'experiments.tiny.arms.x.start_from': arm 'mag_b30' does not exist" in text
+    assert not (tmp_path / "results").exists()
+
+
+# --- a real run on MNIST -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, data_dir):
+    work = tmp_path_factory.mktemp("tiny")
+    cfg = write_config(work / "config.yaml", ROOT / "tests/configs/tiny.yaml", data_dir=str(data_dir))
+    snakemake(work, "--cores", "2", "--configfile", str(cfg))
+    return work, cfg
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_every_file(tiny_run):
+    work, _ = tiny_run
+    r = work / "results" / "tiny"
+    for name in ("metrics.csv", "summary.csv", "final_accuracy.csv", "summary.md"):
+        assert (r / name).is_file(), name
+    node = r / "seed0"
+    expected = [
+        "scratch/task0/model.pt",
+        "scratch/task0/eval.csv",
+        "scratch/task1/model.pt",
+        "scratch/task1/history.csv",
+        "scratch/task1/train.log",
+        "scratch/task1/train.benchmark.tsv",
+        "scratch/task1/mag/importance.pt",
+        "finetune/task3/model.pt",
+        "mag_0/task2/record.pt",
+        "mag_0/task2/progress.pt",
+        "mag_0/task2/mag/importance.pt",
+        "mag_0/task3/model.pt",
+        "mag_b20/task2/progress.pt",
+        "mag_b20/task2/mag/importance.pt",
+        "mag_b20_c50/task3/model.pt",
+        "mag_b20_c50/task3/record.pt",
+    ]
+    for rel in expected:
+        assert (node / rel).is_file(), rel
+    # nothing that no arm needs: no task-3 node for the arms that stop after task B
+    assert not (node / "mag_b20" / "task3").exists()
+    assert not (node / "mag_b50" / "task2" / "mag").exists()
+
+
+@pytest.mark.slow
+def test_tiny_run_metrics_are_sane(tiny_run):
+    work, _ = tiny_run
+    m = pd.read_csv(work / "results/tiny/metrics.csv")
+    assert {"method", "arm", "seed", "trained_task", "eval_task", "accuracy", "loss"} <= set(m.columns)
+    assert set(m["arm"]) == {"finetune", "mag_0", "mag_b20", "mag_b50", "mag_b20_c50"}
+    assert not m.duplicated(["experiment", "method", "arm", "seed", "trained_task", "eval_task"]).any()
+    acc = m.set_index(["arm", "trained_task", "eval_task"])["accuracy"]
+    assert acc[("finetune", 1, 1)] > 0.9  # task A right after task A
+    assert acc[("finetune", 0, 1)] < 0.75  # the random init row is there and untrained
+    # every arm shares the first task's model; the task-C arm shares task B of mag_b20
+    assert len({acc[(a, 1, 1)] for a in set(m["arm"])}) == 1
+    for j in (1, 2, 3):
+        assert acc[("mag_b20_c50", 2, j)] == acc[("mag_b20", 2, j)]
+    assert ((m["accuracy"] >= 0) & (m["accuracy"] <= 1)).all()
+    s = pd.read_csv(work / "results/tiny/summary.csv").set_index("arm")
+    assert s.loc["mag_b20", "tasks_trained"] == 2 and s.loc["mag_b20_c50", "tasks_trained"] == 3
+    for col in ("acc_mean", "acc_sd", "acc_n", "bwt_mean", "fwt_mean", "forgetting_mean"):
+        assert col in s.columns
+
+
+@pytest.mark.slow
+def test_tiny_run_mag_really_ran(tiny_run):
+    """The source's bug: its per-weight learning rate never ran. Here it must."""
+    work, _ = tiny_run
+    node = work / "results/tiny/seed0"
+    model = lambda rel: io.load(node / rel, "model")["state_dict"]  # noqa: E731
+    finetune_b, mag0_b = model("finetune/task2/model.pt"), model("mag_0/task2/model.pt")
+    assert any(not torch.equal(finetune_b[k], mag0_b[k]) for k in finetune_b)
+    # 20% of every kernel frozen at B, then 50% of the rest at C: 60% in all
+    b20 = model("mag_b20/task2/model.pt")
+    c50 = model("mag_b20_c50/task3/model.pt")
+    frozen_b = io.load(node / "mag_b20/task2/progress.pt", "progress")["frozen"]
+    new_c = io.load(node / "mag_b20_c50/task3/record.pt", "record")["new_frozen"]
+    assert set(frozen_b) == {k for k, v in b20.items() if v.ndim >= 2}
+    for name, mask in frozen_b.items():
+        assert abs(mask.float().mean().item() - 0.2) <= 1 / mask.numel()
+        total = (mask | new_c[name]).sum().item()
+        assert abs(total - 0.6 * mask.numel()) <= 1
+        # what task B froze did not move during task C
+        assert torch.equal(c50[name][mask], b20[name][mask])
+        assert not torch.equal(c50[name], b20[name])
+
+
+@pytest.mark.slow
+def test_tiny_run_rerun_has_nothing_to_do(tiny_run):
+    work, cfg = tiny_run
+    proc = snakemake(work, "-n", "--configfile", str(cfg))
+    assert "Nothing to be done" in proc.stdout + proc.stderr

@@ -1,0 +1,111 @@
+# Config validation, the results layout and the input functions (thin wrappers around
+# clpipe.plan, which the unit tests exercise).
+from snakemake.exceptions import WorkflowError
+
+from clpipe import plan
+from clpipe.catalog import DATASETS
+from clpipe.config import SCRATCH, ConfigError, validate_config
+
+# The JSON schema (which also fills in defaults), then the checks a schema cannot
+# express: all before any job is planned.
+try:
+    EXPERIMENTS = validate_config(
+        config, workflow.source_path("../schemas/config.schema.yaml")
+    )
+except ConfigError as err:
+    raise WorkflowError(f"invalid configuration: {err}") from None
+
+LAYOUT = plan.Layout(config["results_dir"])
+DATA_DIR = config["data_dir"].rstrip("/")
+RESOURCES = config["resources"]
+NAME = "[A-Za-z][A-Za-z0-9_.-]*"
+
+
+wildcard_constraints:
+    experiment=NAME,
+    seed=r"\d+",
+    task=r"\d+",
+    owner=NAME,
+    method=NAME,
+    # an arm's own node, never the shared scratch models
+    arm=f"(?!{SCRATCH}/){NAME}",
+
+
+def node(name, owner="{owner}", task="{task}"):
+    """A file of one trained model (a node), with wildcards where the rule leaves them open."""
+    return LAYOUT.node_file("{experiment}", "{seed}", owner, task, name)
+
+
+def experiment_file(name):
+    return LAYOUT.experiment_file("{experiment}", name)
+
+
+def experiment(wildcards):
+    try:
+        return EXPERIMENTS[wildcards.experiment]
+    except KeyError:
+        raise WorkflowError(
+            f"no experiment {wildcards.experiment!r} in the config "
+            f"(experiments: {', '.join(EXPERIMENTS)})"
+        ) from None
+
+
+def run_experiments():
+    return config.get("run") or list(EXPERIMENTS)
+
+
+def all_outputs():
+    return [
+        f for name in run_experiments() for f in LAYOUT.aggregate_outputs(name).values()
+    ]
+
+
+def res(kind, key):
+    return RESOURCES[kind][key]
+
+
+# --- input functions -------------------------------------------------------------
+
+
+def dataset_manifests(wildcards):
+    return plan.dataset_manifests(LAYOUT, experiment(wildcards))
+
+
+def next_task_inputs(wildcards):
+    return plan.next_task_inputs(
+        LAYOUT,
+        experiment(wildcards),
+        int(wildcards.seed),
+        wildcards.arm,
+        int(wildcards.task),
+    )
+
+
+def importance_inputs(wildcards):
+    exp = experiment(wildcards)
+    if wildcards.method not in exp.methods:
+        raise WorkflowError(
+            f"experiment {exp.name!r} has no method {wildcards.method!r}"
+        )
+    return plan.importance_inputs(
+        LAYOUT,
+        exp,
+        int(wildcards.seed),
+        wildcards.owner,
+        int(wildcards.task),
+        wildcards.method,
+    )
+
+
+def progress_inputs(wildcards):
+    return plan.progress_inputs(
+        LAYOUT,
+        experiment(wildcards),
+        int(wildcards.seed),
+        wildcards.arm,
+        int(wildcards.task),
+    )
+
+
+def evaluation_inputs(wildcards):
+    return plan.evaluation_files(LAYOUT, experiment(wildcards))

@@ -1,0 +1,48 @@
+# Datasets: checked (and fetched when missing) in data_dir, then decoded once per experiment.
+
+
+rule download_data:
+    # Checks the dataset's files under data_dir (md5), downloads them with torchvision
+    # when missing, and writes their checksums: the manifest is what later steps depend on.
+    output:
+        manifest=LAYOUT.manifest("{dataset}"),
+    log:
+        f"{LAYOUT.results}/datasets/{{dataset}}.log",
+    benchmark:
+        f"{LAYOUT.results}/datasets/{{dataset}}.benchmark.tsv"
+    wildcard_constraints:
+        dataset="|".join(DATASETS),
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("data", "mem_mb"),
+        runtime=res("data", "runtime"),
+    params:
+        data_dir=DATA_DIR,
+    script:
+        "../../src/download_data.py"
+
+
+rule prepare_data:
+    input:
+        # ancient: the manifests' checksums, not their mtimes, say what the data are;
+        # rechecking the files (a new manifest) retrains nothing.
+        ancient(dataset_manifests),
+    output:
+        data=LAYOUT.data("{experiment}"),
+    log:
+        f"{LAYOUT.results}/{{experiment}}/data/prepare_data.log",
+    benchmark:
+        f"{LAYOUT.results}/{{experiment}}/data/prepare_data.benchmark.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("data", "mem_mb"),
+        runtime=res("data", "runtime"),
+    params:
+        data_dir=DATA_DIR,
+        spec=lambda w: plan.data_spec(experiment(w)),
+    script:
+        "../../src/prepare_data.py"

@@ -1,0 +1,25 @@
+# Every model (random init and after each task) on the test split of every task.
+
+
+rule evaluate:
+    input:
+        model=node("model.pt"),
+        data=LAYOUT.data("{experiment}"),
+    output:
+        evaluation=node("eval.csv"),
+    log:
+        node("evaluate.log"),
+    benchmark:
+        node("evaluate.benchmark.tsv")
+    conda:
+        "../../envs/torch.yaml"
+    threads: res("evaluate", "threads")
+    resources:
+        mem_mb=res("evaluate", "mem_mb"),
+        runtime=res("evaluate", "runtime"),
+    params:
+        spec=lambda w: plan.evaluation_spec(
+            experiment(w), int(w.seed), w.owner, int(w.task)
+        ),
+    script:
+        "../../src/evaluate.py"
