@@ -313,6 +313,15 @@ def _validator_with_defaults(schema: dict[str, Any]):
     return cls(schema)
 
 
+def _integer_seeds_from_the_command_line(config: dict[str, Any]) -> None:
+    """``--config seeds=[0,1]`` gives strings (Snakemake parses lists as plain YAML text)."""
+    holders = [config] + [e for e in (config.get("experiments") or {}).values() if isinstance(e, dict)]
+    for holder in holders:
+        seeds = holder.get("seeds")
+        if isinstance(seeds, list):
+            holder["seeds"] = [int(s) if isinstance(s, str) and s.isdigit() else s for s in seeds]
+
+
 def validate_config(config: dict[str, Any], schema_path: str) -> dict[str, Experiment]:
     """Schema validation (defaults filled in place), then the semantic checks.
 
@@ -324,6 +333,7 @@ def validate_config(config: dict[str, Any], schema_path: str) -> dict[str, Exper
 
     with open(schema_path) as f:
         schema = yaml.safe_load(f)
+    _integer_seeds_from_the_command_line(config)
     validator = _validator_with_defaults(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is not None:
