@@ -33,6 +33,8 @@ def log_to(path: str | None) -> Iterator[logging.Logger]:
     warnings_log = logging.getLogger("py.warnings")
     for h in handlers:
         warnings_log.addHandler(h)
+    # Which copy of the package runs: a second checkout or a stale install shows here.
+    log.info("clpipe from %s", os.path.dirname(os.path.abspath(__file__)))
     try:
         yield log
     except BaseException:

@@ -58,17 +58,22 @@ def device_name(device) -> str:
     return f"cpu:{platform.processor() or platform.machine()}"
 
 
-def provenance(step: str, spec: dict[str, Any], device=None) -> dict[str, Any]:
-    """Metadata stored in every file a step writes (plain types: loads with weights_only)."""
+def provenance(step: str, spec: dict[str, Any], runtime=None) -> dict[str, Any]:
+    """Metadata stored in every file a step writes (plain types: loads with weights_only).
+
+    ``spec_hash`` identifies the job's definition (its Snakemake params);
+    ``config_hash`` the whole config it ran under.
+    """
     meta: dict[str, Any] = {
         "step": step,
         "spec_hash": stable_hash(spec),
+        "config_hash": getattr(runtime, "config_hash", "unknown"),
         "git_commit": git_commit(),
         "versions": dict(versions()),
     }
     for key in ("experiment", "seed", "arm", "task"):
         if key in spec:
             meta[key] = spec[key]
-    if device is not None:
-        meta["device"] = device_name(device)
+    if runtime is not None:
+        meta["device"] = device_name(runtime.device)
     return meta

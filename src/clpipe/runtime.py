@@ -14,6 +14,7 @@ class Runtime:
     device: torch.device
     deterministic: bool
     threads: int
+    config_hash: str = "unknown"  # of the whole config the job ran under (provenance only)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -27,7 +28,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_runtime(device: str = "auto", deterministic: bool = True, threads: int = 1) -> Runtime:
+def make_runtime(
+    device: str = "auto", deterministic: bool = True, threads: int = 1, config_hash: str = "unknown"
+) -> Runtime:
     dev = resolve_device(device)
     torch.set_num_threads(max(1, threads))
     if deterministic:
@@ -35,7 +38,7 @@ def make_runtime(device: str = "auto", deterministic: bool = True, threads: int 
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
-    return Runtime(device=dev, deterministic=deterministic, threads=threads)
+    return Runtime(device=dev, deterministic=deterministic, threads=threads, config_hash=config_hash)
 
 
 def derive_seed(*parts: object) -> int:
@@ -58,8 +61,11 @@ def seed_everything(seed: int) -> torch.Generator:
 
 def runtime_for(job) -> Runtime:
     """The runtime of a Snakemake job: device and determinism from the config, its threads."""
+    from clpipe.config import stable_hash
+
     return make_runtime(
         device=job.config.get("device", "auto"),
         deterministic=job.config.get("deterministic", True),
         threads=int(job.threads),
+        config_hash=stable_hash(dict(job.config)),
     )

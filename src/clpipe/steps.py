@@ -84,7 +84,7 @@ def init_model(spec: dict[str, Any], output: str, runtime: Runtime) -> None:
     seed_everything(derive_seed(spec["seed"], "init"))
     model = build_model(spec["model"])  # on the CPU: the same init on every device
     log.info("%s: %d parameters", spec["model"]["name"], count_parameters(model))
-    save_model(output, model, spec["model"], provenance("init_model", spec, runtime.device))
+    save_model(output, model, spec["model"], provenance("init_model", spec, runtime))
 
 
 def _context(
@@ -137,7 +137,7 @@ def _train(
         label=label,
     )
     record = method.end_task(model)
-    meta = provenance(step, spec, runtime.device)
+    meta = provenance(step, spec, runtime)
     meta["train_seconds"] = time.perf_counter() - t0
     save_model(model_out, model, checkpoint["model_spec"], meta)
     frame = pd.DataFrame(history).assign(
@@ -179,7 +179,7 @@ def train_next_task(
         history_out,
         runtime,
     )
-    io.save(record_out, "record", provenance("train_next_task", spec, runtime.device), **record)
+    io.save(record_out, "record", provenance("train_next_task", spec, runtime), **record)
 
 
 def compute_importance(
@@ -203,7 +203,7 @@ def compute_importance(
     log.info(
         "%s importance of task %d in %.1f s", spec["method"]["type"], spec["task"], time.perf_counter() - t0
     )
-    io.save(output, "importance", provenance("compute_importance", spec, runtime.device), **result)
+    io.save(output, "importance", provenance("compute_importance", spec, runtime), **result)
 
 
 def update_progress(record: str, previous: str | None, spec: dict[str, Any], output: str) -> None:
@@ -242,6 +242,7 @@ def evaluate(model_in: str, data: str, spec: dict[str, Any], output: str, runtim
                 "loss": loss,
                 "n": len(task.test),
                 "spec_hash": meta.get("spec_hash", "unknown"),
+                "config_hash": meta.get("config_hash", "unknown"),
                 "git_commit": meta.get("git_commit", "unknown"),
                 "device": device_name(runtime.device),
                 "torch": meta.get("versions", {}).get("torch", "unknown"),
