@@ -11,6 +11,6 @@ with log_to(smk.log[0]):
         spec=smk.params.spec,
         metrics_out=smk.output.metrics,
         summary_out=smk.output.summary,
-        final_out=smk.output.final,
+        matrix_out=smk.output.matrix,
         markdown_out=smk.output.markdown,
     )

@@ -118,7 +118,7 @@ def tiny_run(tmp_path_factory, data_dir):
 def test_tiny_run_writes_every_file(tiny_run):
     work, _ = tiny_run
     r = work / "results" / "tiny"
-    for name in ("metrics.csv", "summary.csv", "final_accuracy.csv", "summary.md"):
+    for name in ("metrics.csv", "summary.csv", "accuracy_matrix.csv", "summary.md"):
         assert (r / name).is_file(), name
     node = r / "seed0"
     expected = [

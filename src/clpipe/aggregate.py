@@ -73,18 +73,19 @@ def accuracy_matrix(rows: pd.DataFrame) -> np.ndarray:
 
 
 def summarize(metrics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(summary, final accuracy per task) over seeds, one row per arm / (arm, task)."""
-    summary_rows, final_rows = [], []
+    """Over seeds: (summary, accuracy matrix).
+
+    summary: one row per arm with ACC, BWT, FWT and forgetting (mean, sd, sem, n).
+    accuracy matrix: one row per (arm, trained_task, eval_task), the cell's mean, sd,
+    sem and n over seeds; ``final`` marks the rows after the arm's last task.
+    """
+    summary_rows, cells = [], []
     for arm, arm_rows in metrics.groupby("arm", sort=False):
         per_seed: dict[str, list[float]] = {m: [] for m in METRICS}
-        finals: dict[int, list[float]] = {}
         T = int(arm_rows["trained_task"].max())
         for _, seed_rows in arm_rows.groupby("seed"):
-            R = accuracy_matrix(seed_rows)
-            for k, v in all_metrics(R).items():
+            for k, v in all_metrics(accuracy_matrix(seed_rows)).items():
                 per_seed[k].append(v)
-            for j in range(1, R.shape[1] + 1):
-                finals.setdefault(j, []).append(R[T, j - 1])
         first = arm_rows.iloc[0]
         row: dict[str, Any] = {
             "experiment": first["experiment"],
@@ -100,22 +101,23 @@ def summarize(metrics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                 row[f"{k}_{s}"] = stats[s]
             row[f"{k}_n"] = stats["n"]
         summary_rows.append(row)
-        for j, values in finals.items():
-            stats = mean_sd_sem(values)
-            final_rows.append(
+        for (i, j), cell in arm_rows.groupby(["trained_task", "eval_task"]):
+            stats = mean_sd_sem(cell["accuracy"])
+            cells.append(
                 {
                     "experiment": first["experiment"],
                     "method": first["method"],
                     "arm": arm,
-                    "trained_task": T,
+                    "trained_task": i,
                     "eval_task": j,
+                    "final": i == T,
                     "accuracy_mean": stats["mean"],
                     "accuracy_sd": stats["sd"],
                     "accuracy_sem": stats["sem"],
                     "n": stats["n"],
                 }
             )
-    return pd.DataFrame(summary_rows), pd.DataFrame(final_rows)
+    return pd.DataFrame(summary_rows), pd.DataFrame(cells)
 
 
 def _pm(mean: float, sd: float, digits: int = 3) -> str:
@@ -126,8 +128,9 @@ def _pm(mean: float, sd: float, digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
-def markdown_table(summary: pd.DataFrame, final: pd.DataFrame) -> str:
+def markdown_table(summary: pd.DataFrame, matrix: pd.DataFrame) -> str:
     """Each arm's accuracy on every trained task after its last task, then the metrics."""
+    final = matrix[matrix["final"]]
     n_tasks = int(final["eval_task"].max())
     head = ["arm", "method", "tasks"] + [f"task {j}" for j in range(1, n_tasks + 1)]
     head += ["ACC", "BWT", "FWT", "forgetting", "seeds"]
@@ -157,14 +160,14 @@ def write_tables(
     spec: dict[str, Any],
     metrics_out: str,
     summary_out: str,
-    final_out: str,
+    matrix_out: str,
     markdown_out: str,
 ) -> None:
-    """The aggregate step: metrics.csv, summary.csv, final_accuracy.csv, summary.md."""
+    """The aggregate step: metrics.csv, summary.csv, accuracy_matrix.csv, summary.md."""
     metrics = collect_metrics(spec["experiment"], spec["arms"], evaluations)
-    summary, final = summarize(metrics)
+    summary, matrix = summarize(metrics)
     io.save_csv(metrics_out, metrics)
     io.save_csv(summary_out, summary)
-    io.save_csv(final_out, final)
-    text = f"# {spec['experiment']}\n\n" + markdown_table(summary, final)
+    io.save_csv(matrix_out, matrix)
+    text = f"# {spec['experiment']}\n\n" + markdown_table(summary, matrix)
     io.atomic_write(markdown_out, lambda f: f.write(text), mode="w")

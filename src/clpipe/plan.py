@@ -59,7 +59,7 @@ class Layout:
         return {
             "metrics": self.experiment_file(exp, "metrics.csv"),
             "summary": self.experiment_file(exp, "summary.csv"),
-            "final": self.experiment_file(exp, "final_accuracy.csv"),
+            "matrix": self.experiment_file(exp, "accuracy_matrix.csv"),
             "markdown": self.experiment_file(exp, "summary.md"),
         }
 

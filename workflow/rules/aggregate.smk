@@ -7,7 +7,7 @@ rule aggregate:
     output:
         metrics=experiment_file("metrics.csv"),
         summary=experiment_file("summary.csv"),
-        final=experiment_file("final_accuracy.csv"),
+        matrix=experiment_file("accuracy_matrix.csv"),
         markdown=experiment_file("summary.md"),
     log:
         experiment_file("aggregate.log"),

@@ -1,0 +1,107 @@
+"""From node evaluations to metrics.csv and the tables over seeds."""
+
+import math
+
+import pandas as pd
+import pytest
+import yaml
+
+from clpipe import plan
+from clpipe.aggregate import write_tables
+from clpipe.config import validate_config
+from conftest import ROOT, SCHEMA
+
+
+@pytest.fixture
+def experiment():
+    cfg = yaml.safe_load((ROOT / "tests/configs/tiny.yaml").read_text())
+    cfg["seeds"] = [0, 1]
+    cfg["experiments"]["tiny"]["arms"] = {
+        "finetune": {"method": "finetune"},
+        "mag_b20": {"method": "mag", "freeze": [20]},
+        "mag_b20_c50": {"start_from": "mag_b20", "freeze": [50]},
+    }
+    return validate_config(cfg, str(SCHEMA))["tiny"]
+
+
+def fake_accuracy(seed, owner, trained, evaluated):
+    """A distinct, known accuracy per (seed, node, task)."""
+    return round(
+        0.5 + 0.1 * trained + 0.01 * evaluated + 0.001 * seed + (0.0001 if owner == "finetune" else 0), 6
+    )
+
+
+def write_evaluations(tmp_path, exp):
+    layout = plan.Layout(str(tmp_path))
+    files = plan.evaluation_files(layout, exp)
+    for path in files:
+        parts = path.split("/")
+        seed, owner, task = int(parts[-4][4:]), parts[-3], int(parts[-2][4:])
+        rows = [
+            {
+                "experiment": "tiny",
+                "seed": seed,
+                "owner": owner,
+                "trained_task": task,
+                "eval_task": j,
+                "dataset": "mnist",
+                "classes": "",
+                "accuracy": fake_accuracy(seed, owner, task, j),
+                "loss": 0.1,
+                "n": 10,
+                "spec_hash": "s",
+                "config_hash": "c",
+                "git_commit": "g",
+                "device": "cpu",
+                "torch": "t",
+            }
+            for j in (1, 2, 3)
+        ]
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(rows).to_csv(tmp_path / path, index=False)
+    return [str(tmp_path / f) for f in files]
+
+
+def test_every_node_is_evaluated_once_and_shared_nodes_feed_every_arm(tmp_path, experiment):
+    files = plan.evaluation_files(plan.Layout("r"), experiment)
+    # per seed: init, task 1 (shared), finetune 2 and 3, mag_b20 2, mag_b20_c50 3
+    assert len(files) == len(set(files)) == 2 * 6
+
+
+def test_tables(tmp_path, experiment):
+    evals = write_evaluations(tmp_path, experiment)
+    out = {k: str(tmp_path / f"{k}.out") for k in ("metrics", "summary", "matrix", "md")}
+    write_tables(
+        evals, plan.aggregate_spec(experiment), out["metrics"], out["summary"], out["matrix"], out["md"]
+    )
+    m = pd.read_csv(out["metrics"])
+    # rows: arm x seed x (trained 0..T) x 3 eval tasks
+    assert len(m) == 2 * 3 * (4 + 3 + 4)
+    c50 = m[(m.arm == "mag_b20_c50") & (m.seed == 1)].set_index(["trained_task", "eval_task"])["accuracy"]
+    assert c50[(2, 1)] == fake_accuracy(1, "mag_b20", 2, 1)  # its task B is mag_b20's
+    assert c50[(3, 3)] == fake_accuracy(1, "mag_b20_c50", 3, 3)
+    s = pd.read_csv(out["summary"]).set_index("arm")
+    assert s.loc["mag_b20", "tasks_trained"] == 2 and s.loc["mag_b20", "n_seeds"] == 2
+    # ACC of finetune per seed: mean over j of 0.5 + 0.3 + 0.01 j + 0.001 seed + 0.0001
+    accs = [0.5 + 0.3 + 0.02 + 0.001 * seed + 0.0001 for seed in (0, 1)]
+    assert s.loc["finetune", "acc_mean"] == pytest.approx(sum(accs) / 2)
+    assert s.loc["finetune", "acc_sd"] == pytest.approx(math.sqrt(2 * 0.0005**2))
+    assert s.loc["finetune", "acc_sem"] == pytest.approx(s.loc["finetune", "acc_sd"] / math.sqrt(2))
+    # BWT: R[3][1] - R[1][1] (task 1 is the shared scratch node) and R[3][2] - R[2][2]
+    assert s.loc["finetune", "bwt_mean"] == pytest.approx(((0.2 + 0.0001) + 0.1) / 2)
+    mx = pd.read_csv(out["matrix"])
+    final = mx[mx.final & (mx.arm == "mag_b20")]
+    assert sorted(final.eval_task) == [1, 2, 3] and set(final.trained_task) == {2}
+    text = open(out["md"]).read()
+    assert "| mag_b20 | mag | 2 |" in text and "| – |" in text  # task 3 untrained by mag_b20
+
+
+def test_a_missing_evaluation_is_an_error(tmp_path, experiment):
+    evals = write_evaluations(tmp_path, experiment)
+    out = [str(tmp_path / f"o{i}") for i in range(4)]
+    with pytest.raises(ValueError, match="arm 'mag_b20_c50': found evaluations of 7 models, expected 8"):
+        write_tables(
+            [e for e in evals if "mag_b20_c50" not in e or "seed1" not in e],
+            plan.aggregate_spec(experiment),
+            *out,
+        )
