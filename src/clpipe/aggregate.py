@@ -32,29 +32,33 @@ METRICS_COLUMNS = [
     "dataset",
     "classes",
     "spec_hash",
+    "config_hash",
     "git_commit",
     "device",
     "torch",
 ]
 
 
-def collect_metrics(
-    experiment: str, arms: dict[str, dict[str, Any]], evaluations: Iterable[str]
-) -> pd.DataFrame:
+def collect_metrics(spec: dict[str, Any], evaluations: Iterable[str]) -> pd.DataFrame:
+    """metrics.csv: each arm's rows from the evaluations of the models in its history.
+
+    ``spec`` is plan.aggregate_spec: the experiment, its seeds and its arms in order.
+    """
     nodes = pd.concat([pd.read_csv(p) for p in evaluations], ignore_index=True)
-    nodes = nodes[nodes["experiment"] == experiment]
+    nodes = nodes[(nodes["experiment"] == spec["experiment"]) & nodes["seed"].isin(spec["seeds"])]
     frames = []
-    for arm, spec in arms.items():
-        lineage = pd.DataFrame(spec["lineage"], columns=["owner", "trained_task"])
+    for arm_spec in spec["arms"]:
+        arm = arm_spec["name"]
+        lineage = pd.DataFrame(arm_spec["lineage"], columns=["owner", "trained_task"])
         rows = nodes.merge(lineage, on=["owner", "trained_task"], how="inner")
-        expected = len(lineage) * nodes["seed"].nunique()
+        expected = len(lineage) * len(spec["seeds"])
         got = rows.groupby(["seed", "trained_task"]).ngroups
         if got != expected:
             raise ValueError(f"arm {arm!r}: found evaluations of {got} models, expected {expected}")
-        frames.append(rows.assign(arm=arm, method=spec["method"], method_type=spec["method_type"]))
+        frames.append(rows.assign(arm=arm, method=arm_spec["method"], method_type=arm_spec["method_type"]))
     out = pd.concat(frames, ignore_index=True)
     out = out[METRICS_COLUMNS]
-    arm_order = {a: i for i, a in enumerate(arms)}
+    arm_order = {a["name"]: i for i, a in enumerate(spec["arms"])}
     out = out.sort_values(
         by=["arm", "seed", "trained_task", "eval_task"],
         key=lambda col: col.map(arm_order) if col.name == "arm" else col,
@@ -164,7 +168,7 @@ def write_tables(
     markdown_out: str,
 ) -> None:
     """The aggregate step: metrics.csv, summary.csv, accuracy_matrix.csv, summary.md."""
-    metrics = collect_metrics(spec["experiment"], spec["arms"], evaluations)
+    metrics = collect_metrics(spec, evaluations)
     summary, matrix = summarize(metrics)
     io.save_csv(metrics_out, metrics)
     io.save_csv(summary_out, summary)

@@ -16,6 +16,7 @@ around the functions here, which the unit tests exercise directly.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,8 +71,28 @@ def dataset_manifests(layout: Layout, exp: Experiment) -> list[str]:
 
 
 # --- job specifications: what defines each job's output (Snakemake params) ----------
+#
+# Snakemake reruns a job when the repr of its params changes, so a spec is returned with
+# its keys sorted at every level: reordering code here must not rerun anything.
 
 
+def canonical(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: canonical(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [canonical(v) for v in obj]
+    return obj
+
+
+def _spec(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return canonical(fn(*args, **kwargs))
+
+    return wrapper
+
+
+@_spec
 def data_spec(exp: Experiment) -> dict[str, Any]:
     return {
         "tasks": [{"dataset": t.dataset, "classes": list(t.classes)} for t in exp.tasks],
@@ -79,6 +100,7 @@ def data_spec(exp: Experiment) -> dict[str, Any]:
     }
 
 
+@_spec
 def model_spec(exp: Experiment) -> dict[str, Any]:
     """Everything needed to build the network: the checkpoint stores it too."""
     return {
@@ -88,15 +110,16 @@ def model_spec(exp: Experiment) -> dict[str, Any]:
     }
 
 
+@_spec
 def init_spec(exp: Experiment, seed: int) -> dict[str, Any]:
     return {"experiment": exp.name, "seed": seed, "model": model_spec(exp)}
 
 
-def evaluation_spec(exp: Experiment, seed: int, owner: str, task: int) -> dict[str, Any]:
+def _task_spec(exp: Experiment, seed: int, task: int) -> dict[str, Any]:
+    """What every job that feeds a model a task's data needs."""
     return {
         "experiment": exp.name,
         "seed": seed,
-        "owner": owner,
         "task": task,
         "scenario": exp.scenario,
         "tasks": [list(t.classes) for t in exp.tasks],
@@ -105,6 +128,12 @@ def evaluation_spec(exp: Experiment, seed: int, owner: str, task: int) -> dict[s
     }
 
 
+@_spec
+def evaluation_spec(exp: Experiment, seed: int, owner: str, task: int) -> dict[str, Any]:
+    return {**_task_spec(exp, seed, task), "owner": owner}
+
+
+@_spec
 def progress_spec(exp: Experiment, seed: int, arm: str, task: int) -> dict[str, Any]:
     return {
         "experiment": exp.name,
@@ -115,19 +144,12 @@ def progress_spec(exp: Experiment, seed: int, arm: str, task: int) -> dict[str, 
     }
 
 
+@_spec
 def training_spec(exp: Experiment, seed: int, task: int) -> dict[str, Any]:
-    return {
-        "experiment": exp.name,
-        "seed": seed,
-        "task": task,
-        "scenario": exp.scenario,
-        "tasks": [list(t.classes) for t in exp.tasks],
-        "input": exp.raw["input"],
-        "train": exp.raw["train"],
-        "eval": exp.raw["eval"],
-    }
+    return {**_task_spec(exp, seed, task), "train": exp.raw["train"]}
 
 
+@_spec
 def next_task_spec(exp: Experiment, seed: int, arm: str, task: int) -> dict[str, Any]:
     a = exp.arms[arm]
     return {
@@ -138,22 +160,12 @@ def next_task_spec(exp: Experiment, seed: int, arm: str, task: int) -> dict[str,
     }
 
 
+@_spec
 def importance_spec(exp: Experiment, seed: int, task: int, method: str) -> dict[str, Any]:
     settings = exp.methods[method]
     traits = REGISTRY[settings["type"]]
-    return {
-        "experiment": exp.name,
-        "seed": seed,
-        "task": task,
-        "scenario": exp.scenario,
-        "tasks": [list(t.classes) for t in exp.tasks],
-        "input": exp.raw["input"],
-        "eval": exp.raw["eval"],
-        "method": {
-            "type": settings["type"],
-            **{k: settings[k] for k in traits.importance_settings},
-        },
-    }
+    kept = {k: settings[k] for k in traits.importance_settings}
+    return {**_task_spec(exp, seed, task), "method": {"type": settings["type"], **kept}}
 
 
 # --- the DAG: which files each job reads ---------------------------------------------
@@ -213,17 +225,19 @@ def evaluation_files(layout: Layout, exp: Experiment) -> list[str]:
     return list(files)
 
 
+@_spec
 def aggregate_spec(exp: Experiment) -> dict[str, Any]:
-    """What the aggregation needs to know about an experiment's arms (plain types)."""
+    """What the aggregation needs to know about an experiment's arms (in config order)."""
     return {
         "experiment": exp.name,
         "seeds": list(exp.seeds),
-        "arms": {
-            name: {
+        "arms": [
+            {
+                "name": name,
                 "method": arm.method,
                 "method_type": exp.methods[arm.method]["type"],
                 "lineage": [[owner, task] for owner, task in exp.lineage(name)],
             }
             for name, arm in exp.arms.items()
-        },
+        ],
     }

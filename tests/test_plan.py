@@ -1,0 +1,73 @@
+"""Paths and job inputs: what each job reads, and job specs that do not drift."""
+
+import pytest
+import yaml
+
+from clpipe import plan
+from clpipe.config import validate_config
+from conftest import ROOT, SCHEMA
+
+
+@pytest.fixture(scope="module")
+def exp():
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    return validate_config(cfg, str(SCHEMA))["split_mnist"]
+
+
+L = plan.Layout("results")
+
+
+def test_task_c_arm_reads_the_shared_task_b_model_and_its_freezing_values(exp):
+    inputs = plan.next_task_inputs(L, exp, 0, "mag_b20_c50", 3)
+    assert inputs == {
+        "model": "results/split_mnist/seed0/mag_b20/task2/model.pt",
+        "data": "results/split_mnist/data/tasks.pt",
+        "importance": "results/split_mnist/seed0/mag_b20/task2/mag/importance.pt",
+    }
+    # task B of every MAG arm reads the one FV file computed after the shared task A
+    for arm in ("mag_0", "mag_b10", "mag_b80"):
+        assert plan.next_task_inputs(L, exp, 1, arm, 2)["importance"] == (
+            "results/split_mnist/seed1/scratch/task1/mag/importance.pt"
+        )
+    assert "importance" not in plan.next_task_inputs(L, exp, 0, "finetune", 2)
+    with pytest.raises(ValueError, match="does not train task 2"):
+        plan.next_task_inputs(L, exp, 0, "mag_b20_c50", 2)
+
+
+def test_progress_and_importance_inputs(exp):
+    assert plan.progress_inputs(L, exp, 0, "mag_b20", 2) == {
+        "record": "results/split_mnist/seed0/mag_b20/task2/record.pt"
+    }
+    assert plan.progress_inputs(L, exp, 0, "mag_b20_c10", 3) == {
+        "record": "results/split_mnist/seed0/mag_b20_c10/task3/record.pt",
+        "previous": "results/split_mnist/seed0/mag_b20/task2/progress.pt",
+    }
+    assert plan.importance_inputs(L, exp, 0, "scratch", 1, "mag") == {
+        "model": "results/split_mnist/seed0/scratch/task1/model.pt",
+        "data": "results/split_mnist/data/tasks.pt",
+    }
+    assert plan.importance_inputs(L, exp, 0, "mag_b20", 2, "mag")["progress"] == (
+        "results/split_mnist/seed0/mag_b20/task2/progress.pt"
+    )
+
+
+def test_specs_are_canonical_and_hold_only_what_defines_the_job(exp):
+    def sorted_everywhere(obj):
+        if isinstance(obj, dict):
+            return list(obj) == sorted(obj) and all(sorted_everywhere(v) for v in obj.values())
+        if isinstance(obj, list):
+            return all(sorted_everywhere(v) for v in obj)
+        return True
+
+    spec = plan.next_task_spec(exp, 0, "mag_b20_c50", 3)
+    assert sorted_everywhere(spec)
+    assert spec["task_settings"] == {"freeze": 50}
+    assert spec["method"] == {"type": "mag", "gamma": 1.0, "scale_biases": False}
+    # the importance step does not depend on training-only settings
+    imp = plan.importance_spec(exp, 0, 2, "mag")
+    assert "train" not in imp and imp["method"] == {"type": "mag", "gamma": 1.0, "scale_biases": False}
+    # and the first task's job knows nothing about any arm
+    first = plan.training_spec(exp, 0, 1)
+    assert "arm" not in first and "method" not in first
+    agg = plan.aggregate_spec(exp)
+    assert [a["name"] for a in agg["arms"]] == list(exp.arms)  # config order, for the tables
