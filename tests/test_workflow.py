@@ -66,22 +66,28 @@ def test_rulegraph_reads_like_the_notebook_order(tmp_path):
 
 
 def test_default_config_shares_task_a_and_the_20_percent_task_b(tmp_path):
-    cfg = write_config(tmp_path / "c.yaml", ROOT / "config/config.yaml", data_dir=str(tmp_path / "data"))
+    cfg = write_config(
+        tmp_path / "c.yaml", ROOT / "config/config.yaml", data_dir=str(tmp_path / "data"), run=["split_mnist"]
+    )
     jobs = planned_jobs(tmp_path, cfg)
     seeds = 3
     assert jobs["download_data"] == 1 and jobs["prepare_data"] == 1 and jobs["aggregate"] == 1
     assert jobs["init_model"] == seeds
-    assert jobs["train_first_task"] == seeds  # task A once per seed, for all 10 arms
-    # task B: finetune, mag_0, p = 10/20/50/80; task C: finetune, mag_0, q = 10/20/50/80
-    assert jobs["train_next_task"] == seeds * (6 + 6)
-    # freezing values after A (shared), after B for mag_0 and for p = 20 (shared by 4 C arms)
-    assert jobs["compute_importance"] == seeds * 3
+    assert jobs["train_first_task"] == seeds  # task A once per seed, for all 13 arms
+    # task B: finetune, mag_0, p = 10/20/50/80, 3 EWC lambdas;
+    # task C: finetune, mag_0, q = 10/20/50/80 from p = 20, 3 EWC lambdas
+    assert jobs["train_next_task"] == seeds * (9 + 9)
+    # MAG: freezing values after A (shared by all MAG arms), after B for mag_0 and for
+    # p = 20 (shared by the 4 C arms); EWC: Fisher after A (shared), after B per lambda
+    assert jobs["compute_importance"] == seeds * (3 + 4)
     assert jobs["update_progress"] == seeds * 2
-    assert jobs["evaluate"] == seeds * (2 + 12)
+    assert jobs["evaluate"] == seeds * (2 + 18)
 
 
 def test_adding_a_task_c_arm_plans_only_its_jobs(tmp_path):
-    cfg = write_config(tmp_path / "c.yaml", ROOT / "config/config.yaml", data_dir=str(tmp_path / "data"))
+    cfg = write_config(
+        tmp_path / "c.yaml", ROOT / "config/config.yaml", data_dir=str(tmp_path / "data"), run=["split_mnist"]
+    )
     base = planned_jobs(tmp_path, cfg)
     raw = yaml.safe_load(cfg.read_text())
     raw["experiments"]["split_mnist"]["arms"]["mag_b20_c30"] = {"start_from": "mag_b20", "freeze": [30]}
@@ -151,7 +157,7 @@ def test_tiny_run_metrics_are_sane(tiny_run):
     work, _ = tiny_run
     m = pd.read_csv(work / "results/tiny/metrics.csv")
     assert {"method", "arm", "seed", "trained_task", "eval_task", "accuracy", "loss"} <= set(m.columns)
-    assert set(m["arm"]) == {"finetune", "mag_0", "mag_b20", "mag_b50", "mag_b20_c50"}
+    assert set(m["arm"]) == {"finetune", "mag_0", "mag_b20", "mag_b50", "mag_b20_c50", "ewc"}
     assert not m.duplicated(["experiment", "method", "arm", "seed", "trained_task", "eval_task"]).any()
     acc = m.set_index(["arm", "trained_task", "eval_task"])["accuracy"]
     assert acc[("finetune", 1, 1)] > 0.9  # task A right after task A
@@ -188,6 +194,24 @@ def test_tiny_run_mag_really_ran(tiny_run):
         # what task B froze did not move during task C
         assert torch.equal(c50[name][mask], b20[name][mask])
         assert not torch.equal(c50[name], b20[name])
+
+
+@pytest.mark.slow
+def test_tiny_run_ewc_accumulates_one_fisher_per_task(tiny_run):
+    work, _ = tiny_run
+    node = work / "results/tiny/seed0"
+    after_a = io.load(node / "scratch/task1/ewc/importance.pt", "importance")
+    after_b = io.load(node / "ewc/task2/ewc/importance.pt", "importance")
+    assert [t["task"] for t in after_a["terms"]] == [1]
+    assert [t["task"] for t in after_b["terms"]] == [1, 2]
+    assert after_b["terms"][0]["samples"] == 200
+    for k, f in after_a["terms"][0]["fisher"].items():
+        assert torch.equal(after_b["terms"][0]["fisher"][k], f)  # task 1's term carried over
+    model_b = io.load(node / "ewc/task2/model.pt", "model")["state_dict"]
+    for k, anchor in after_b["terms"][1]["anchor"].items():
+        assert torch.equal(anchor, model_b[k])  # task 2's anchor: the weights after task 2
+    assert (node / "ewc/task3/model.pt").is_file()
+    assert not (node / "ewc/task3/ewc").exists()  # nothing after the last task
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clpipe.catalog import DATASETS
-from clpipe.methods import REGISTRY, MethodTraits
+from clpipe.methods import REGISTRY, REQUIRED, MethodTraits
 
 SCRATCH = "scratch"  # owner of the models every arm shares (random init, first task)
 
@@ -213,6 +213,9 @@ def _resolve_arms(key: str, exp: dict[str, Any], n_tasks: int, methods) -> dict[
                 f"{akey}.n_tasks" if "n_tasks" in spec else f"{akey}.{next(iter(lengths))}",
                 f"the arm would train tasks {first}..{last} but the experiment has {n_tasks}",
             )
+        for k, default in traits.per_task.items():
+            if default is REQUIRED and k not in spec:
+                raise ConfigError(f"{akey}.{k}", f"required by method {traits.name!r}")
         per_task = {}
         for j, t in enumerate(range(first, last + 1)):
             values = {}
@@ -229,8 +232,28 @@ def _resolve_arms(key: str, exp: dict[str, Any], n_tasks: int, methods) -> dict[
     return arms
 
 
+MODEL_SETTINGS: dict[str, dict[str, Any]] = {
+    # model -> its settings and their defaults (None: required)
+    "vgg16": {"width": 1.0, "dropout": 0.5, "init": "glorot"},
+    "mlp": {"hidden": None, "output_relu": False, "init": "glorot"},
+    "cnn": {"conv": None, "hidden": None, "init": "glorot"},
+}
+
+
 def _check_model(key: str, exp: dict[str, Any]) -> None:
     model, inp = exp["model"], exp["input"]
+    settings = MODEL_SETTINGS[model["name"]]
+    for k in model:
+        if k != "name" and k not in settings:
+            raise ConfigError(
+                f"{key}.model.{k}",
+                f"not a setting of model {model['name']!r} (settings: {', '.join(settings)})",
+            )
+    for k, default in settings.items():
+        if k not in model:
+            if default is None:
+                raise ConfigError(f"{key}.model.{k}", f"required by model {model['name']!r}")
+            model[k] = default
     if model["name"] == "vgg16" and inp["size"] < 32:
         raise ConfigError(
             f"{key}.input.size",

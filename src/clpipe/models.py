@@ -7,6 +7,10 @@
   (512 * (size // 32) ** 2); ``width`` scales every channel count and hidden size.
 - ``mlp``: flatten -> hidden layers with ReLU -> outputs (optionally a ReLU on the
   output, a flaw of one source kept as an option).
+- ``cnn``: convolutions (each with its channels, kernel and stride; padding kernel // 2)
+  with ReLU, flatten, hidden layers with ReLU, outputs. The EWC source's network is
+  ``conv: [{channels: 32, kernel: 3, stride: 2}, {channels: 64, kernel: 3, stride: 2}]``,
+  ``hidden: [768]`` (28 -> 14 -> 7: 3136 -> 768 -> 10).
 """
 
 from __future__ import annotations
@@ -98,6 +102,38 @@ class MLP(nn.Module):
         return self.net(x)
 
 
+class CNN(nn.Module):
+    def __init__(
+        self,
+        in_channels: int,
+        input_size: int,
+        conv: list[dict[str, int]],
+        hidden: list[int],
+        n_outputs: int,
+    ):
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels, size = in_channels, input_size
+        for c in conv:
+            k, stride = int(c["kernel"]), int(c.get("stride", 1))
+            layers += [
+                nn.Conv2d(channels, int(c["channels"]), k, stride=stride, padding=k // 2),
+                nn.ReLU(inplace=True),
+            ]
+            channels = int(c["channels"])
+            size = (size + 2 * (k // 2) - k) // stride + 1
+        layers.append(nn.Flatten())
+        previous = channels * size * size
+        for h in hidden:
+            layers += [nn.Linear(previous, h), nn.ReLU(inplace=True)]
+            previous = h
+        layers.append(nn.Linear(previous, n_outputs))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
 def _glorot_init(model: nn.Module) -> None:
     """Keras's defaults: Glorot-uniform kernels, zero biases."""
     for m in model.modules():
@@ -127,8 +163,16 @@ def build_model(spec: dict[str, Any], device: torch.device | str | None = None) 
                 n_outputs=spec["n_outputs"],
                 output_relu=spec.get("output_relu", False),
             )
+        elif name == "cnn":
+            model = CNN(
+                in_channels=inp["channels"],
+                input_size=inp["size"],
+                conv=list(spec["conv"]),
+                hidden=list(spec.get("hidden", [])),
+                n_outputs=spec["n_outputs"],
+            )
         else:
-            raise ValueError(f"config key 'model.name': unknown model {name!r} (known: vgg16, mlp)")
+            raise ValueError(f"config key 'model.name': unknown model {name!r} (known: vgg16, mlp, cnn)")
     if spec.get("init", "glorot") == "glorot" and str(device) != "meta":
         _glorot_init(model)
     return model

@@ -105,6 +105,7 @@ def train_task(
             first_bad = torch.where(bad & (first_bad < 0), step, first_bad)
             optimizer.zero_grad(set_to_none=True)
             total.backward()
+            method.after_backward(model)
             optimizer.step()
             loss_sum += loss.detach().double() * len(idx)
             correct += (logits.detach().argmax(dim=1) == targets).sum()

@@ -23,7 +23,8 @@ class MethodTraits:
     description: str
     # Method-level settings and their defaults (the config's ``methods:`` entries).
     defaults: dict[str, Any] = field(default_factory=dict)
-    # Per-task settings of an arm (a value, or a list with one value per task).
+    # Per-task settings of an arm (a value, or a list with one value per task) and their
+    # defaults; REQUIRED: every arm of the method must give it.
     per_task: dict[str, Any] = field(default_factory=dict)
     # After a task: a "compute importance" step writes what the next task needs.
     importance: bool = False
@@ -35,6 +36,8 @@ class MethodTraits:
     # The importance step of task t also reads the importance file of task t-1.
     chained_importance: bool = False
 
+
+REQUIRED = None
 
 REGISTRY: dict[str, MethodTraits] = {
     "finetune": MethodTraits(
@@ -53,6 +56,25 @@ REGISTRY: dict[str, MethodTraits] = {
         importance=True,
         importance_settings=("gamma", "scale_biases"),
         progress=True,
+    ),
+    "ewc": MethodTraits(
+        name="ewc",
+        implementation="clpipe.methods.ewc:ElasticWeightConsolidation",
+        description=(
+            "elastic weight consolidation: a Fisher-weighted quadratic penalty towards "
+            "the weights after each earlier task (or one running Fisher: online EWC)"
+        ),
+        defaults={
+            "fisher_labels": "empirical",
+            "fisher_samples": None,
+            "fisher_batch_size": 64,
+            "online": False,
+            "decay": 1.0,
+        },
+        per_task={"lambda": REQUIRED},
+        importance=True,
+        importance_settings=("fisher_labels", "fisher_samples", "fisher_batch_size", "online", "decay"),
+        chained_importance=True,
     ),
 }
 

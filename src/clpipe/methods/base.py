@@ -6,7 +6,8 @@ A method answers two questions (as in Mammoth/FACIL):
   "compute importance" step: MAG's freezing values, EWC's Fisher) and
   :meth:`update_progress` (the "update progress" step: MAG's cumulative frozen set);
 - *how to train the next task* -- :meth:`begin_task` reads what was consolidated,
-  :meth:`attach` hooks into the optimizer, :meth:`penalty` adds to the loss, and
+  :meth:`attach` hooks into the optimizer, :meth:`penalty` adds to the loss,
+  :meth:`after_backward` adjusts the gradients, and
   :meth:`end_task` returns the task's record for the progress step.
 
 The training loop (clpipe.training) knows nothing about any method beyond these hooks.
@@ -69,8 +70,12 @@ class ContinualMethod:
         """Hook into the task's optimizer (called once, before the first step)."""
 
     def penalty(self, model: nn.Module) -> torch.Tensor | None:
-        """A term added to every batch's loss (None: nothing)."""
+        """A term added to every batch's loss, differentiated by autograd (None: nothing)."""
         return None
+
+    def after_backward(self, model: nn.Module) -> None:
+        """Change the gradients before the optimizer step (e.g. add a penalty's gradient
+        directly, cheaper than differentiating the penalty)."""
 
     def end_task(self, model: nn.Module) -> dict[str, Any]:
         """What this task did, for the progress step (saved as record.pt)."""
