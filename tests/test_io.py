@@ -39,8 +39,23 @@ def test_truncated_file_is_named(tmp_path):
     io.save(p, "model", {"step": "train_next_task"}, state_dict={"w": torch.randn(1000)})
     data = p.read_bytes()
     p.write_bytes(data[: len(data) // 2])
-    with pytest.raises(io.FileFormatError, match="model.pt: cannot be read as a clpipe model file"):
+    with pytest.raises(
+        io.FileFormatError,
+        match=r"model.pt: cannot be read as a clpipe model file .*rerun the step that makes it "
+        r"\(init_model, train_first_task or train_next_task\)",
+    ):
         io.load(p, "model")
+    imp = tmp_path / "importance.pt"
+    imp.write_bytes(b"\x00" * 100)
+    with pytest.raises(io.FileFormatError, match=r"importance.pt: .*\(compute_importance\)"):
+        io.load(imp, "importance")
+
+
+def test_a_foreign_file_is_named(tmp_path):
+    p = tmp_path / "progress.pt"
+    torch.save({"frozen": {}}, p)  # plain data, but not ours
+    with pytest.raises(io.FileFormatError, match="progress.pt: not a clpipe file .*made by update_progress"):
+        io.load(p, "progress")
 
 
 class Exploit:

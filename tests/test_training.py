@@ -3,13 +3,14 @@
 import pytest
 import torch
 
+from clpipe import io
 from clpipe.data import InputPipeline, Split, Task
 from clpipe.methods.base import ContinualMethod
 from clpipe.methods.finetune import FineTune
 from clpipe.models import build_model
 from clpipe.runtime import make_runtime, seed_everything
 from clpipe.scenarios import Scenario
-from clpipe.training import NonFiniteLossError, train_task
+from clpipe.training import EpochCheckpoint, NonFiniteLossError, train_task
 
 SPEC = {"name": "mlp", "hidden": [32], "input": {"size": 8, "channels": 1}, "n_outputs": 2}
 TRAIN = {"epochs": 2, "batch_size": 16, "optimizer": {"name": "adam", "lr": 1e-2}}
@@ -67,3 +68,58 @@ class NaNAtStep(ContinualMethod):
 def test_non_finite_loss_names_epoch_and_batch():
     with pytest.raises(NonFiniteLossError, match=r"epoch 2, batch 3 \(step 10\)"):
         run(method=NaNAtStep(10))
+
+
+class KillAtStep(ContinualMethod):
+    """Stands in for SIGKILL: the job dies in the middle of an epoch."""
+
+    def __init__(self, at):
+        super().__init__({})
+        self.at, self.calls = at, 0
+
+    def after_backward(self, model):
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt("killed")
+
+
+# with dropout: the global RNG state must come back too
+VGG = {"name": "vgg16", "width": 0.0625, "dropout": 0.5, "input": {"size": 32, "channels": 1}, "n_outputs": 2}
+
+
+def run_with_checkpoint(path, key="job", method=None, epochs=3):
+    make_runtime("cpu", deterministic=True, threads=1)
+    g = seed_everything(7)
+    model = build_model(VGG)
+    history = train_task(
+        model, toy_task(), scenario=Scenario("domain", [[0, 1]]),
+        pipeline=InputPipeline(VGG["input"], torch.device("cpu")),
+        train_cfg={**TRAIN, "epochs": epochs}, method=method or FineTune({}), generator=g, eval_batch_size=64,
+        checkpoint=EpochCheckpoint(str(path), key),
+    )  # fmt: skip
+    return model, history
+
+
+def test_a_killed_job_resumes_after_its_last_epoch_bit_for_bit(tmp_path):
+    reference, ref_history = run_with_checkpoint(tmp_path / "ref.pt")
+    state = tmp_path / "resume.pt"
+    with pytest.raises(KeyboardInterrupt):
+        run_with_checkpoint(state, method=KillAtStep(7 + 3))  # 7 steps per epoch: dies in epoch 2
+    saved = io.load(state, "resume")
+    assert saved["epoch"] == 1 and saved["step"] == 7
+    resumed, history = run_with_checkpoint(state)
+    for p, q in zip(reference.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert history[-1]["train_loss"] == ref_history[-1]["train_loss"]
+
+
+def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path):
+    state = tmp_path / "resume.pt"
+    with pytest.raises(KeyboardInterrupt):
+        run_with_checkpoint(state, key="old settings", method=KillAtStep(10))
+    fresh, _ = run_with_checkpoint(tmp_path / "fresh.pt")
+    other, history = run_with_checkpoint(state, key="new settings")
+    assert [h["epoch"] for h in history] == [1, 2, 3]  # started over
+    for p, q in zip(fresh.parameters(), other.parameters(), strict=True):
+        assert torch.equal(p, q)

@@ -19,6 +19,17 @@ from typing import Any
 
 FORMAT_VERSION = 1
 
+# The steps (rules) that write each kind of file: named when a file cannot be read,
+# since a truncated file no longer says where it came from.
+MADE_BY = {
+    "tasks": "prepare_data",
+    "model": "init_model, train_first_task or train_next_task",
+    "importance": "compute_importance",
+    "record": "train_next_task",
+    "progress": "update_progress",
+    "resume": "a training job (its epoch checkpoint)",
+}
+
 
 class FileFormatError(RuntimeError):
     """A pipeline file that cannot be used; the message names the file."""
@@ -85,18 +96,21 @@ def load(path: str | os.PathLike, kind: str) -> dict[str, Any]:
     import torch
 
     path = Path(path)
+    made_by = MADE_BY.get(kind, "an unknown step")
     if not path.exists():
-        raise FileFormatError(f"{path}: file is missing (expected a clpipe {kind} file)")
+        raise FileFormatError(f"{path}: file is missing (expected a clpipe {kind} file, made by {made_by})")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, foreign pickle, objects not allowed, ...
         raise FileFormatError(
             f"{path}: cannot be read as a clpipe {kind} file ({_reason(err)}). "
-            "It may be truncated, corrupted or not made by this pipeline; delete it and "
-            "rerun the step that makes it."
+            f"It may be truncated, corrupted or not made by this pipeline; delete it and "
+            f"rerun the step that makes it ({made_by})."
         ) from err
     if not isinstance(obj, dict) or not isinstance(obj.get("format"), str):
-        raise FileFormatError(f"{path}: not a clpipe file (no 'format' entry)")
+        raise FileFormatError(
+            f"{path}: not a clpipe file (no 'format' entry); expected a {kind} file made by {made_by}"
+        )
     expected = f"clpipe.{kind}/{FORMAT_VERSION}"
     if obj["format"] != expected:
         raise FileFormatError(

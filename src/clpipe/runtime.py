@@ -15,6 +15,7 @@ class Runtime:
     deterministic: bool
     threads: int
     config_hash: str = "unknown"  # of the whole config the job ran under (provenance only)
+    resume: bool = True  # training jobs keep epoch checkpoints and resume from them
 
 
 def resolve_device(name: str) -> torch.device:
@@ -29,7 +30,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def make_runtime(
-    device: str = "auto", deterministic: bool = True, threads: int = 1, config_hash: str = "unknown"
+    device: str = "auto",
+    deterministic: bool = True,
+    threads: int = 1,
+    config_hash: str = "unknown",
+    resume: bool = True,
 ) -> Runtime:
     dev = resolve_device(device)
     torch.set_num_threads(max(1, threads))
@@ -38,7 +43,9 @@ def make_runtime(
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
-    return Runtime(device=dev, deterministic=deterministic, threads=threads, config_hash=config_hash)
+    return Runtime(
+        device=dev, deterministic=deterministic, threads=threads, config_hash=config_hash, resume=resume
+    )
 
 
 def derive_seed(*parts: object) -> int:
@@ -68,4 +75,5 @@ def runtime_for(job) -> Runtime:
         deterministic=job.config.get("deterministic", True),
         threads=int(job.threads),
         config_hash=stable_hash(dict(job.config)),
+        resume=job.config.get("resume", True),
     )

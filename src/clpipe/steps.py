@@ -18,6 +18,7 @@ import torch
 
 from clpipe import io
 from clpipe.catalog import dataset_info
+from clpipe.config import stable_hash
 from clpipe.data import InputPipeline, build_tasks, download_dataset, load_tasks, verify_dataset
 from clpipe.evaluation import evaluate_split
 from clpipe.methods import load_method
@@ -27,7 +28,7 @@ from clpipe.models import build_model, count_parameters
 from clpipe.provenance import device_name, provenance
 from clpipe.runtime import Runtime, derive_seed, seed_everything
 from clpipe.scenarios import Scenario
-from clpipe.training import train_task
+from clpipe.training import EpochCheckpoint, train_task
 
 log = logging.getLogger("clpipe")
 
@@ -104,26 +105,41 @@ def _context(
     return scenario, pipeline, ctx
 
 
+def _file_identity(path: str | None) -> list[Any] | None:
+    if path is None:
+        return None
+    st = os.stat(path)
+    return [path, st.st_size, st.st_mtime_ns]
+
+
 def _train(
     step: str,
+    *,
     model_in: str,
     data: str,
     spec: dict[str, Any],
     method: ContinualMethod,
-    importance: dict[str, Any] | None,
-    task_settings: dict[str, Any],
+    importance: str | None,
     model_out: str,
     history_out: str,
     runtime: Runtime,
 ) -> dict[str, Any]:
+    """Train one task (the two training rules); returns the method's record of it."""
+    consolidated = io.load(importance, "importance") if importance else None
     # Seeded by run seed and task only (not the arm): two arms that do the same thing
     # on a task give bit-identical results.
     generator = seed_everything(derive_seed(spec["seed"], "train", spec["task"]))
-    model, checkpoint = load_model(model_in, runtime.device)
+    model, loaded = load_model(model_in, runtime.device)
     tasks = load_tasks(data)
     scenario, pipeline, ctx = _context(spec, tasks, runtime, generator)
-    method.begin_task(model, importance, task_settings, ctx)
+    method.begin_task(model, consolidated, spec.get("task_settings", {}), ctx)
     label = f"{spec['experiment']} seed {spec['seed']} {spec.get('arm', 'scratch')} task {spec['task']}"
+    # Epoch checkpoints beside the outputs (not an output: Snakemake leaves it alone when
+    # it reruns the killed job), valid for exactly this job and these input files.
+    epochs = EpochCheckpoint(
+        os.path.join(os.path.dirname(model_out), "train.resume.pt") if runtime.resume else None,
+        stable_hash({"spec": spec, "inputs": [_file_identity(p) for p in (model_in, data, importance)]}),
+    )
     t0 = time.perf_counter()
     history = train_task(
         model,
@@ -135,15 +151,17 @@ def _train(
         generator=generator,
         eval_batch_size=ctx.batch_size,
         label=label,
+        checkpoint=epochs,
     )
     record = method.end_task(model)
     meta = provenance(step, spec, runtime)
     meta["train_seconds"] = time.perf_counter() - t0
-    save_model(model_out, model, checkpoint["model_spec"], meta)
+    save_model(model_out, model, loaded["model_spec"], meta)
     frame = pd.DataFrame(history).assign(
         experiment=spec["experiment"], seed=spec["seed"], arm=spec.get("arm", "scratch"), task=spec["task"]
     )
     io.save_csv(history_out, frame)
+    epochs.discard()
     return record
 
 
@@ -151,7 +169,17 @@ def train_first_task(
     model_in: str, data: str, spec: dict[str, Any], model_out: str, history_out: str, runtime: Runtime
 ) -> None:
     """Task 1 from the random init, plain training; shared by every arm."""
-    _train("train_first_task", model_in, data, spec, FineTune({}), None, {}, model_out, history_out, runtime)
+    _train(
+        "train_first_task",
+        model_in=model_in,
+        data=data,
+        spec=spec,
+        method=FineTune({}),
+        importance=None,
+        model_out=model_out,
+        history_out=history_out,
+        runtime=runtime,
+    )
 
 
 def train_next_task(
@@ -165,19 +193,16 @@ def train_next_task(
     runtime: Runtime,
 ) -> None:
     """A later task of an arm: its method, what the last task consolidated, its settings."""
-    method = load_method(spec["method"])
-    consolidated = io.load(importance, "importance") if importance else None
     record = _train(
         "train_next_task",
-        model_in,
-        data,
-        spec,
-        method,
-        consolidated,
-        spec["task_settings"],
-        model_out,
-        history_out,
-        runtime,
+        model_in=model_in,
+        data=data,
+        spec=spec,
+        method=load_method(spec["method"]),
+        importance=importance,
+        model_out=model_out,
+        history_out=history_out,
+        runtime=runtime,
     )
     io.save(record_out, "record", provenance("train_next_task", spec, runtime), **record)
 

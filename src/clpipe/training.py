@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from typing import Any
 
@@ -31,6 +32,68 @@ def _format_seconds(s: float) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
+class EpochCheckpoint:
+    """Where a training job keeps its state after every epoch, to resume if it is killed.
+
+    The file holds the model, the optimizer, the shuffling generator and torch's global
+    RNG states (dropout), the epoch, the step and the history so far, written
+    atomically. ``key`` identifies the job *and* its inputs: a state saved for other
+    settings or an older parent model is ignored, never resumed from. A resumed job ends
+    with the same weights, bit for bit on a CPU, as one that was never interrupted.
+    """
+
+    def __init__(self, path: str | None, key: str):
+        self.path = path
+        self.key = key
+
+    def restore(self, model: nn.Module, optimizer, generator: torch.Generator):
+        """(epochs done, steps done, history) -- (0, 0, []) when there is nothing to resume."""
+        from clpipe import io
+
+        if self.path is None or not os.path.exists(self.path):
+            return 0, 0, []
+        try:
+            state = io.load(self.path, "resume")
+        except io.FileFormatError as err:
+            log.warning("ignoring an unreadable epoch checkpoint: %s", err)
+            return 0, 0, []
+        if state["key"] != self.key:
+            log.info("ignoring %s: it belongs to other settings or inputs", self.path)
+            return 0, 0, []
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if torch.cuda.is_available() and state.get("cuda_rng"):
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        log.info("resuming after epoch %d (step %d) from %s", state["epoch"], state["step"], self.path)
+        return int(state["epoch"]), int(state["step"]), list(state["history"])
+
+    def save(self, model, optimizer, generator, epoch: int, step: int, history) -> None:
+        from clpipe import io
+
+        if self.path is None:
+            return
+        io.save(
+            self.path,
+            "resume",
+            {"step": "epoch checkpoint", "epoch": epoch},
+            key=self.key,
+            epoch=epoch,
+            step=step,
+            history=history,
+            model={k: v.detach().cpu() for k, v in model.state_dict().items()},
+            optimizer=optimizer.state_dict(),
+            generator=generator.get_state(),
+            torch_rng=torch.get_rng_state(),
+            cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        )
+
+    def discard(self) -> None:
+        if self.path is not None and os.path.exists(self.path):
+            os.unlink(self.path)
+
+
 def total_steps(n_samples: int, train_cfg: dict[str, Any]) -> tuple[int, int]:
     """(steps per epoch, total steps) for a train config with epochs or iterations."""
     per_epoch = max(1, math.ceil(n_samples / train_cfg["batch_size"]))
@@ -50,14 +113,17 @@ def train_task(
     generator: torch.Generator,
     eval_batch_size: int,
     label: str = "",
+    checkpoint: EpochCheckpoint | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``model`` on ``task`` in place; returns one history row per epoch.
 
     Batches are drawn from the task's tensors (already on the device) with a seeded
     permutation per epoch; the optimizer is new for every task (its state is reset,
-    as in the sources). Raises :class:`NonFiniteLossError` naming the epoch and batch
-    of the first non-finite loss.
+    as in the sources). With a ``checkpoint``, the state after each epoch is saved and
+    a killed job resumes after its last finished epoch. Raises
+    :class:`NonFiniteLossError` naming the epoch and batch of the first non-finite loss.
     """
+    checkpoint = checkpoint or EpochCheckpoint(None, "")
     device = task.train.x.device
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, train_cfg["optimizer"])
@@ -72,8 +138,8 @@ def train_task(
     batch_size = int(train_cfg["batch_size"])
     per_epoch, steps = total_steps(n, train_cfg)
     n_epochs = math.ceil(steps / per_epoch)
-    history: list[dict[str, Any]] = []
-    step = 0
+    done_epochs, step, history = checkpoint.restore(model, optimizer, generator)
+    first_step = step
     first_bad = torch.full((), -1, dtype=torch.int64, device=device)
     t_start = time.perf_counter()
     log.info(
@@ -85,7 +151,7 @@ def train_task(
         steps,
         n_epochs,
     )
-    for epoch in range(1, n_epochs + 1):
+    for epoch in range(done_epochs + 1, n_epochs + 1):
         t_epoch = time.perf_counter()
         model.train()
         order = torch.randperm(n, generator=generator).to(device)
@@ -124,7 +190,7 @@ def train_task(
             torch.cuda.synchronize(device)
         now = time.perf_counter()
         seconds = now - t_epoch
-        eta = (now - t_start) / step * (steps - step)
+        eta = (now - t_start) / (step - first_step) * (steps - step)
         row = {
             "epoch": epoch,
             "step": step,
@@ -148,4 +214,5 @@ def train_task(
             seconds,
             _format_seconds(eta),
         )
+        checkpoint.save(model, optimizer, generator, epoch, step, history)
     return history
