@@ -219,3 +219,19 @@ def test_tiny_run_rerun_has_nothing_to_do(tiny_run):
     work, cfg = tiny_run
     proc = snakemake(work, "-n", "--configfile", str(cfg))
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_snakemake_lint_is_clean(tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", ROOT / "tests/configs/tiny.yaml", data_dir=str(tmp_path / "data"))
+    proc = snakemake(tmp_path, "--lint", "--configfile", str(cfg), check=False)
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr, proc.stdout
+
+
+def test_jobs_import_this_checkout_first(monkeypatch):
+    from clpipe.checkout import prefer_this_checkout
+
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere:/work/src")
+    prefer_this_checkout("/work/src")
+    import os
+
+    assert os.environ["PYTHONPATH"].split(os.pathsep) == ["/work/src", "/elsewhere"]
