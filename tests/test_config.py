@@ -66,6 +66,20 @@ def test_any_number_of_tasks_with_a_schedule_per_arm():
     assert exp.owner("mag_more", 3) == "mag_two"
 
 
+def test_cumulative_freeze_total_becomes_per_task_shares():
+    cfg = base_config()
+    cfg["experiments"]["tiny"]["arms"] = {
+        "b20_c60": {"method": "mag", "freeze_total": [20, 60]},
+        "b20": {"method": "mag", "freeze": [20]},
+        "c84": {"start_from": "b20", "freeze_total": [84]},
+        "same": {"start_from": "b20", "freeze_total": 20},
+    }
+    exp = load(cfg)["tiny"]
+    assert exp.arms["b20_c60"].per_task == {2: {"freeze": 20.0}, 3: {"freeze": 50.0}}
+    assert exp.arms["c84"].per_task[3]["freeze"] == pytest.approx(80.0)  # 1 - 0.8 * 0.2 = 84%
+    assert exp.arms["same"].per_task[3]["freeze"] == pytest.approx(0.0)
+
+
 def mutate(fn):
     cfg = base_config()
     fn(cfg)
@@ -103,6 +117,10 @@ BAD_CONFIGS = [
     (_set(E + ["arms", "x"], {"method": "mag", "freeze": [-5]}), f"{X}.arms.x.freeze[0]"),
     (_set(E + ["arms", "x"], {"method": "mag", "freeze": [10, 20, 30]}), f"{X}.arms.x.freeze"),
     (_set(E + ["arms", "x"], {"method": "finetune", "freeze": [10]}), f"{X}.arms.x.freeze"),
+    (_set(E + ["arms", "x"], {"method": "mag", "freeze_total": [60, 40]}), f"{X}.arms.x.freeze_total[1]"),
+    (_set(E + ["arms", "x"], {"start_from": "mag_b50", "freeze_total": [30]}), f"{X}.arms.x.freeze_total[0]"),
+    (_set(E + ["arms", "x"], {"method": "mag", "freeze": 5, "freeze_total": 10}), f"{X}.arms.x.freeze_total"),
+    (_set(E + ["arms", "x"], {"method": "ewc"}), f"{X}.arms.x.lambda"),
     (_set(E + ["arms", "x"], {"start_from": "mag_b20_c50"}), f"{X}.arms.x.start_from"),
     (_set(E + ["arms", "x"], {"start_from": "mag_b20", "method": "finetune"}), f"{X}.arms.x.method"),
     (_set(E + ["arms", "x"], {"freeze": [10]}), f"{X}.arms.x.method"),

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clpipe.catalog import DATASETS
-from clpipe.methods import REGISTRY, REQUIRED, MethodTraits
+from clpipe.methods import REGISTRY, REQUIRED, ArmSettingError, MethodTraits
 
 SCRATCH = "scratch"  # owner of the models every arm shares (random init, first task)
 
@@ -182,6 +182,16 @@ def _resolve_arms(key: str, exp: dict[str, Any], n_tasks: int, methods) -> dict[
                 f"unknown method {method!r}; known: {', '.join(sorted(methods))}",
             )
         traits = REGISTRY[methods[method]["type"]]
+        if traits.arm_settings is not None:
+            history = []
+            ancestor = arms.get(parent) if parent is not None else None
+            while ancestor is not None:
+                history = [ancestor.per_task[t] for t in range(ancestor.first_task, ancestor.last_task + 1)] + history
+                ancestor = arms.get(ancestor.start_from) if ancestor.start_from else None
+            try:
+                spec = traits.arm_settings(dict(spec), history)
+            except ArmSettingError as err:
+                raise ConfigError(f"{akey}.{err.key}", str(err)) from None
         if first > n_tasks:
             raise ConfigError(
                 f"{akey}.start_from",

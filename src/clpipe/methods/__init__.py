@@ -10,8 +10,17 @@ file, one entry in ``REGISTRY``, and its settings in the config schema. No rule 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+
+class ArmSettingError(ValueError):
+    """An arm setting a method refuses; ``key`` is the setting's name under the arm."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,42 @@ class MethodTraits:
     progress: bool = False
     # The importance step of task t also reads the importance file of task t-1.
     chained_importance: bool = False
+    # Rewrites an arm's settings before they are resolved per task (e.g. MAG's
+    # cumulative freeze_total into per-task freeze); gets the arm's settings and the
+    # per-task settings of the tasks its history trained before it.
+    arm_settings: Callable[[dict[str, Any], list[dict[str, Any]]], dict[str, Any]] | None = None
+
+
+def _mag_arm_settings(spec: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
+    """``freeze_total``: the share of each tensor frozen in all after each task.
+
+    It must not decrease, nor fall below what the arm's history already froze; it is
+    turned into ``freeze``, the share of the still-trainable weights frozen at each task:
+    q = (T_t - T_{t-1}) / (100 - T_{t-1}).
+    """
+    if "freeze_total" not in spec:
+        return spec
+    if "freeze" in spec:
+        raise ArmSettingError("freeze_total", "give either freeze or freeze_total, not both")
+    totals = spec["freeze_total"] if isinstance(spec["freeze_total"], list) else [spec["freeze_total"]]
+    kept = 1.0
+    for h in history:
+        kept *= 1.0 - float(h.get("freeze", 0.0)) / 100.0
+    before = 100.0 * (1.0 - kept)
+    freeze = []
+    for i, total in enumerate(totals):
+        if total < before - 1e-9:
+            where = "the arm it starts from" if i == 0 else f"task {i}'s {before:g}"
+            raise ArmSettingError(
+                f"freeze_total[{i}]",
+                f"{total:g}% is less than what is already frozen ({before:g}% after {where}); "
+                "freeze_total is cumulative and must not decrease",
+            )
+        freeze.append(100.0 * (total - before) / (100.0 - before))
+        before = float(total)
+    out = {k: v for k, v in spec.items() if k != "freeze_total"}
+    out["freeze"] = freeze
+    return out
 
 
 REQUIRED = None
@@ -56,6 +101,7 @@ REGISTRY: dict[str, MethodTraits] = {
         importance=True,
         importance_settings=("gamma", "scale_biases"),
         progress=True,
+        arm_settings=_mag_arm_settings,
     ),
     "ewc": MethodTraits(
         name="ewc",
