@@ -8,9 +8,13 @@ smk = snakemake  # noqa: F821 -- the job object Snakemake injects into scripts
 with log_to(smk.log[0]):
     write_tables(
         evaluations=list(smk.input.evaluations),
+        histories=list(smk.input.histories),
         spec=smk.params.spec,
         metrics_out=smk.output.metrics,
         summary_out=smk.output.summary,
         matrix_out=smk.output.matrix,
+        training_out=smk.output.training,
         markdown_out=smk.output.markdown,
+        summary_html_out=smk.output.summary_html,
+        matrix_html_out=smk.output.matrix_html,
     )

@@ -1,13 +1,16 @@
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+SNAKEFILE = ROOT / "workflow" / "Snakefile"
 # Real MNIST / Fashion-MNIST in torchvision's layout (see README: "Tests").
 DATA_DIR = Path(os.environ.get("CLPIPE_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
 
@@ -20,3 +23,30 @@ def data_dir() -> Path:
             "with MNIST/raw/*-ubyte (torchvision layout)"
         )
     return DATA_DIR
+
+
+def snakemake(workdir, *args, check=True, timeout=None):
+    """Run the workflow in ``workdir`` (its own .snakemake and results) and return the process."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
+    return proc
+
+
+def write_config(path, source, **overrides):
+    cfg = yaml.safe_load(source.read_text())
+    cfg.update(overrides)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, data_dir):
+    """tests/configs/tiny.yaml run once through Snakemake on real MNIST: (workdir, config)."""
+    work = tmp_path_factory.mktemp("tiny")
+    cfg = write_config(work / "config.yaml", ROOT / "tests/configs/tiny.yaml", data_dir=str(data_dir))
+    snakemake(work, "--cores", "2", "--configfile", str(cfg))
+    return work, cfg

@@ -68,12 +68,51 @@ def test_every_node_is_evaluated_once_and_shared_nodes_feed_every_arm(tmp_path, 
     assert len(files) == len(set(files)) == 2 * 6
 
 
+def write_histories(tmp_path, exp):
+    layout = plan.Layout(str(tmp_path))
+    files = plan.history_files(layout, exp)
+    for path in files:
+        parts = path.split("/")
+        seed, owner, task = int(parts[-4][4:]), parts[-3], int(parts[-2][4:])
+        rows = [
+            {"epoch": e, "step": 10 * e, "train_loss": 1.0 / e, "train_accuracy": 0.5, "val_loss": 1.0,
+             "val_accuracy": 0.5, "images_per_second": 100.0, "seconds": 1.0,
+             "experiment": "tiny", "seed": seed, "arm": owner, "task": task}
+            for e in (1, 2)
+        ]  # fmt: skip
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(rows).to_csv(tmp_path / path, index=False)
+    return [str(tmp_path / f) for f in files]
+
+
 def test_tables(tmp_path, experiment):
     evals = write_evaluations(tmp_path, experiment)
-    out = {k: str(tmp_path / f"{k}.out") for k in ("metrics", "summary", "matrix", "md")}
+    histories = write_histories(tmp_path, experiment)
+    out = {
+        k: str(tmp_path / f"{k}.out") for k in ("metrics", "summary", "matrix", "training", "md", "sh", "mh")
+    }
     write_tables(
-        evals, plan.aggregate_spec(experiment), out["metrics"], out["summary"], out["matrix"], out["md"]
+        evals,
+        histories,
+        plan.aggregate_spec(experiment),
+        out["metrics"],
+        out["summary"],
+        out["matrix"],
+        out["training"],
+        out["md"],
+        out["sh"],
+        out["mh"],
     )
+    t = pd.read_csv(out["training"])
+    # trained models: task 1 (shared, once), finetune 2 and 3, mag_b20 2, mag_b20_c50 3; 2 seeds, 2 epochs
+    assert len(t) == 2 * 5 * 2
+    assert list(t.columns[:5]) == ["experiment", "seed", "arm", "task", "epoch"]
+    assert t["arm"].iloc[0] == "scratch" and set(t["arm"]) == {
+        "scratch",
+        "finetune",
+        "mag_b20",
+        "mag_b20_c50",
+    }
     m = pd.read_csv(out["metrics"])
     # rows: arm x seed x (trained 0..T) x 3 eval tasks
     assert len(m) == 2 * 3 * (4 + 3 + 4)
@@ -94,14 +133,18 @@ def test_tables(tmp_path, experiment):
     assert sorted(final.eval_task) == [1, 2, 3] and set(final.trained_task) == {2}
     text = open(out["md"]).read()
     assert "| mag_b20 | mag | 2 |" in text and "| – |" in text  # task 3 untrained by mag_b20
+    page = open(out["sh"]).read()
+    assert page.count("<tr") == 1 + 3 and "<td>mag_b20</td>" in page
+    assert open(out["mh"]).read().count("<h3>") == 3
 
 
 def test_a_missing_evaluation_is_an_error(tmp_path, experiment):
     evals = write_evaluations(tmp_path, experiment)
-    out = [str(tmp_path / f"o{i}") for i in range(4)]
+    out = [str(tmp_path / f"o{i}") for i in range(7)]
     with pytest.raises(ValueError, match="arm 'mag_b20_c50': found evaluations of 7 models, expected 8"):
         write_tables(
             [e for e in evals if "mag_b20_c50" not in e or "seed1" not in e],
+            [],
             plan.aggregate_spec(experiment),
             *out,
         )

@@ -1,8 +1,6 @@
 """The Snakemake workflow: its shape, which jobs it plans, and a real run end to end."""
 
 import re
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -10,19 +8,7 @@ import torch
 import yaml
 
 from clpipe import io
-from conftest import ROOT
-
-SNAKEFILE = ROOT / "workflow" / "Snakefile"
-
-
-def snakemake(workdir, *args, check=True):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-        )
-    return proc
+from conftest import ROOT, SNAKEFILE, snakemake, write_config  # noqa: F401 (re-exported)
 
 
 def planned_jobs(workdir, configfile, *extra):
@@ -34,13 +20,6 @@ def planned_jobs(workdir, configfile, *extra):
         if m and m.group(1) != "total":
             counts[m.group(1)] = int(m.group(2))
     return counts
-
-
-def write_config(path, source, **overrides):
-    cfg = yaml.safe_load(source.read_text())
-    cfg.update(overrides)
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 def test_rulegraph_reads_like_the_notebook_order(tmp_path):
@@ -59,6 +38,10 @@ def test_rulegraph_reads_like_the_notebook_order(tmp_path):
         ("train_next_task", "evaluate"),
         ("evaluate", "aggregate"),
         ("aggregate", "all"),
+        ("aggregate", "plot_experiment"),
+        ("aggregate", "plot_accuracy_matrix"),
+        ("aggregate", "plot_freeze"),
+        ("plot_experiment", "all"),
     ]
     for edge in notebook_order:
         assert edge in edges, f"missing edge {edge} in rule graph {sorted(edges)}"
@@ -94,7 +77,7 @@ def test_adding_a_task_c_arm_plans_only_its_jobs(tmp_path):
     cfg.write_text(yaml.safe_dump(raw))
     more = planned_jobs(tmp_path, cfg)
     diff = {k: more[k] - base.get(k, 0) for k in more if more[k] != base.get(k, 0)}
-    assert diff == {"train_next_task": 3, "evaluate": 3}
+    assert diff == {"train_next_task": 3, "evaluate": 3, "plot_accuracy_matrix": 1}
 
 
 def test_a_bad_config_fails_before_any_job(tmp_path):
@@ -112,17 +95,8 @@ def test_a_bad_config_fails_before_any_job(tmp_path):
 # --- a real run on MNIST -------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, data_dir):
-    work = tmp_path_factory.mktemp("tiny")
-    cfg = write_config(work / "config.yaml", ROOT / "tests/configs/tiny.yaml", data_dir=str(data_dir))
-    snakemake(work, "--cores", "2", "--configfile", str(cfg))
-    return work, cfg
-
-
-@pytest.mark.slow
-def test_tiny_run_writes_every_file(tiny_run):
-    work, _ = tiny_run
+def assert_tiny_outputs(work):
+    """The files a run of tests/configs/tiny.yaml in ``work`` must leave, and two it must not."""
     r = work / "results" / "tiny"
     for name in ("metrics.csv", "summary.csv", "accuracy_matrix.csv", "summary.md"):
         assert (r / name).is_file(), name
@@ -150,6 +124,12 @@ def test_tiny_run_writes_every_file(tiny_run):
     # nothing that no arm needs: no task-3 node for the arms that stop after task B
     assert not (node / "mag_b20" / "task3").exists()
     assert not (node / "mag_b50" / "task2" / "mag").exists()
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_every_file(tiny_run):
+    work, _ = tiny_run
+    assert_tiny_outputs(work)
 
 
 @pytest.mark.slow

@@ -132,46 +132,135 @@ def _pm(mean: float, sd: float, digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
-def markdown_table(summary: pd.DataFrame, matrix: pd.DataFrame) -> str:
-    """Each arm's accuracy on every trained task after its last task, then the metrics."""
+SUMMARY_NOTE = (
+    "Mean ± sd over seeds of test accuracy on each task after the arm's last task "
+    "(– : task not trained by the arm), and ACC / BWT / FWT / forgetting as defined "
+    "in clpipe/metrics.py."
+)
+
+
+def display_table(summary: pd.DataFrame, matrix: pd.DataFrame) -> pd.DataFrame:
+    """The summary as text cells: final accuracy per task, then the metrics (mean ± sd)."""
     final = matrix[matrix["final"]]
     n_tasks = int(final["eval_task"].max())
-    head = ["arm", "method", "tasks"] + [f"task {j}" for j in range(1, n_tasks + 1)]
-    head += ["ACC", "BWT", "FWT", "forgetting", "seeds"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for _, row in summary.iterrows():
-        cells = [str(row["arm"]), str(row["method"]), str(row["tasks_trained"])]
+        cells = {"arm": str(row["arm"]), "method": str(row["method"]), "tasks": str(row["tasks_trained"])}
         fin = final[final["arm"] == row["arm"]].set_index("eval_task")
         for j in range(1, n_tasks + 1):
-            if j <= row["tasks_trained"]:
-                cells.append(_pm(fin.loc[j, "accuracy_mean"], fin.loc[j, "accuracy_sd"]))
-            else:
-                cells.append("–")
-        for k in METRICS:
-            cells.append(_pm(row[f"{k}_mean"], row[f"{k}_sd"]))
-        cells.append(str(row["n_seeds"]))
-        lines.append("| " + " | ".join(cells) + " |")
-    note = (
-        "\nMean ± sd over seeds of test accuracy on each task after the arm's last task "
-        "(– : task not trained by the arm), and ACC / BWT / FWT / forgetting as defined "
-        "in clpipe/metrics.py.\n"
+            trained = j <= row["tasks_trained"]
+            cells[f"task {j}"] = (
+                _pm(fin.loc[j, "accuracy_mean"], fin.loc[j, "accuracy_sd"]) if trained else "–"
+            )
+        for k, label in zip(METRICS, ("ACC", "BWT", "FWT", "forgetting"), strict=True):
+            cells[label] = _pm(row[f"{k}_mean"], row[f"{k}_sd"])
+        cells["seeds"] = str(row["n_seeds"])
+        rows.append(cells)
+    return pd.DataFrame(rows)
+
+
+def markdown_table(summary: pd.DataFrame, matrix: pd.DataFrame) -> str:
+    """Each arm's accuracy on every trained task after its last task, then the metrics."""
+    table = display_table(summary, matrix)
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines) + "\n\n" + SUMMARY_NOTE + "\n"
+
+
+_HTML_STYLE = (
+    "<style>body{font-family:sans-serif;font-size:14px;margin:1em}"
+    "table{border-collapse:collapse;margin-bottom:1.5em}"
+    "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+    "th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}</style>"
+)
+
+
+def html_page(title: str, body: str) -> str:
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
+        f"{_HTML_STYLE}</head><body><h2>{title}</h2>{body}</body></html>\n"
     )
-    return "\n".join(lines) + "\n" + note
+
+
+def summary_html(experiment: str, summary: pd.DataFrame, matrix: pd.DataFrame) -> str:
+    table = display_table(summary, matrix).to_html(index=False, border=0)
+    return html_page(f"{experiment}: summary", table + f"<p>{SUMMARY_NOTE}</p>")
+
+
+def matrix_html(experiment: str, matrix: pd.DataFrame) -> str:
+    """Every arm's accuracy matrix, mean ± sd over seeds, one table per arm."""
+    parts = []
+    for arm, rows in matrix.groupby("arm", sort=False):
+        cells = rows.assign(
+            cell=[_pm(m, s) for m, s in zip(rows["accuracy_mean"], rows["accuracy_sd"], strict=True)]
+        )
+        table = cells.pivot(index="trained_task", columns="eval_task", values="cell").sort_index()
+        table.index = ["random init" if i == 0 else f"after task {i}" for i in table.index]
+        table.columns = [f"task {j}" for j in table.columns]
+        parts.append(f"<h3>{arm}</h3>" + table.to_html(border=0))
+    note = "<p>Row: the model after training tasks 1..i; column: the task tested. Mean ± sd over seeds.</p>"
+    return html_page(f"{experiment}: accuracy matrices", note + "".join(parts))
+
+
+def collect_training(spec: dict[str, Any], histories: Iterable[str]) -> pd.DataFrame:
+    """training.csv: every trained model's per-epoch history, with the arms it serves.
+
+    A shared model (e.g. task 1 from scratch) is listed once, under its owner.
+    """
+    frames = [pd.read_csv(p) for p in histories]
+    if not frames:
+        return pd.DataFrame(columns=["experiment", "seed", "arm", "task", "epoch"])
+    table = pd.concat(frames, ignore_index=True)
+    order = {"scratch": -1} | {a["name"]: i for i, a in enumerate(spec["arms"])}
+    table = table.sort_values(
+        by=["arm", "seed", "task", "epoch"],
+        key=lambda col: col.map(order) if col.name == "arm" else col,
+        kind="stable",
+    )
+    first = ["experiment", "seed", "arm", "task", "epoch"]
+    return table[first + [c for c in table.columns if c not in first]].reset_index(drop=True)
 
 
 def write_tables(
     evaluations: list[str],
+    histories: list[str],
     spec: dict[str, Any],
     metrics_out: str,
     summary_out: str,
     matrix_out: str,
+    training_out: str,
     markdown_out: str,
+    summary_html_out: str,
+    matrix_html_out: str,
 ) -> None:
-    """The aggregate step: metrics.csv, summary.csv, accuracy_matrix.csv, summary.md."""
+    """The aggregate step: metrics.csv, summary.csv, accuracy_matrix.csv, training.csv,
+    summary.md, and HTML renderings of the summary and the matrices for the report."""
+    io.save_csv(training_out, collect_training(spec, histories))
     metrics = collect_metrics(spec, evaluations)
-    summary, matrix = summarize(metrics)
     io.save_csv(metrics_out, metrics)
-    io.save_csv(summary_out, summary)
-    io.save_csv(matrix_out, matrix)
-    text = f"# {spec['experiment']}\n\n" + markdown_table(summary, matrix)
-    io.atomic_write(markdown_out, lambda f: f.write(text), mode="w")
+    texts = tables_from_metrics(metrics)
+    for name, path in (
+        ("summary.csv", summary_out),
+        ("accuracy_matrix.csv", matrix_out),
+        ("summary.md", markdown_out),
+        ("summary.html", summary_html_out),
+        ("accuracy_matrix.html", matrix_html_out),
+    ):
+        io.atomic_write(path, lambda f, t=texts[name]: f.write(t), mode="w")
+
+
+def tables_from_metrics(metrics: pd.DataFrame) -> dict[str, str]:
+    """Every table the aggregate step derives from metrics.csv, as file contents.
+
+    The committed reference results are checked against this: their tables must be
+    exactly what it makes from their metrics.csv.
+    """
+    experiment = str(metrics["experiment"].iloc[0])
+    summary, matrix = summarize(metrics)
+    return {
+        "summary.csv": summary.to_csv(index=False, lineterminator="\n"),
+        "accuracy_matrix.csv": matrix.to_csv(index=False, lineterminator="\n"),
+        "summary.md": f"# {experiment}\n\n" + markdown_table(summary, matrix),
+        "summary.html": summary_html(experiment, summary, matrix),
+        "accuracy_matrix.html": matrix_html(experiment, matrix),
+    }

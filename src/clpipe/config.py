@@ -186,7 +186,9 @@ def _resolve_arms(key: str, exp: dict[str, Any], n_tasks: int, methods) -> dict[
             history = []
             ancestor = arms.get(parent) if parent is not None else None
             while ancestor is not None:
-                history = [ancestor.per_task[t] for t in range(ancestor.first_task, ancestor.last_task + 1)] + history
+                history = [
+                    ancestor.per_task[t] for t in range(ancestor.first_task, ancestor.last_task + 1)
+                ] + history
                 ancestor = arms.get(ancestor.start_from) if ancestor.start_from else None
             try:
                 spec = traits.arm_settings(dict(spec), history)

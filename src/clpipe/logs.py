@@ -35,6 +35,9 @@ def log_to(path: str | None) -> Iterator[logging.Logger]:
         warnings_log.addHandler(h)
     # Which copy of the package runs: a second checkout or a stale install shows here.
     log.info("clpipe from %s", os.path.dirname(os.path.abspath(__file__)))
+    # Where the job ran: the cluster's job id, if any (proof a step ran as a SLURM job).
+    if os.environ.get("SLURM_JOB_ID"):
+        log.info("SLURM job %s on %s", os.environ["SLURM_JOB_ID"], os.environ.get("SLURMD_NODENAME", "?"))
     try:
         yield log
     except BaseException:

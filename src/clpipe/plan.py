@@ -50,6 +50,9 @@ class Layout:
     def importance(self, exp: str, seed: int, owner: str, task: int, method: str) -> str:
         return self.node_file(exp, seed, owner, task, f"{method}/importance.pt")
 
+    def history(self, exp: str, seed: int, owner: str, task: int) -> str:
+        return self.node_file(exp, seed, owner, task, "history.csv")
+
     def record(self, exp: str, seed: int, arm: str, task: int) -> str:
         return self.node_file(exp, seed, arm, task, "record.pt")
 
@@ -61,7 +64,10 @@ class Layout:
             "metrics": self.experiment_file(exp, "metrics.csv"),
             "summary": self.experiment_file(exp, "summary.csv"),
             "matrix": self.experiment_file(exp, "accuracy_matrix.csv"),
+            "training": self.experiment_file(exp, "training.csv"),
             "markdown": self.experiment_file(exp, "summary.md"),
+            "summary_html": self.experiment_file(exp, "summary.html"),
+            "matrix_html": self.experiment_file(exp, "accuracy_matrix.html"),
         }
 
 
@@ -215,14 +221,24 @@ def progress_inputs(layout: Layout, exp: Experiment, seed: int, arm: str, task: 
     return inputs
 
 
-def evaluation_files(layout: Layout, exp: Experiment) -> list[str]:
-    """Every node's evaluation file of the experiment (each node once)."""
-    files: dict[str, None] = {}
+def nodes(exp: Experiment) -> list[tuple[int, str, int]]:
+    """Every model of the experiment once: (seed, owner, task), task 0 = random init."""
+    found: dict[tuple[int, str, int], None] = {}
     for seed in exp.seeds:
         for arm in exp.arms:
             for owner, task in exp.lineage(arm):
-                files[layout.evaluation(exp.name, seed, owner, task)] = None
-    return list(files)
+                found[(seed, owner, task)] = None
+    return list(found)
+
+
+def evaluation_files(layout: Layout, exp: Experiment) -> list[str]:
+    """Every node's evaluation file of the experiment (each node once)."""
+    return [layout.evaluation(exp.name, s, o, t) for s, o, t in nodes(exp)]
+
+
+def history_files(layout: Layout, exp: Experiment) -> list[str]:
+    """Every trained node's per-epoch training history."""
+    return [layout.history(exp.name, s, o, t) for s, o, t in nodes(exp) if t > 0]
 
 
 @_spec
@@ -241,3 +257,29 @@ def aggregate_spec(exp: Experiment) -> dict[str, Any]:
             for name, arm in exp.arms.items()
         ],
     }
+
+
+@_spec
+def figures_spec(exp: Experiment) -> dict[str, Any]:
+    """What the figures need beyond the tables: arms, MAG freeze schedules, the baseline."""
+    arms = aggregate_spec(exp)["arms"]
+    schedules = {}
+    for name in exp.arms:
+        if exp.method_of(name)["type"] == "mag":
+            schedules[name] = {
+                str(t): float(exp.arms[exp.owner(name, t)].per_task[t]["freeze"])
+                for t in range(2, exp.arms[name].last_task + 1)
+            }
+    reference = next((a for a in exp.arms if exp.method_of(a)["type"] == "finetune"), None)
+    return {"experiment": exp.name, "arms": arms, "freeze_schedules": schedules, "reference": reference}
+
+
+def figure_files(layout: Layout, exp: Experiment) -> list[str]:
+    """Every figure the workflow draws for an experiment (PNG; each has an SVG twin)."""
+    files = [
+        layout.experiment_file(exp.name, f"figures/{n}.png") for n in ("forgetting", "methods", "training")
+    ]
+    files += [layout.experiment_file(exp.name, f"figures/accuracy_matrix/{a}.png") for a in exp.arms]
+    if any(exp.method_of(a)["type"] == "mag" for a in exp.arms):
+        files.append(layout.experiment_file(exp.name, "figures/freeze.png"))
+    return files

@@ -4,10 +4,38 @@
 rule aggregate:
     input:
         evaluations=evaluation_inputs,
+        histories=history_inputs,
     output:
         metrics=experiment_file("metrics.csv"),
-        summary=experiment_file("summary.csv"),
-        matrix=experiment_file("accuracy_matrix.csv"),
+        summary=report(
+            experiment_file("summary.csv"),
+            caption="../report/summary.rst",
+            category="{experiment}",
+            subcategory="tables",
+            labels={"table": "summary (csv download)"},
+        ),
+        matrix=report(
+            experiment_file("accuracy_matrix.csv"),
+            caption="../report/accuracy_matrix_table.rst",
+            category="{experiment}",
+            subcategory="tables",
+            labels={"table": "accuracy matrices (csv download)"},
+        ),
+        summary_html=report(
+            experiment_file("summary.html"),
+            caption="../report/summary.rst",
+            category="{experiment}",
+            subcategory="tables",
+            labels={"table": "summary"},
+        ),
+        matrix_html=report(
+            experiment_file("accuracy_matrix.html"),
+            caption="../report/accuracy_matrix_table.rst",
+            category="{experiment}",
+            subcategory="tables",
+            labels={"table": "accuracy matrices"},
+        ),
+        training=experiment_file("training.csv"),
         markdown=experiment_file("summary.md"),
     log:
         experiment_file("aggregate.log"),

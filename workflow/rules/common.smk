@@ -55,9 +55,11 @@ def run_experiments():
 
 
 def all_outputs():
-    return [
-        f for name in run_experiments() for f in LAYOUT.aggregate_outputs(name).values()
-    ]
+    outputs = []
+    for name in run_experiments():
+        outputs += LAYOUT.aggregate_outputs(name).values()
+        outputs += plan.figure_files(LAYOUT, EXPERIMENTS[name])
+    return outputs
 
 
 def res(kind, key):
@@ -109,3 +111,7 @@ def progress_inputs(wildcards):
 
 def evaluation_inputs(wildcards):
     return plan.evaluation_files(LAYOUT, experiment(wildcards))
+
+
+def history_inputs(wildcards):
+    return plan.history_files(LAYOUT, experiment(wildcards))

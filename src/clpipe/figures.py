@@ -1,0 +1,267 @@
+"""Figures from an experiment's tables: seaborn, one style, PNG and SVG.
+
+Every figure is drawn from the CSV files the aggregate step writes (``metrics.csv``,
+``accuracy_matrix.csv``, ``summary.csv``, ``training.csv``), so a figure can be redrawn
+without retraining anything. Arms keep one colour everywhere: a colour family per
+method (fine-tuning grey, MAG blue, EWC orange, ...), shades in config order.
+Torch-free.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")  # files only, no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from clpipe import io  # noqa: E402
+from clpipe.metrics import all_metrics  # noqa: E402
+
+FAMILIES = {
+    "finetune": "Greys",
+    "mag": "Blues",
+    "ewc": "Oranges",
+    "replay": "Greens",
+    "joint": "Purples",
+    "taskmask": "Reds",
+}
+
+
+def set_style() -> None:
+    sns.set_theme(context="paper", style="whitegrid", font_scale=1.1)
+    plt.rcParams.update(
+        {
+            "figure.dpi": 100,
+            "savefig.dpi": 150,
+            "savefig.bbox": "tight",
+            "svg.hashsalt": "clpipe",  # stable ids in the SVG: same data, same file
+            "axes.titleweight": "bold",
+        }
+    )
+
+
+def arm_colors(arms: list[dict[str, Any]]) -> dict[str, Any]:
+    """A colour per arm: its method's family, shades in config order."""
+    by_family: dict[str, list[str]] = {}
+    for a in arms:
+        by_family.setdefault(a["method_type"], []).append(a["name"])
+    colors: dict[str, Any] = {}
+    for family, names in by_family.items():
+        shades = sns.color_palette(FAMILIES.get(family, "viridis"), n_colors=len(names) + 2)[2:]
+        if family == "finetune":
+            shades = [(0.25, 0.25, 0.25)] * len(names)
+        colors.update(zip(names, shades, strict=True))
+    colors["scratch"] = (0.55, 0.55, 0.55)
+    return colors
+
+
+def save(fig, stem: str | Path) -> list[str]:
+    """Write ``stem``.png and ``stem``.svg (no timestamps: same data, same bytes)."""
+    paths = []
+    for ext, metadata in (("png", {"Software": None}), ("svg", {"Date": None, "Creator": None})):
+        path = f"{stem}.{ext}"
+        io.atomic_write(path, lambda f, e=ext, m=metadata: fig.savefig(f, format=e, metadata=m))
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed{'s' if n != 1 else ''}"
+
+
+def _task_label(t: int) -> str:
+    return "random init" if t == 0 else f"after task {t}"
+
+
+def accuracy_matrix_figure(matrix: pd.DataFrame, arm: str):
+    """Heatmap of R (mean over seeds, ± sd in each cell) for one arm."""
+    rows = matrix[matrix["arm"] == arm]
+    if rows.empty:
+        raise ValueError(f"no accuracy matrix rows for arm {arm!r}")
+    mean = rows.pivot(index="trained_task", columns="eval_task", values="accuracy_mean").sort_index()
+    sd = rows.pivot(index="trained_task", columns="eval_task", values="accuracy_sd").reindex_like(mean)
+    notes = mean.map(lambda v: f"{v:.3f}").astype(object)
+    for i in mean.index:
+        for j in mean.columns:
+            s = sd.loc[i, j]
+            if isinstance(s, float) and math.isfinite(s):
+                notes.loc[i, j] = f"{mean.loc[i, j]:.3f}\n±{s:.3f}"
+    fig, ax = plt.subplots(figsize=(1.3 + 1.3 * mean.shape[1], 0.9 + 0.75 * mean.shape[0]))
+    sns.heatmap(
+        mean, annot=notes, fmt="", vmin=0, vmax=1, cmap="viridis", cbar_kws={"label": "test accuracy"},
+        linewidths=0.5, ax=ax,
+    )  # fmt: skip
+    ax.set_xticklabels([f"task {j}" for j in mean.columns])
+    ax.set_yticklabels([_task_label(i) for i in mean.index], rotation=0)
+    ax.set_xlabel("evaluated on")
+    ax.set_ylabel("model")
+    n = int(rows["n"].max())
+    ax.set_title(f"{arm}: accuracy matrix (mean ± sd over {_seeds(n)})")
+    return fig
+
+
+def forgetting_figure(metrics: pd.DataFrame, arms: list[dict[str, Any]]):
+    """Each task's accuracy across the training sequence: one panel per task, a line
+    per arm, a band of ± one sd over seeds."""
+    colors = arm_colors(arms)
+    order = [a["name"] for a in arms]
+    tasks = sorted(metrics["eval_task"].unique())
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.8), sharey=True, squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        sns.lineplot(
+            data=metrics[metrics["eval_task"] == task], x="trained_task", y="accuracy", hue="arm",
+            hue_order=order, palette=colors, errorbar="sd", marker="o", ax=ax, legend=ax is axes[0][-1],
+        )  # fmt: skip
+        ax.axvline(task, color="0.6", lw=0.8, ls=":")
+        ax.set_title(f"task {task}")
+        ax.set_xlabel("tasks trained")
+        ax.set_xticks(sorted(metrics["trained_task"].unique()))
+        ax.set_ylim(0, 1.02)
+    axes[0][0].set_ylabel("test accuracy")
+    sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), title="arm", fontsize=8)
+    fig.suptitle("Accuracy on each task as training goes on (the dotted line: when it was trained)")
+    return fig
+
+
+def methods_figure(summary: pd.DataFrame, arms: list[dict[str, Any]]):
+    """ACC and forgetting of every arm, bars with ± one sd over seeds."""
+    colors = arm_colors(arms)
+    order = [a["name"] for a in arms if a["name"] in set(summary["arm"])]
+    s = summary.set_index("arm").loc[order]
+    fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 0.55 * len(order) + 3), 4.2))
+    for ax, (metric, label) in zip(
+        axes, (("acc", "ACC (final average accuracy)"), ("forgetting", "forgetting")), strict=True
+    ):
+        ax.bar(
+            range(len(order)), s[f"{metric}_mean"], yerr=s[f"{metric}_sd"].fillna(0), capsize=3,
+            color=[colors[a] for a in order], edgecolor="0.2", linewidth=0.5,
+        )  # fmt: skip
+        ticks = [f"{a} ({int(s.loc[a, 'tasks_trained'])})" for a in order]
+        ax.set_xticks(range(len(order)), ticks, rotation=60, ha="right")
+        ax.set_title(label)
+        ax.set_ylim(
+            0,
+            1.0
+            if metric == "acc"
+            else max(0.1, float((s[f"{metric}_mean"] + s[f"{metric}_sd"].fillna(0)).max()) * 1.15),
+        )
+    n = int(s["n_seeds"].max())
+    fig.suptitle(f"Every arm after its last task, (tasks trained) (mean ± sd over {_seeds(n)})")
+    return fig
+
+
+def training_figure(training: pd.DataFrame, arms: list[dict[str, Any]]):
+    """Training curves: train loss and validation accuracy per epoch, a panel per task."""
+    colors = arm_colors(arms)
+    order = ["scratch"] + [a["name"] for a in arms]
+    present = [a for a in order if a in set(training["arm"])]
+    tasks = sorted(training["task"].unique())
+    fig, axes = plt.subplots(2, len(tasks), figsize=(4.2 * len(tasks), 6.4), squeeze=False, sharex="col")
+    for col, task in enumerate(tasks):
+        data = training[training["task"] == task]
+        for row, (y, label) in enumerate(
+            (("train_loss", "train loss"), ("val_accuracy", "validation accuracy"))
+        ):
+            ax = axes[row][col]
+            sns.lineplot(
+                data=data, x="epoch", y=y, hue="arm", hue_order=[a for a in present if a in set(data["arm"])],
+                palette=colors, errorbar="sd", marker="o", ax=ax, legend=(row == 0 and col == len(tasks) - 1),
+            )  # fmt: skip
+            ax.set_ylabel(label if col == 0 else "")
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+            if row == 0:
+                ax.set_title(f"task {task}")
+                ax.set_yscale("log")
+    if axes[0][-1].get_legend() is not None:
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), title="trained by", fontsize=8)
+    fig.suptitle("Training curves (mean ± sd over seeds)")
+    return fig
+
+
+def stage_metrics(metrics: pd.DataFrame, arm: str, stage: int) -> list[dict[str, float]]:
+    """ACC and forgetting of ``arm`` right after task ``stage``, one dict per seed."""
+    out = []
+    for seed, rows in metrics[metrics["arm"] == arm].groupby("seed"):
+        R = rows.pivot(index="trained_task", columns="eval_task", values="accuracy").sort_index()
+        R = R.sort_index(axis=1).to_numpy(dtype=float)[: stage + 1]
+        out.append({"seed": seed, **all_metrics(R)})
+    return out
+
+
+def freeze_figure(metrics: pd.DataFrame, schedules: dict[str, dict[str, float]], reference: str | None):
+    """ACC and forgetting right after each task against the share of weights frozen in all.
+
+    ``schedules`` maps each MAG arm to the freeze percent of every task in its history
+    (its ancestors' included); a point is an arm at a task it trained itself, at the
+    cumulative frozen share 1 - prod(1 - p_t). ``reference`` (fine-tuning) is drawn as
+    a dashed line per task with its ± sd band.
+    """
+    points = []
+    for arm, schedule in schedules.items():
+        own = metrics.loc[metrics["arm"] == arm, ["owner", "trained_task"]].drop_duplicates()
+        for stage in sorted(own.loc[own["owner"] == arm, "trained_task"]):
+            kept = np.prod([1 - p / 100.0 for t, p in schedule.items() if int(t) <= stage])
+            for m in stage_metrics(metrics, arm, stage):
+                points.append({"arm": arm, "after": f"after task {stage}", "frozen": 100 * (1 - kept), **m})
+    if not points:
+        raise ValueError("no MAG arm in this experiment: nothing to plot against the freeze share")
+    data = pd.DataFrame(points)
+    stages = sorted(data["after"].unique())
+    palette = dict(zip(stages, sns.color_palette("deep", len(stages)), strict=True))
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2))
+    for ax, (metric, label) in zip(
+        axes, (("acc", "ACC (average accuracy)"), ("forgetting", "forgetting")), strict=True
+    ):
+        sns.lineplot(
+            data=data, x="frozen", y=metric, hue="after", hue_order=stages, palette=palette, errorbar="sd",
+            err_style="bars", marker="o", ax=ax, legend=ax is axes[0], err_kws={"capsize": 3},
+        )  # fmt: skip
+        if reference is not None:
+            for stage in stages:
+                t = int(stage.split()[-1])
+                ref = [m[metric] for m in stage_metrics(metrics, reference, t)]
+                if ref:
+                    mean, sd = float(np.mean(ref)), float(np.std(ref, ddof=1)) if len(ref) > 1 else 0.0
+                    ax.axhline(mean, color=palette[stage], ls="--", lw=1)
+                    ax.axhspan(mean - sd, mean + sd, color=palette[stage], alpha=0.08, lw=0)
+        ax.set_xlabel("weights frozen in all (% of each kernel)")
+        ax.set_ylabel(label)
+        ax.set_title(label)
+        ax.set_xlim(-3, 100)
+    if reference is not None:
+        axes[0].plot([], [], color="0.3", ls="--", label=f"{reference} (no freezing)")
+        axes[0].legend(title=None, fontsize=8)
+    n = int(data["seed"].nunique())
+    fig.suptitle(f"Does freezing help? Right after each task (mean ± sd over {_seeds(n)})")
+    return fig
+
+
+def draw_experiment(
+    spec: dict[str, Any], metrics_csv: str, summary_csv: str, training_csv: str, out_dir: str
+) -> None:
+    """The plot_experiment step: forgetting, methods and training figures."""
+    set_style()
+    metrics = pd.read_csv(metrics_csv)
+    save(forgetting_figure(metrics, spec["arms"]), f"{out_dir}/forgetting")
+    save(methods_figure(pd.read_csv(summary_csv), spec["arms"]), f"{out_dir}/methods")
+    save(training_figure(pd.read_csv(training_csv), spec["arms"]), f"{out_dir}/training")
+
+
+def draw_accuracy_matrix(matrix_csv: str, arm: str, stem: str) -> None:
+    set_style()
+    save(accuracy_matrix_figure(pd.read_csv(matrix_csv), arm), stem)
+
+
+def draw_freeze(spec: dict[str, Any], metrics_csv: str, stem: str) -> None:
+    set_style()
+    save(freeze_figure(pd.read_csv(metrics_csv), spec["freeze_schedules"], spec["reference"]), stem)

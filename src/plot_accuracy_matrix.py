@@ -1,0 +1,13 @@
+"""Rule plot_accuracy_matrix: one arm's accuracy matrix as an annotated heatmap."""
+
+from clpipe.figures import draw_accuracy_matrix
+from clpipe.logs import log_to
+
+smk = snakemake  # noqa: F821 -- the job object Snakemake injects into scripts
+
+with log_to(smk.log[0]):
+    draw_accuracy_matrix(
+        matrix_csv=smk.input.matrix,
+        arm=smk.wildcards.arm,
+        stem=smk.output.png.removesuffix(".png"),
+    )

@@ -1,0 +1,104 @@
+# Figures for the report, drawn from the aggregate tables (no retraining needed).
+
+
+rule plot_experiment:
+    input:
+        metrics=experiment_file("metrics.csv"),
+        summary=experiment_file("summary.csv"),
+        training=experiment_file("training.csv"),
+    output:
+        forgetting=report(
+            experiment_file("figures/forgetting.png"),
+            caption="../report/forgetting.rst",
+            category="{experiment}",
+            subcategory="figures",
+            labels={"figure": "forgetting"},
+        ),
+        methods=report(
+            experiment_file("figures/methods.png"),
+            caption="../report/methods.rst",
+            category="{experiment}",
+            subcategory="figures",
+            labels={"figure": "method comparison"},
+        ),
+        training=report(
+            experiment_file("figures/training.png"),
+            caption="../report/training.rst",
+            category="{experiment}",
+            subcategory="figures",
+            labels={"figure": "training curves"},
+        ),
+        svg=multiext(
+            experiment_file("figures/"),
+            "forgetting.svg",
+            "methods.svg",
+            "training.svg",
+        ),
+    log:
+        experiment_file("figures/plot_experiment.log"),
+    benchmark:
+        experiment_file("figures/plot_experiment.benchmark.tsv")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("aggregate", "mem_mb"),
+        runtime=res("aggregate", "runtime"),
+    params:
+        spec=lambda w: plan.figures_spec(experiment(w)),
+    script:
+        "../../src/plot_experiment.py"
+
+
+rule plot_accuracy_matrix:
+    input:
+        matrix=experiment_file("accuracy_matrix.csv"),
+    output:
+        png=report(
+            experiment_file("figures/accuracy_matrix/{arm}.png"),
+            caption="../report/accuracy_matrix.rst",
+            category="{experiment}",
+            subcategory="accuracy matrices",
+            labels={"arm": "{arm}"},
+        ),
+        svg=experiment_file("figures/accuracy_matrix/{arm}.svg"),
+    log:
+        experiment_file("figures/accuracy_matrix/{arm}.log"),
+    benchmark:
+        experiment_file("figures/accuracy_matrix/{arm}.benchmark.tsv")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("aggregate", "mem_mb"),
+        runtime=res("aggregate", "runtime"),
+    script:
+        "../../src/plot_accuracy_matrix.py"
+
+
+rule plot_freeze:
+    input:
+        metrics=experiment_file("metrics.csv"),
+    output:
+        png=report(
+            experiment_file("figures/freeze.png"),
+            caption="../report/freeze.rst",
+            category="{experiment}",
+            subcategory="figures",
+            labels={"figure": "freezing"},
+        ),
+        svg=experiment_file("figures/freeze.svg"),
+    log:
+        experiment_file("figures/plot_freeze.log"),
+    benchmark:
+        experiment_file("figures/plot_freeze.benchmark.tsv")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("aggregate", "mem_mb"),
+        runtime=res("aggregate", "runtime"),
+    params:
+        spec=lambda w: plan.figures_spec(experiment(w)),
+    script:
+        "../../src/plot_freeze.py"
