@@ -156,7 +156,7 @@ def methods_figure(summary: pd.DataFrame, arms: list[dict[str, Any]]):
             else max(0.1, float((s[f"{metric}_mean"] + s[f"{metric}_sd"].fillna(0)).max()) * 1.15),
         )
     n = int(s["n_seeds"].max())
-    fig.suptitle(f"Every arm after its last task, (tasks trained) (mean ± sd over {_seeds(n)})")
+    fig.suptitle(f"Every arm after its last task (in brackets: tasks trained); mean ± sd over {_seeds(n)}")
     return fig
 
 
