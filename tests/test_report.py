@@ -45,6 +45,7 @@ def test_every_figure_and_table_of_the_report_loads_in_a_browser(report, tmp_pat
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("request", lambda r: requests.append(r.url))
+
         def open_subcategory(name):
             page.goto(path.as_uri())  # from the start page: Results > tiny > name
             page.get_by_text("Results", exact=True).first.click()
