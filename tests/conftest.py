@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,17 @@ def write_config(path, source, **overrides):
     cfg.update(overrides)
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def planned_jobs(workdir, configfile, *extra):
+    """{rule: count} of a dry run."""
+    out = snakemake(workdir, "-n", "--quiet", "rules", "--configfile", str(configfile), *extra).stdout
+    counts = {}
+    for line in out.splitlines():
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if m and m.group(1) != "total":
+            counts[m.group(1)] = int(m.group(2))
+    return counts
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,7 @@
 """Datasets into task tensors (real MNIST) and per-batch preprocessing."""
 
+import json
+import os
 import shutil
 
 import pytest
@@ -93,3 +95,25 @@ def test_input_pipeline_resizes_and_repeats_on_the_batch():
         {"size": 28, "channels": 1, "normalize": {"mean": [0.5], "std": [0.5]}}, torch.device("cpu")
     )(x)
     torch.testing.assert_close(same, (x.float() / 255 - 0.5) / 0.5)
+
+
+def test_checksums_follow_content_not_mtime(tmp_path):
+    from clpipe.catalog import checksums, dataset_info, md5sum
+
+    files = list(dataset_info("mnist").files)
+    for i, rel in enumerate(files):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(bytes([i]) * 100)
+    cache = tmp_path / "cache.json"
+    first = checksums(tmp_path, "mnist", cache)
+    assert first == {rel: md5sum(tmp_path / rel) for rel in files}
+    target = tmp_path / files[0]
+    later = target.stat().st_mtime + 3600
+    os.utime(target, (later, later))
+    assert checksums(tmp_path, "mnist", cache) == first  # touched: same sums
+    target.write_bytes(b"other content")
+    changed = checksums(tmp_path, "mnist", cache)
+    assert changed[files[0]] != first[files[0]] and changed[files[1]] == first[files[1]]
+    assert len(json.loads(cache.read_text())) == len(files)  # one cache entry per file
+    target.unlink()
+    assert checksums(tmp_path, "mnist", cache)[files[0]] == "missing"

@@ -64,3 +64,20 @@ def test_every_rule_has_log_benchmark_resources_conda_and_a_src_script():
         assert (ROOT / script).is_file(), f"rule {rule}: {script} missing"
         used_envs.add(env)
     assert used_envs == {f"envs/{p.name}" for p in ENVS}
+
+
+def test_model_steps_ask_for_a_gpu_and_short_steps_ride_in_a_group():
+    rules = {rule: body for _, rule, body in rule_blocks()}
+    model_steps = {"init_model", "train_first_task", "train_next_task", "compute_importance", "evaluate"}
+    for rule in model_steps:
+        assert re.search(r"^\s+gpu=gpus,", rules[rule], flags=re.M), f"rule {rule} asks for no GPU"
+    for rule, body in rules.items():
+        if rule not in model_steps:
+            assert "gpu=" not in body, f"rule {rule} reads no model but asks for a GPU"
+        group = re.search(r"group:\s*\n\s*(.+)", body)
+        if rule in model_steps | {"update_progress"}:
+            assert group and group.group(1).startswith("model_group("), (
+                f"rule {rule}: not in its model's group"
+            )
+        elif rule in ("aggregate",) or rule.startswith("plot_"):
+            assert group and group.group(1) == '"figures"', f"rule {rule}: not in the figures group"

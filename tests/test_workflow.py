@@ -8,18 +8,7 @@ import torch
 import yaml
 
 from clpipe import io
-from conftest import ROOT, SNAKEFILE, snakemake, write_config  # noqa: F401 (re-exported)
-
-
-def planned_jobs(workdir, configfile, *extra):
-    """{rule: count} of a dry run."""
-    out = snakemake(workdir, "-n", "--quiet", "rules", "--configfile", str(configfile), *extra).stdout
-    counts = {}
-    for line in out.splitlines():
-        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if m and m.group(1) != "total":
-            counts[m.group(1)] = int(m.group(2))
-    return counts
+from conftest import ROOT, SNAKEFILE, planned_jobs, snakemake, write_config  # noqa: F401 (re-exported)
 
 
 def test_rulegraph_reads_like_the_notebook_order(tmp_path):

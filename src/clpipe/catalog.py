@@ -8,7 +8,11 @@ or half-downloaded file is named before any training starts.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -63,3 +67,48 @@ def dataset_info(name: str) -> DatasetInfo:
     except KeyError:
         known = ", ".join(sorted(DATASETS))
         raise KeyError(f"unknown dataset {name!r}; known datasets: {known}") from None
+
+
+def md5sum(path: str | Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def checksums(data_dir: str | Path, name: str, cache_file: str | Path | None = None) -> dict[str, str]:
+    """md5 of each of the dataset's files under data_dir ("missing" if absent).
+
+    The workflow passes these to the data step as params, so Snakemake reruns it when a
+    file's *content* changes, not when it is merely touched. Sums are cached in
+    ``cache_file`` by path, size and mtime, so only new or touched files are read.
+    """
+    info = dataset_info(name)
+    cache: dict[str, str] = {}
+    if cache_file is not None:
+        try:
+            cache = json.loads(Path(cache_file).read_text())
+        except (OSError, ValueError):
+            cache = {}
+    out, changed = {}, False
+    for rel in info.files:
+        path = Path(data_dir) / rel
+        if not path.is_file():
+            out[rel] = "missing"
+            continue
+        st = path.stat()
+        key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+        if key not in cache:
+            stale = [k for k in cache if k.startswith(f"{path.resolve()}|")]
+            for k in stale:  # one entry per file: the cache does not grow with every touch
+                del cache[k]
+            cache[key] = md5sum(path)
+            changed = True
+        out[rel] = cache[key]
+    if changed and cache_file is not None:
+        Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
+        tmp = f"{cache_file}.{os.getpid()}.tmp"
+        Path(tmp).write_text(json.dumps(cache, indent=0, sort_keys=True))
+        os.replace(tmp, cache_file)
+    return out

@@ -63,6 +63,7 @@ class Experiment:
     seeds: list[int]
     methods: dict[str, dict[str, Any]]  # name -> settings incl. "type"
     arms: dict[str, Arm] = field(default_factory=dict)
+    resources: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> mem_mb, runtime, threads
 
     @property
     def n_tasks(self) -> int:
@@ -293,12 +294,16 @@ def _check_model(key: str, exp: dict[str, Any]) -> None:
             )
 
 
-def check_experiment(name: str, exp: dict[str, Any], default_seeds: list[int]) -> Experiment:
+def check_experiment(
+    name: str, exp: dict[str, Any], default_seeds: list[int], resources: dict[str, Any] | None = None
+) -> Experiment:
     key = f"experiments.{name}"
     tasks = _resolve_tasks(key, exp)
     _check_model(key, exp)
     methods = _resolve_methods(key, exp)
     arms = _resolve_arms(key, exp, len(tasks), methods)
+    own = exp.get("resources", {})
+    merged = {kind: {**values, **own.get(kind, {})} for kind, values in (resources or {}).items()}
     return Experiment(
         name=name,
         raw=exp,
@@ -306,13 +311,15 @@ def check_experiment(name: str, exp: dict[str, Any], default_seeds: list[int]) -
         seeds=list(exp.get("seeds", default_seeds)),
         methods=methods,
         arms=arms,
+        resources=merged,
     )
 
 
 def check_config(config: dict[str, Any]) -> dict[str, Experiment]:
     """Semantic checks of a schema-validated config; returns the experiments by name."""
     experiments = {
-        name: check_experiment(name, exp, config["seeds"]) for name, exp in config["experiments"].items()
+        name: check_experiment(name, exp, config["seeds"], config.get("resources"))
+        for name, exp in config["experiments"].items()
     }
     for i, name in enumerate(config.get("run", [])):
         if name not in experiments:

@@ -9,7 +9,6 @@ batch on the device (:class:`InputPipeline`), with no per-sample PIL work.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,21 +18,13 @@ import torch
 import torch.nn.functional as F
 
 from clpipe import io
-from clpipe.catalog import dataset_info
+from clpipe.catalog import dataset_info, md5sum
 
 log = logging.getLogger("clpipe")
 
 
 class DataError(RuntimeError):
     """Missing or corrupted dataset files; the message names the file."""
-
-
-def md5sum(path: str | Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def verify_dataset(data_dir: str | Path, name: str) -> None:

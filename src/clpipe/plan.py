@@ -34,6 +34,10 @@ class Layout:
     def manifest(self, dataset: str) -> str:
         return f"{self.results}/datasets/{dataset}.md5"
 
+    def checksum_cache(self) -> str:
+        """md5 sums of dataset files by path, size and mtime (read by the workflow)."""
+        return f"{self.results}/datasets/checksum-cache.json"
+
     def data(self, exp: str) -> str:
         return self.experiment_file(exp, "data/tasks.pt")
 

@@ -41,6 +41,8 @@ rule aggregate:
         experiment_file("aggregate.log"),
     benchmark:
         experiment_file("aggregate.benchmark.tsv")
+    group:
+        "figures"
     conda:
         "../../envs/analysis.yaml"
     threads: 1

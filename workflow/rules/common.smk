@@ -3,7 +3,7 @@
 from snakemake.exceptions import WorkflowError
 
 from clpipe import plan
-from clpipe.catalog import DATASETS
+from clpipe.catalog import DATASETS, checksums
 from clpipe.config import SCRATCH, ConfigError, validate_config
 
 # The JSON schema (which also fills in defaults), then the checks a schema cannot
@@ -57,13 +57,42 @@ def run_experiments():
 def all_outputs():
     outputs = []
     for name in run_experiments():
+        # the manifests too: the data check reruns whenever a dataset file changes
+        outputs += plan.dataset_manifests(LAYOUT, EXPERIMENTS[name])
         outputs += LAYOUT.aggregate_outputs(name).values()
         outputs += plan.figure_files(LAYOUT, EXPERIMENTS[name])
     return outputs
 
 
 def res(kind, key):
-    return RESOURCES[kind][key]
+    """A resource of a kind of step, as the job's experiment sets it (or the top level)."""
+
+    def value(wildcards):
+        name = wildcards.get("experiment")
+        return (EXPERIMENTS[name].resources if name in EXPERIMENTS else RESOURCES)[
+            kind
+        ][key]
+
+    return value
+
+
+def gpus(wildcards):
+    """Steps that run a model ask for a GPU unless the config's device is the CPU."""
+    return 0 if config["device"] == "cpu" else 1
+
+
+def model_group(owner=None, task=None):
+    """The job group of one model: the step that makes it and the short steps that read
+    only it (evaluation, consolidation) become one cluster job, so a cluster run submits
+    one job per trained model, not four. Groups only matter off the local machine;
+    a group cannot span models, since consolidation chains run between trainings."""
+
+    def name(wildcards):
+        who = owner or wildcards.get("owner") or wildcards.get("arm")
+        when = wildcards.task if task is None else task
+        return f"model_{wildcards.experiment}_seed{wildcards.seed}_{who}_task{when}"
+
+    return name
 
 
 # --- input functions -------------------------------------------------------------

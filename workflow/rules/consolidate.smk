@@ -11,12 +11,15 @@ rule compute_importance:
         node("{method}/compute_importance.log"),
     benchmark:
         node("{method}/compute_importance.benchmark.tsv")
+    group:
+        model_group()
     conda:
         "../../envs/torch.yaml"
     threads: res("consolidate", "threads")
     resources:
         mem_mb=res("consolidate", "mem_mb"),
         runtime=res("consolidate", "runtime"),
+        gpu=gpus,
     params:
         spec=lambda w: plan.importance_spec(
             experiment(w), int(w.seed), int(w.task), w.method
@@ -34,6 +37,8 @@ rule update_progress:
         node("update_progress.log", owner="{arm}"),
     benchmark:
         node("update_progress.benchmark.tsv", owner="{arm}")
+    group:
+        model_group()
     conda:
         "../../envs/torch.yaml"
     threads: 1

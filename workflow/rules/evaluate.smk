@@ -11,12 +11,15 @@ rule evaluate:
         node("evaluate.log"),
     benchmark:
         node("evaluate.benchmark.tsv")
+    group:
+        model_group()
     conda:
         "../../envs/torch.yaml"
     threads: res("evaluate", "threads")
     resources:
         mem_mb=res("evaluate", "mem_mb"),
         runtime=res("evaluate", "runtime"),
+        gpu=gpus,
     params:
         spec=lambda w: plan.evaluation_spec(
             experiment(w), int(w.seed), w.owner, int(w.task)

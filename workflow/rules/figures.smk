@@ -38,6 +38,8 @@ rule plot_experiment:
         experiment_file("figures/plot_experiment.log"),
     benchmark:
         experiment_file("figures/plot_experiment.benchmark.tsv")
+    group:
+        "figures"
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -66,6 +68,8 @@ rule plot_accuracy_matrix:
         experiment_file("figures/accuracy_matrix/{arm}.log"),
     benchmark:
         experiment_file("figures/accuracy_matrix/{arm}.benchmark.tsv")
+    group:
+        "figures"
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -92,6 +96,8 @@ rule plot_freeze:
         experiment_file("figures/plot_freeze.log"),
     benchmark:
         experiment_file("figures/plot_freeze.benchmark.tsv")
+    group:
+        "figures"
     conda:
         "../../envs/analysis.yaml"
     threads: 1

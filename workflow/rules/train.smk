@@ -8,12 +8,16 @@ rule init_model:
         node("init_model.log", owner=SCRATCH, task="0"),
     benchmark:
         node("init_model.benchmark.tsv", owner=SCRATCH, task="0")
+    group:
+        model_group(owner=SCRATCH, task="0")
     conda:
         "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=res("consolidate", "mem_mb"),
         runtime=res("consolidate", "runtime"),
+        # its group evaluates the random init: on the GPU, like every other model
+        gpu=gpus,
     params:
         spec=lambda w: plan.init_spec(experiment(w), int(w.seed)),
     script:
@@ -31,12 +35,15 @@ rule train_first_task:
         node("train.log", owner=SCRATCH, task="1"),
     benchmark:
         node("train.benchmark.tsv", owner=SCRATCH, task="1")
+    group:
+        model_group(owner=SCRATCH, task="1")
     conda:
         "../../envs/torch.yaml"
     threads: res("train", "threads")
     resources:
         mem_mb=res("train", "mem_mb"),
         runtime=res("train", "runtime"),
+        gpu=gpus,
     params:
         spec=lambda w: plan.training_spec(experiment(w), int(w.seed), 1),
     script:
@@ -54,12 +61,15 @@ rule train_next_task:
         node("train.log", owner="{arm}"),
     benchmark:
         node("train.benchmark.tsv", owner="{arm}")
+    group:
+        model_group()
     conda:
         "../../envs/torch.yaml"
     threads: res("train", "threads")
     resources:
         mem_mb=res("train", "mem_mb"),
         runtime=res("train", "runtime"),
+        gpu=gpus,
     params:
         spec=lambda w: plan.next_task_spec(
             experiment(w), int(w.seed), w.arm, int(w.task)
