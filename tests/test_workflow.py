@@ -45,15 +45,16 @@ def test_default_config_shares_task_a_and_the_20_percent_task_b(tmp_path):
     seeds = 3
     assert jobs["download_data"] == 1 and jobs["prepare_data"] == 1 and jobs["aggregate"] == 1
     assert jobs["init_model"] == seeds
-    assert jobs["train_first_task"] == seeds  # task A once per seed, for all 13 arms
-    # task B: finetune, mag_0, p = 10/20/50/80, 3 EWC lambdas;
-    # task C: finetune, mag_0, q = 10/20/50/80 from p = 20, 3 EWC lambdas
-    assert jobs["train_next_task"] == seeds * (9 + 9)
+    assert jobs["train_first_task"] == seeds  # task A once per seed, for all 22 arms
+    # task B: finetune, mag_0, p = 10/20/50/80, 3 EWC lambdas, 9 replay arms;
+    # task C: finetune, mag_0, q = 10/20/50/80 from p = 20, 3 EWC lambdas, 9 replay arms
+    assert jobs["train_next_task"] == seeds * (18 + 18)
     # MAG: freezing values after A (shared by all MAG arms), after B for mag_0 and for
-    # p = 20 (shared by the 4 C arms); EWC: Fisher after A (shared), after B per lambda
-    assert jobs["compute_importance"] == seeds * (3 + 4)
+    # p = 20 (shared by the 4 C arms); EWC: Fisher after A (shared), after B per lambda;
+    # replay: a buffer after A per replay method, after B per replay arm
+    assert jobs["compute_importance"] == seeds * (3 + 4 + 9 + 9)
     assert jobs["update_progress"] == seeds * 2
-    assert jobs["evaluate"] == seeds * (2 + 18)
+    assert jobs["evaluate"] == seeds * (2 + 36)
 
 
 def test_adding_a_task_c_arm_plans_only_its_jobs(tmp_path):

@@ -47,6 +47,13 @@ class Scenario:
         mask[start : start + len(self.tasks[task - 1])] = True
         return mask
 
+    def mask_table(self, device: torch.device | None = None) -> torch.Tensor | None:
+        """Row t-1: the logit mask of task t (None when nothing is masked), to mask a
+        batch that mixes tasks (replay) sample by sample."""
+        if self.kind != "task":
+            return None
+        return torch.stack([self.logit_mask(t, device) for t in range(1, len(self.tasks) + 1)])
+
 
 def apply_mask(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     if mask is None:

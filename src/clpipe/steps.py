@@ -101,6 +101,8 @@ def _context(
         device=runtime.device,
         batch_size=int(spec["eval"]["batch_size"]),
         generator=generator,
+        train_batch_size=int(spec["train"]["batch_size"]) if "train" in spec else 0,
+        all_tasks=tasks,
     )
     return scenario, pipeline, ctx
 

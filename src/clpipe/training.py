@@ -132,6 +132,14 @@ def train_task(
     x_all = task.train.x
     y_all = scenario.targets(task.index, task.train.y)
     mask = scenario.logit_mask(task.index, device)
+    mixed = method.extra_training_samples()
+    masks = None
+    if mixed is not None:  # e.g. a replay buffer: shuffled in with the task's samples
+        x_extra, y_extra, task_extra = mixed
+        own_task = torch.full((len(y_all),), task.index, dtype=torch.int64, device=device)
+        x_all, y_all = torch.cat([x_all, x_extra]), torch.cat([y_all, y_extra])
+        masks = scenario.mask_table(device)
+        sample_task = torch.cat([own_task, task_extra])
     n = len(y_all)
     if n == 0:
         raise ValueError(f"task {task.index} has no training samples")
@@ -143,10 +151,11 @@ def train_task(
     first_bad = torch.full((), -1, dtype=torch.int64, device=device)
     t_start = time.perf_counter()
     log.info(
-        "%straining task %d: %d samples, batch %d, %d step(s) in %d epoch(s)",
+        "%straining task %d: %d samples%s, batch %d, %d step(s) in %d epoch(s)",
         f"{label}: " if label else "",
         task.index,
         n,
+        "" if mixed is None else f" ({len(mixed[1])} of them from earlier tasks)",
         batch_size,
         steps,
         n_epochs,
@@ -163,6 +172,8 @@ def train_task(
                 break
             idx = order[b * batch_size : (b + 1) * batch_size]
             inputs, targets = pipeline(x_all[idx]), y_all[idx]
+            if masks is not None:  # each sample masked as its own task
+                mask = masks[sample_task[idx] - 1]
             logits = apply_mask(model(inputs), mask)
             loss = F.cross_entropy(logits, targets)
             extra = method.penalty(model)

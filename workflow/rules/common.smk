@@ -76,6 +76,23 @@ def res(kind, key):
     return value
 
 
+def dataset_checksums(dataset):
+    """md5 of each of the dataset's files in data_dir, checked against the release.
+
+    A file that differs stops the run here, while the DAG is built: failing in the data
+    job instead would delete its output and make every step after it run again once the
+    file is put right."""
+    sums = checksums(DATA_DIR, dataset, LAYOUT.checksum_cache())
+    for rel, md5 in sums.items():
+        expected = DATASETS[dataset].files[rel]
+        if md5 not in ("missing", expected):
+            raise WorkflowError(
+                f"{DATA_DIR}/{rel}: md5 {md5} does not match the release's {expected} "
+                f"(dataset {dataset!r}); re-download it, e.g. delete it and run again"
+            )
+    return sums
+
+
 def gpus(wildcards):
     """Steps that run a model ask for a GPU unless the config's device is the CPU."""
     return 0 if config["device"] == "cpu" else 1

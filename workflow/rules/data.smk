@@ -20,9 +20,9 @@ rule download_data:
         runtime=res("data", "runtime"),
     params:
         data_dir=DATA_DIR,
-        # The files' md5 sums: a changed file reruns this check (which then names it);
-        # a touched one, same content, reruns nothing.
-        checksums=lambda w: checksums(DATA_DIR, w.dataset, LAYOUT.checksum_cache()),
+        # The files' md5 sums: a touched file, same content, reruns nothing; a file
+        # whose content differs from the release stops the run before any job starts.
+        checksums=lambda w: dataset_checksums(w.dataset),
     script:
         "../../src/download_data.py"
 

@@ -122,6 +122,25 @@ REGISTRY: dict[str, MethodTraits] = {
         importance_settings=("fisher_labels", "fisher_samples", "fisher_batch_size", "online", "decay"),
         chained_importance=True,
     ),
+    "replay": MethodTraits(
+        name="replay",
+        implementation="clpipe.methods.replay:ExperienceReplay",
+        description=(
+            "experience replay: after each task its hardest (or easiest) training samples "
+            "by EL2N, entropy or margin (or random ones) join a buffer trained on with later tasks"
+        ),
+        defaults={
+            "score": "random",
+            "keep": "hardest",
+            "budget": {"fraction": 0.01},
+            "mode": "concat",
+            "replay_batch_size": None,
+            "replay_weight": 1.0,
+        },
+        importance=True,
+        importance_settings=("score", "keep", "budget"),
+        chained_importance=True,
+    ),
 }
 
 

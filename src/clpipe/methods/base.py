@@ -33,8 +33,11 @@ class TaskContext:
     scenario: Scenario
     pipeline: InputPipeline
     device: torch.device
-    batch_size: int
+    batch_size: int  # for evaluation and scoring passes
     generator: torch.Generator
+    train_batch_size: int = 0
+    # every task of the experiment, on the CPU (replay fetches earlier tasks' images)
+    all_tasks: list[Task] | None = None
 
 
 class ContinualMethod:
@@ -76,6 +79,11 @@ class ContinualMethod:
     def after_backward(self, model: nn.Module) -> None:
         """Change the gradients before the optimizer step (e.g. add a penalty's gradient
         directly, cheaper than differentiating the penalty)."""
+
+    def extra_training_samples(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """Samples trained on together with the task's own, shuffled with them:
+        (uint8 images, targets, 1-based task of each), all on the device; None: none."""
+        return None
 
     def end_task(self, model: nn.Module) -> dict[str, Any]:
         """What this task did, for the progress step (saved as record.pt)."""

@@ -1,0 +1,204 @@
+"""Experience replay with hardness-based sample selection (METHODS.md section 2).
+
+After task t the importance step scores every training sample of the task with the
+trained model (eval mode, softmax probabilities ``p`` of the task's logits, the
+unaugmented images) and adds the chosen ones to the buffer:
+
+- ``el2n``: ``||p - onehot(y)||_2``;
+- ``entropy``: ``-sum_i p_i ln p_i`` (``0 ln 0 = 0``: finite when a probability is 0);
+- ``margin``: ``p_y - max_{i != y} p_i``;
+- ``random``: a seeded uniform number.
+
+``keep: hardest`` takes the highest EL2N or entropy, the lowest margin; ``easiest`` the
+opposite end (for ``random`` both are a random subset). The budget is either
+``fraction`` of each task (the source: ``int(f * n)`` samples per task, the buffer only
+grows) or class-balanced: ``per_class`` samples of every class seen, or a ``memory`` of
+that many samples in all shared equally by the classes seen so far, old classes' least
+wanted entries evicted to make room.
+
+The buffer file holds no images: for each entry its task, its row in that task's
+training split (``tasks.pt``), its index in the source dataset, its label and its
+score. Training the next task either concatenates buffer and new data and shuffles
+them together (``mode: concat``, the source) or draws a separate replay batch per step
+whose loss is added with weight ``replay_weight`` (``mode: batch``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clpipe.methods.base import ContinualMethod, TaskContext
+from clpipe.scenarios import apply_mask
+
+SCORES = ("el2n", "entropy", "margin", "random")
+BUFFER_KEYS = ("task", "position", "source_index", "label", "score")
+
+
+def hardness(
+    probs: torch.Tensor, targets: torch.Tensor, score: str, generator: torch.Generator
+) -> torch.Tensor:
+    """Per-sample score of a batch of probability rows (N x C) and targets (N)."""
+    if score == "el2n":
+        return (probs - F.one_hot(targets, probs.shape[1]).to(probs.dtype)).norm(dim=1)
+    if score == "entropy":
+        return -torch.special.xlogy(probs, probs).sum(dim=1)
+    if score == "margin":
+        true = probs.gather(1, targets[:, None]).squeeze(1)
+        others = probs.scatter(1, targets[:, None], float("-inf")).amax(dim=1)
+        return true - others
+    if score == "random":
+        return torch.rand(len(targets), generator=generator, dtype=torch.float64).to(probs)
+    raise ValueError(f"score: unknown {score!r} (known: {', '.join(SCORES)})")
+
+
+def preference(scores: torch.Tensor, score: str, keep: str) -> torch.Tensor:
+    """Indices of ``scores`` from the most to the least wanted sample.
+
+    Hardest = highest EL2N, entropy (or random number), lowest margin; easiest is the
+    exact reverse order. Ties keep the earlier sample first (a stable sort), so the
+    choice is deterministic.
+    """
+    if keep not in ("hardest", "easiest"):
+        raise ValueError(f"keep: {keep!r} (known: hardest, easiest)")
+    descending = (score != "margin") == (keep == "hardest")
+    key = -scores if descending else scores
+    return torch.sort(key.double(), stable=True).indices
+
+
+def empty_buffer() -> dict[str, torch.Tensor]:
+    return {
+        "task": torch.zeros(0, dtype=torch.int64),
+        "position": torch.zeros(0, dtype=torch.int64),
+        "source_index": torch.zeros(0, dtype=torch.int64),
+        "label": torch.zeros(0, dtype=torch.int64),
+        "score": torch.zeros(0, dtype=torch.float32),
+    }
+
+
+def _take(buffer: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {k: buffer[k][idx] for k in BUFFER_KEYS}
+
+
+def _cat(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: torch.cat([a[k], b[k].to(a[k].dtype)]) for k in BUFFER_KEYS}
+
+
+def select(
+    buffer: dict[str, torch.Tensor],
+    candidates: dict[str, torch.Tensor],
+    budget: dict[str, Any],
+    score: str,
+    keep: str,
+) -> dict[str, torch.Tensor]:
+    """The buffer after a task: the old one plus the chosen candidates (the task's
+    scored training samples), within the budget."""
+    order = preference(candidates["score"], score, keep)
+    if "fraction" in budget:
+        n = int(float(budget["fraction"]) * len(order))  # int(f * |task|), as the source
+        return _cat(buffer, _take(candidates, order[:n]))
+    # class-balanced: every class seen so far gets the same quota
+    merged = _cat(buffer, _take(candidates, order))
+    classes = torch.unique(merged["label"])
+    if "per_class" in budget:
+        quota = {int(c): int(budget["per_class"]) for c in classes}
+    else:
+        memory = int(budget["memory"])
+        share, extra = divmod(memory, max(1, len(classes)))
+        # the remainder goes to the lowest class labels, so the total is exactly `memory`
+        quota = {int(c): share + (i < extra) for i, c in enumerate(classes.tolist())}
+    kept = []
+    for c in classes.tolist():
+        members = torch.nonzero(merged["label"] == c).flatten()
+        # rank this class's entries, old and new alike, by the same preference
+        ranked = members[preference(merged["score"][members], score, keep)]
+        kept.append(ranked[: quota[c]])
+    idx = torch.cat(kept).sort().values if kept else torch.zeros(0, dtype=torch.int64)
+    return _take(merged, idx)
+
+
+class ExperienceReplay(ContinualMethod):
+    """Replay of a buffer of earlier tasks' training samples (chosen by hardness)."""
+
+    # -- after a task ------------------------------------------------------------------
+    @torch.inference_mode()
+    def compute_importance(
+        self,
+        model: nn.Module,
+        ctx: TaskContext,
+        previous: dict[str, Any] | None,
+        progress: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        score, keep = self.settings["score"], self.settings["keep"]
+        task = ctx.task
+        was_training = model.training
+        model.eval()
+        targets = ctx.scenario.targets(task.index, task.train.y)
+        mask = ctx.scenario.logit_mask(task.index, ctx.device)
+        scores = []
+        for start in range(0, len(targets), ctx.batch_size):
+            x = ctx.pipeline(task.train.x[start : start + ctx.batch_size])
+            logits = apply_mask(model(x), mask).float()
+            probs = torch.softmax(logits, dim=1)
+            scores.append(hardness(probs, targets[start : start + ctx.batch_size], score, ctx.generator))
+        model.train(was_training)
+        n = len(targets)
+        candidates = {
+            "task": torch.full((n,), task.index, dtype=torch.int64),
+            "position": torch.arange(n),
+            "source_index": task.train.index.cpu(),
+            "label": task.train.y.cpu(),
+            "score": torch.cat(scores).float().cpu() if scores else torch.zeros(0),
+        }
+        old = {k: previous[k] for k in BUFFER_KEYS} if previous else empty_buffer()
+        buffer = select(old, candidates, self.settings["budget"], score, keep)
+        # the dataset of each task, so the source indices can be read without tasks.pt
+        datasets = [t.dataset for t in ctx.all_tasks] if ctx.all_tasks is not None else []
+        return {**buffer, "task_datasets": datasets}
+
+    # -- training a task ---------------------------------------------------------------
+    def begin_task(self, model, importance, task_settings, ctx: TaskContext) -> None:
+        self.ctx = ctx
+        self.x = self.targets = self.task_ids = None
+        if not importance or len(importance["task"]) == 0:
+            return
+        if ctx.all_tasks is None:
+            raise ValueError("replay needs every task's data to fetch the buffer's images")
+        xs, ys, ids = [], [], []
+        for t in torch.unique(importance["task"]).tolist():
+            rows = importance["task"] == t
+            source = ctx.all_tasks[t - 1]
+            positions = importance["position"][rows]
+            if not torch.equal(source.train.index[positions].cpu(), importance["source_index"][rows]):
+                raise ValueError(
+                    f"the replay buffer's entries of task {t} do not match that task's training "
+                    "split (the buffer was made from other data)"
+                )
+            xs.append(source.train.x[positions])
+            ys.append(ctx.scenario.targets(t, importance["label"][rows]))
+            ids.append(torch.full((int(rows.sum()),), t, dtype=torch.int64))
+        shapes = {tuple(x.shape[1:]) for x in xs} | {tuple(ctx.task.train.x.shape[1:])}
+        if len(shapes) > 1:
+            raise ValueError(f"replay cannot mix images of different shapes: {sorted(shapes)}")
+        self.x = torch.cat(xs).to(ctx.device)
+        self.targets = torch.cat(ys).to(ctx.device)
+        self.task_ids = torch.cat(ids).to(ctx.device)
+
+    def extra_training_samples(self):
+        if self.settings["mode"] != "concat" or self.x is None:
+            return None
+        return self.x, self.targets, self.task_ids
+
+    def penalty(self, model: nn.Module) -> torch.Tensor | None:
+        if self.settings["mode"] != "batch" or self.x is None:
+            return None
+        size = self.settings["replay_batch_size"] or self.ctx.train_batch_size
+        idx = torch.randint(len(self.targets), (size,), generator=self.ctx.generator).to(self.ctx.device)
+        logits = model(self.ctx.pipeline(self.x[idx]))
+        masks = self.ctx.scenario.mask_table(self.ctx.device)
+        if masks is not None:
+            logits = apply_mask(logits, masks[self.task_ids[idx] - 1])
+        return float(self.settings["replay_weight"]) * F.cross_entropy(logits, self.targets[idx])
