@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -148,3 +149,23 @@ def test_a_missing_evaluation_is_an_error(tmp_path, experiment):
             plan.aggregate_spec(experiment),
             *out,
         )
+
+
+def test_a_joint_arm_has_the_init_and_the_last_row_only():
+    from clpipe.aggregate import accuracy_matrix
+    from clpipe.metrics import all_metrics
+
+    rows = pd.DataFrame(
+        [
+            {"trained_task": i, "eval_task": j, "accuracy": acc}
+            for i, accs in ((0, [0.5, 0.4, 0.6]), (3, [0.9, 0.8, 1.0]))
+            for j, acc in enumerate(accs, start=1)
+        ]
+    )
+    R = accuracy_matrix(rows)
+    assert R.shape == (4, 3) and np.isnan(R[1:3]).all()
+    m = all_metrics(R)
+    assert m["acc"] == pytest.approx(0.9)
+    assert np.isnan(m["bwt"]) and np.isnan(m["fwt"]) and np.isnan(m["forgetting"])
+    with pytest.raises(ValueError, match="lack the random init"):
+        accuracy_matrix(rows[rows["trained_task"] == 3])

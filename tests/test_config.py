@@ -144,6 +144,14 @@ BAD_CONFIGS = [
     (_set(E + ["input", "normalize"], {"mean": [0.5, 0.5], "std": [0.5, 0.5]}), f"{X}.input.normalize.mean"),
     (_set(["run"], ["nothere"]), "run[0]"),
     (_del(E + ["dataset"]), f"{X}.dataset"),
+    (_set(E + ["arms", "x"], {"start_from": "joint"}), f"{X}.arms.x.start_from"),
+    (_set(E + ["arms", "x"], {"method": "joint", "freeze": [10]}), f"{X}.arms.x.freeze"),
+    (
+        _set(E + ["methods", "replay", "budget"], {"fraction": 0.1, "memory": 10}),
+        f"{X}.methods.replay.budget",
+    ),
+    (_set(E + ["methods", "replay", "budget"], {"fraction": 1.5}), f"{X}.methods.replay.budget.fraction"),
+    (_set(E + ["methods", "replay", "score"], "loss"), f"{X}.methods.replay.score"),
 ]
 
 

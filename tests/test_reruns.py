@@ -164,7 +164,7 @@ def test_an_edited_script_reruns_its_rule_and_what_follows(finished):
     script = repo / "src/evaluate.py"
     script.write_text(script.read_text() + "# edited\n")
     counts, _ = jobs(repo, work, work / "config.yaml")
-    assert counts["evaluate"] == 11  # every model's evaluation
+    assert counts["evaluate"] == 14  # every model's evaluation
     assert counts["train_first_task"] == 0 and counts["train_next_task"] == 0
     assert counts["compute_importance"] == 0 and counts["aggregate"] == 1
     # accepting an edit without rerunning (--touch), then forcing one step (-R)

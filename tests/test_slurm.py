@@ -24,7 +24,7 @@ PROFILE = ROOT / "profiles" / "slurm"
 # The tiny run takes a few minutes through SLURM; a hang (say, a status command that
 # never answers) must fail the test, not block CI.
 TIMEOUT_S = 20 * 60
-TRAIN_JOBS = 10  # train_first_task once, train_next_task for 9 (arm, task) pairs
+TRAIN_JOBS = 12  # train_first_task once, train_next_task for 11 (arm, task) pairs, joint once
 
 
 @pytest.fixture
@@ -169,7 +169,7 @@ def test_tiny_run_on_a_real_slurm_cluster(tmp_path, data_dir, slurm_cluster):
 
     assert_tiny_outputs(work)
     arms = set(pd.read_csv(work / "results/tiny/metrics.csv")["arm"])
-    assert arms == {"finetune", "mag_0", "mag_b20", "mag_b50", "mag_b20_c50", "ewc"}
+    assert arms == {"finetune", "mag_0", "mag_b20", "mag_b50", "mag_b20_c50", "ewc", "replay", "joint"}
 
     # Each training step ran inside a SLURM job of its own, on this cluster's node.
     logs = sorted((work / "results").rglob("train.log"))

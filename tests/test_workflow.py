@@ -48,13 +48,13 @@ def test_default_config_shares_task_a_and_the_20_percent_task_b(tmp_path):
     assert jobs["train_first_task"] == seeds  # task A once per seed, for all 22 arms
     # task B: finetune, mag_0, p = 10/20/50/80, 3 EWC lambdas, 9 replay arms;
     # task C: finetune, mag_0, q = 10/20/50/80 from p = 20, 3 EWC lambdas, 9 replay arms
-    assert jobs["train_next_task"] == seeds * (18 + 18)
+    assert jobs["train_next_task"] == seeds * (18 + 18 + 1)  # + joint: one job on all tasks
     # MAG: freezing values after A (shared by all MAG arms), after B for mag_0 and for
     # p = 20 (shared by the 4 C arms); EWC: Fisher after A (shared), after B per lambda;
     # replay: a buffer after A per replay method, after B per replay arm
     assert jobs["compute_importance"] == seeds * (3 + 4 + 9 + 9)
     assert jobs["update_progress"] == seeds * 2
-    assert jobs["evaluate"] == seeds * (2 + 36)
+    assert jobs["evaluate"] == seeds * (2 + 36 + 1)
 
 
 def test_adding_a_task_c_arm_plans_only_its_jobs(tmp_path):
@@ -127,13 +127,22 @@ def test_tiny_run_metrics_are_sane(tiny_run):
     work, _ = tiny_run
     m = pd.read_csv(work / "results/tiny/metrics.csv")
     assert {"method", "arm", "seed", "trained_task", "eval_task", "accuracy", "loss"} <= set(m.columns)
-    assert set(m["arm"]) == {"finetune", "mag_0", "mag_b20", "mag_b50", "mag_b20_c50", "ewc"}
+    assert set(m["arm"]) == {
+        "finetune",
+        "mag_0",
+        "mag_b20",
+        "mag_b50",
+        "mag_b20_c50",
+        "ewc",
+        "replay",
+        "joint",
+    }
     assert not m.duplicated(["experiment", "method", "arm", "seed", "trained_task", "eval_task"]).any()
     acc = m.set_index(["arm", "trained_task", "eval_task"])["accuracy"]
     assert acc[("finetune", 1, 1)] > 0.9  # task A right after task A
     assert acc[("finetune", 0, 1)] < 0.75  # the random init row is there and untrained
-    # every arm shares the first task's model; the task-C arm shares task B of mag_b20
-    assert len({acc[(a, 1, 1)] for a in set(m["arm"])}) == 1
+    # every arm but joint shares the first task's model; the task-C arm shares mag_b20's B
+    assert len({acc[(a, 1, 1)] for a in set(m["arm"]) - {"joint"}}) == 1
     for j in (1, 2, 3):
         assert acc[("mag_b20_c50", 2, j)] == acc[("mag_b20", 2, j)]
     assert ((m["accuracy"] >= 0) & (m["accuracy"] <= 1)).all()
@@ -182,6 +191,44 @@ def test_tiny_run_ewc_accumulates_one_fisher_per_task(tiny_run):
         assert torch.equal(anchor, model_b[k])  # task 2's anchor: the weights after task 2
     assert (node / "ewc/task3/model.pt").is_file()
     assert not (node / "ewc/task3/ewc").exists()  # nothing after the last task
+
+
+@pytest.mark.slow
+def test_tiny_run_replay_buffer_grows_by_task_and_is_trained_on(tiny_run):
+    work, _ = tiny_run
+    node = work / "results/tiny/seed0"
+    tasks = io.load(work / "results/tiny/data/tasks.pt", "tasks")["tasks"]
+    n_train = [len(t["train"]["y"]) for t in tasks]
+    after_a = io.load(node / "scratch/task1/replay/importance.pt", "importance")
+    after_b = io.load(node / "replay/task2/replay/importance.pt", "importance")
+    assert after_a["task"].tolist() == [1] * int(0.05 * n_train[0])
+    assert after_b["task"].tolist() == [1] * int(0.05 * n_train[0]) + [2] * int(0.05 * n_train[1])
+    assert torch.equal(after_b["source_index"][: len(after_a["task"])], after_a["source_index"])
+    log_b = (node / "replay/task2/train.log").read_text()
+    assert (
+        f"{n_train[1] + len(after_a['task'])} samples ({len(after_a['task'])} of them from earlier tasks)"
+        in log_b
+    )
+    log_c = (node / "replay/task3/train.log").read_text()
+    assert f"({len(after_b['task'])} of them from earlier tasks)" in log_c
+
+
+@pytest.mark.slow
+def test_tiny_run_joint_is_one_job_on_every_task(tiny_run):
+    work, _ = tiny_run
+    node = work / "results/tiny/seed0"
+    tasks = io.load(work / "results/tiny/data/tasks.pt", "tasks")["tasks"]
+    assert (node / "joint/task3/model.pt").is_file()
+    assert not (node / "joint/task1").exists() and not (node / "joint/task2").exists()
+    log = (node / "joint/task3/train.log").read_text()
+    n_all = sum(len(t["train"]["y"]) for t in tasks)
+    earlier = n_all - len(tasks[2]["train"]["y"])
+    assert f"{n_all} samples ({earlier} of them from earlier tasks)" in log
+    m = pd.read_csv(work / "results/tiny/metrics.csv")
+    assert sorted(m[m["arm"] == "joint"]["trained_task"].unique()) == [0, 3]
+    s = pd.read_csv(work / "results/tiny/summary.csv").set_index("arm")
+    assert s.loc["joint", "acc_mean"] > 0.6 and s.loc["joint", "tasks_trained"] == 3
+    assert pd.isna(s.loc["joint", "bwt_mean"]) and pd.isna(s.loc["joint", "forgetting_mean"])
 
 
 @pytest.mark.slow

@@ -68,12 +68,14 @@ def collect_metrics(spec: dict[str, Any], evaluations: Iterable[str]) -> pd.Data
 
 
 def accuracy_matrix(rows: pd.DataFrame) -> np.ndarray:
-    """R for one (arm, seed): rows trained_task 0..T, columns eval_task 1..n."""
+    """R for one (arm, seed): rows trained_task 0..T, columns eval_task 1..n.
+
+    Rows of models the arm never had are NaN (joint training: only the init and T)."""
     table = rows.pivot(index="trained_task", columns="eval_task", values="accuracy").sort_index()
     T = int(table.index.max())
-    if list(table.index) != list(range(T + 1)):
-        raise ValueError(f"trained tasks {list(table.index)} are not 0..{T}")
-    return table.sort_index(axis=1).to_numpy(dtype=float)
+    if 0 not in table.index:
+        raise ValueError(f"trained tasks {list(table.index)} lack the random init (0)")
+    return table.reindex(range(T + 1)).sort_index(axis=1).to_numpy(dtype=float)
 
 
 def summarize(metrics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

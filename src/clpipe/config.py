@@ -86,12 +86,20 @@ class Experiment:
             raise ValueError(f"arm {arm!r} does not train task {task}")
         if task >= a.first_task:
             return arm
+        if self.traits_of(arm).joint:
+            if task == 0:
+                return SCRATCH
+            raise ValueError(
+                f"joint arm {arm!r} trains every task at once; it has no model after task {task}"
+            )
         if a.start_from is not None:
             return self.owner(a.start_from, task)
         return SCRATCH
 
     def lineage(self, arm: str) -> list[tuple[str, int]]:
         """(owner, task) of every model in the arm's history, task 0 = random init."""
+        if self.traits_of(arm).joint:
+            return [(SCRATCH, 0), (arm, self.arms[arm].last_task)]
         return [(self.owner(arm, t), t) for t in range(self.arms[arm].last_task + 1)]
 
     def head_size(self) -> int:
@@ -183,6 +191,10 @@ def _resolve_arms(key: str, exp: dict[str, Any], n_tasks: int, methods) -> dict[
                 f"unknown method {method!r}; known: {', '.join(sorted(methods))}",
             )
         traits = REGISTRY[methods[method]["type"]]
+        if parent is not None and (traits.joint or REGISTRY[methods[arms[parent].method]["type"]].joint):
+            raise ConfigError(f"{akey}.start_from", "a joint arm trains every task at once: no start_from")
+        if traits.joint:
+            first = n_tasks  # one job: from the random init, on tasks 1..n_tasks together
         if traits.arm_settings is not None:
             history = []
             ancestor = arms.get(parent) if parent is not None else None

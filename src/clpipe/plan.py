@@ -182,7 +182,9 @@ def importance_spec(exp: Experiment, seed: int, task: int, method: str) -> dict[
 
 
 def parent_node(exp: Experiment, arm: str, task: int) -> tuple[str, int]:
-    """The node a task of ``arm`` starts from."""
+    """The node a task of ``arm`` starts from (a joint arm: the random init)."""
+    if exp.traits_of(arm).joint:
+        return SCRATCH, 0
     return exp.owner(arm, task - 1), task - 1
 
 

@@ -48,6 +48,9 @@ class MethodTraits:
     # cumulative freeze_total into per-task freeze); gets the arm's settings and the
     # per-task settings of the tasks its history trained before it.
     arm_settings: Callable[[dict[str, Any], list[dict[str, Any]]], dict[str, Any]] | None = None
+    # The arm is one job per seed: the random init trained on every task at once (its
+    # history is the init and the model after the last task; no start_from).
+    joint: bool = False
 
 
 def _mag_arm_settings(spec: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -121,6 +124,12 @@ REGISTRY: dict[str, MethodTraits] = {
         importance=True,
         importance_settings=("fisher_labels", "fisher_samples", "fisher_batch_size", "online", "decay"),
         chained_importance=True,
+    ),
+    "joint": MethodTraits(
+        name="joint",
+        implementation="clpipe.methods.joint:JointTraining",
+        description="the upper bound: one model trained on every task's data at once",
+        joint=True,
     ),
     "replay": MethodTraits(
         name="replay",
