@@ -24,7 +24,7 @@ PROFILE = ROOT / "profiles" / "slurm"
 # The tiny run takes a few minutes through SLURM; a hang (say, a status command that
 # never answers) must fail the test, not block CI.
 TIMEOUT_S = 20 * 60
-TRAIN_JOBS = 12  # train_first_task once, train_next_task for 11 (arm, task) pairs, joint once
+TRAIN_JOBS = 13  # train_first_task once, train_next_task for 12 (arm, task) pairs (joint: one)
 
 
 @pytest.fixture
