@@ -1,0 +1,165 @@
+"""What the methods cost per training step, against plain torch.optim.Adam.
+
+    python benchmarks/method_overhead.py [--steps 30] [--device cpu|cuda] [--threads N]
+
+One training step (forward, backward, optimizer step) of a model on a random batch, with
+  - plain: torch.optim.Adam (foreach), no method;
+  - mag: the same Adam through clpipe's StepScaler (per-element step scale, 20% of every
+    kernel frozen), as the MAG method attaches it;
+  - ewc: plain Adam plus the EWC penalty's gradient (two earlier tasks) added after
+    backward, as the EWC method does.
+Variants are timed in turns (plain, mag, ewc, plain, ...) so machine noise hits all of
+them alike; the table gives the median step time and the ratio to plain. Targets
+(issue 9): MAG at most 1.10x, EWC at most 1.15x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from clpipe.data import InputPipeline  # noqa: E402
+from clpipe.methods.ewc import ElasticWeightConsolidation  # noqa: E402
+from clpipe.methods.mag import freezing_values, managed_parameters  # noqa: E402
+from clpipe.models import build_model, count_parameters  # noqa: E402
+from clpipe.optim import StepScaler  # noqa: E402
+
+MODELS = {
+    "vgg16 1/8 width, 32 px": (
+        {"name": "vgg16", "width": 0.125, "dropout": 0.5, "init": "glorot"},
+        {"size": 32, "channels": 3},
+        32,
+    ),
+    "vgg16 full width, 32 px": (
+        {"name": "vgg16", "width": 1.0, "dropout": 0.5, "init": "glorot"},
+        {"size": 32, "channels": 3},
+        32,
+    ),
+    "mlp 784-256-256-256-10": (
+        {"name": "mlp", "hidden": [256, 256, 256], "init": "torch"},
+        {"size": 28, "channels": 1},
+        32,
+    ),
+}
+
+
+def make_variant(kind: str, model, device):
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4, foreach=True)
+    after_backward = None
+    if kind == "mag":
+        params = managed_parameters(model, scale_biases=False)
+        scales, frozen = {}, {}
+        for _, p in params.items():
+            fv = freezing_values(p.detach().cpu(), 1.0)
+            k = int(0.2 * fv.numel())
+            mask = torch.zeros(fv.numel(), dtype=torch.bool)
+            mask[fv.flatten().argsort()[:k]] = True  # the lowest FV: the largest weights
+            frozen[p] = mask.view_as(fv)
+            scales[p] = torch.where(frozen[p], torch.zeros_like(fv), fv)
+        StepScaler(opt, scales, frozen)
+    elif kind == "ewc":
+        g = torch.Generator().manual_seed(0)
+        terms = []
+        for t in (1, 2):
+            named = list(model.named_parameters())
+            terms.append(
+                {
+                    "task": t,
+                    "samples": 100,
+                    "fisher": {k: torch.rand(p.shape, generator=g) for k, p in named},
+                    "anchor": {
+                        k: p.detach().cpu() + 0.01 * torch.randn(p.shape, generator=g) for k, p in named
+                    },
+                }
+            )
+        ewc = ElasticWeightConsolidation({})
+        ewc.begin_task(
+            model, {"terms": terms, "online": False, "labels": "empirical"}, {"lambda": 100.0}, None
+        )
+        after_backward = ewc.after_backward
+    return opt, after_backward
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def timed_step(model, variant, pipeline, x, y, device) -> float:
+    """Seconds for one forward, backward and optimizer step (synchronised on a GPU)."""
+    opt, after_backward = variant
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    loss = F.cross_entropy(model(pipeline(x)), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if after_backward is not None:
+        after_backward(model)
+    opt.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per variant (after 3 warm-up)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    print(f"device: {device.type} ({name}), {torch.get_num_threads()} threads, torch {torch.__version__}\n")
+    columns = ["model", "parameters", "batch", "plain Adam (ms/step)", "MAG (ms/step)", "MAG / plain"]
+    columns += ["EWC (ms/step)", "EWC / plain"]
+    print("| " + " | ".join(columns) + " |")
+    print("|---|---|---|---|---|---|---|---|")
+    for label in args.models:
+        model_spec, input_cfg, batch = MODELS[label]
+        torch.manual_seed(0)
+        spec = {**model_spec, "input": {**input_cfg, "normalize": None}, "n_outputs": 2}
+        models = {k: build_model(spec).to(device) for k in ("plain", "mag", "ewc")}
+        for m in models.values():
+            m.load_state_dict(models["plain"].state_dict())
+        variants = {k: make_variant(k, m, device) for k, m in models.items()}
+        pipeline = InputPipeline({**input_cfg, "normalize": None}, device)
+        x = torch.randint(0, 256, (batch, 1, 28, 28), dtype=torch.uint8, device=device)
+        y = torch.randint(0, 2, (batch,), device=device)
+        times: dict[str, list[float]] = {k: [] for k in models}
+
+        for _ in range(3):
+            for kind in models:
+                timed_step(models[kind], variants[kind], pipeline, x, y, device)
+        for _ in range(args.steps):
+            for kind in models:
+                times[kind].append(timed_step(models[kind], variants[kind], pipeline, x, y, device))
+        med = {k: statistics.median(v) * 1000 for k, v in times.items()}
+        mag, ewc = med["mag"] / med["plain"], med["ewc"] / med["plain"]
+        print(
+            f"| {label} | {count_parameters(models['plain']) / 1e6:.2f}M | {batch} | {med['plain']:.1f} "
+            f"| {med['mag']:.1f} | {mag:.3f} | {med['ewc']:.1f} | {ewc:.3f} |",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
