@@ -57,7 +57,7 @@ def run_experiments():
 def all_outputs():
     outputs = []
     for name in run_experiments():
-        # the manifests too: the data check reruns whenever a dataset file changes
+        # the manifests too: every run checks the data files' md5 sums first
         outputs += plan.dataset_manifests(LAYOUT, EXPERIMENTS[name])
         outputs += LAYOUT.aggregate_outputs(name).values()
         outputs += plan.figure_files(LAYOUT, EXPERIMENTS[name])
@@ -79,9 +79,8 @@ def res(kind, key):
 def dataset_checksums(dataset):
     """md5 of each of the dataset's files in data_dir, checked against the release.
 
-    A file that differs stops the run here, while the DAG is built: failing in the data
-    job instead would delete its output and make every step after it run again once the
-    file is put right."""
+    A file that differs stops the run here, while the DAG is built: before any job
+    starts and without touching any output (a failing data job would delete its own)."""
     sums = checksums(DATA_DIR, dataset, LAYOUT.checksum_cache())
     for rel, md5 in sums.items():
         expected = DATASETS[dataset].files[rel]
