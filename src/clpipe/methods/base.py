@@ -90,6 +90,27 @@ class ContinualMethod:
         return {}
 
 
+def training_samples(
+    ctx: TaskContext, rows: dict[int, torch.Tensor | None], what: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Samples of other tasks to train on beside ``ctx.task`` (replay, joint training):
+    (uint8 images, targets, 1-based task of each), on the device. ``rows`` maps a task
+    to the rows of its training split to take (None: all of them)."""
+    if ctx.all_tasks is None:
+        raise ValueError(f"{what} needs every task's data")
+    xs, ys, ids = [], [], []
+    for t, positions in rows.items():
+        split = ctx.all_tasks[t - 1].train
+        x, y = (split.x, split.y) if positions is None else (split.x[positions], split.y[positions])
+        xs.append(x)
+        ys.append(ctx.scenario.targets(t, y))
+        ids.append(torch.full((len(y),), t, dtype=torch.int64))
+    shapes = {tuple(x.shape[1:]) for x in xs} | {tuple(ctx.task.train.x.shape[1:])}
+    if len(shapes) > 1:
+        raise ValueError(f"{what} cannot mix images of different shapes: {sorted(shapes)}")
+    return torch.cat(xs).to(ctx.device), torch.cat(ys).to(ctx.device), torch.cat(ids).to(ctx.device)
+
+
 class TensorMismatchError(ValueError):
     """Tensors from a file do not fit the model (another architecture or arm)."""
 

@@ -6,26 +6,13 @@ figures in its training log are those of the last task's validation split."""
 
 from __future__ import annotations
 
-import torch
-
-from clpipe.methods.base import ContinualMethod, TaskContext
+from clpipe.methods.base import ContinualMethod, TaskContext, training_samples
 
 
 class JointTraining(ContinualMethod):
     def begin_task(self, model, importance, task_settings, ctx: TaskContext) -> None:
-        self.samples = None
-        earlier = [] if ctx.all_tasks is None else ctx.all_tasks[: ctx.task.index - 1]
-        if ctx.task.index > 1 and len(earlier) != ctx.task.index - 1:
-            raise ValueError("joint training needs every task's data")
-        if not earlier:
-            return
-        shapes = {tuple(t.train.x.shape[1:]) for t in earlier} | {tuple(ctx.task.train.x.shape[1:])}
-        if len(shapes) > 1:
-            raise ValueError(f"joint training cannot mix images of different shapes: {sorted(shapes)}")
-        x = torch.cat([t.train.x for t in earlier]).to(ctx.device)
-        y = torch.cat([ctx.scenario.targets(t.index, t.train.y) for t in earlier]).to(ctx.device)
-        ids = torch.cat([torch.full((len(t.train),), t.index, dtype=torch.int64) for t in earlier])
-        self.samples = (x, y, ids.to(ctx.device))
+        earlier = dict.fromkeys(range(1, ctx.task.index))  # every row of tasks 1..t-1
+        self.samples = training_samples(ctx, earlier, "joint training") if earlier else None
 
     def extra_training_samples(self):
         return self.samples

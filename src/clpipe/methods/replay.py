@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clpipe.methods.base import ContinualMethod, TaskContext
+from clpipe.methods.base import ContinualMethod, TaskContext, training_samples
 from clpipe.scenarios import apply_mask
 
 SCORES = ("el2n", "entropy", "margin", "random")
@@ -167,25 +167,19 @@ class ExperienceReplay(ContinualMethod):
             return
         if ctx.all_tasks is None:
             raise ValueError("replay needs every task's data to fetch the buffer's images")
-        xs, ys, ids = [], [], []
+        rows = {}
         for t in torch.unique(importance["task"]).tolist():
-            rows = importance["task"] == t
-            source = ctx.all_tasks[t - 1]
-            positions = importance["position"][rows]
-            if not torch.equal(source.train.index[positions].cpu(), importance["source_index"][rows]):
+            mine = importance["task"] == t
+            rows[t] = importance["position"][mine]
+            split = ctx.all_tasks[t - 1].train
+            if not torch.equal(
+                split.index[rows[t]].cpu(), importance["source_index"][mine]
+            ) or not torch.equal(split.y[rows[t]].cpu(), importance["label"][mine]):
                 raise ValueError(
                     f"the replay buffer's entries of task {t} do not match that task's training "
                     "split (the buffer was made from other data)"
                 )
-            xs.append(source.train.x[positions])
-            ys.append(ctx.scenario.targets(t, importance["label"][rows]))
-            ids.append(torch.full((int(rows.sum()),), t, dtype=torch.int64))
-        shapes = {tuple(x.shape[1:]) for x in xs} | {tuple(ctx.task.train.x.shape[1:])}
-        if len(shapes) > 1:
-            raise ValueError(f"replay cannot mix images of different shapes: {sorted(shapes)}")
-        self.x = torch.cat(xs).to(ctx.device)
-        self.targets = torch.cat(ys).to(ctx.device)
-        self.task_ids = torch.cat(ids).to(ctx.device)
+        self.x, self.targets, self.task_ids = training_samples(ctx, rows, "replay")
 
     def extra_training_samples(self):
         if self.settings["mode"] != "concat" or self.x is None:
