@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from clpipe.metrics import all_metrics, mean_sd_sem
+from clpipe.metrics import all_metrics, clear_metrics, mean_sd_sem
 
 # rows: init, after task 1, 2, 3; columns: tasks 1..3
 R = np.array(
@@ -57,3 +57,20 @@ def test_mean_sd_sem():
     assert s["sem"] == pytest.approx(1 / math.sqrt(3))
     single = mean_sd_sem([0.5])
     assert single["n"] == 1 and single["mean"] == 0.5 and math.isnan(single["sd"])
+
+
+def test_clear_metrics_by_hand():
+    m = clear_metrics(R)
+    assert m["in_domain"] == pytest.approx((0.90 + 0.80 + 0.95) / 3)
+    assert m["next_domain"] == pytest.approx((0.60 + 0.35) / 2)
+    assert m["clear_acc"] == pytest.approx((0.90 + 0.70 + 0.80 + 0.60 + 0.75 + 0.95) / 6)
+    assert m["clear_bwt"] == pytest.approx((0.70 + 0.60 + 0.75) / 3)
+    assert m["clear_fwt"] == pytest.approx((0.60 + 0.20 + 0.35) / 3)
+    two = clear_metrics(R[:3])  # stops after task 2 of 3: FwT still sees task 3
+    assert two["clear_fwt"] == pytest.approx((0.60 + 0.20 + 0.35) / 3)
+    assert two["in_domain"] == pytest.approx((0.90 + 0.80) / 2)
+    joint = R.copy()
+    joint[1:3] = np.nan  # joint training: only the init and the final model
+    j = clear_metrics(joint)
+    assert math.isnan(j["in_domain"]) and math.isnan(j["clear_acc"]) and math.isnan(j["next_domain"])
+    assert all_metrics(joint)["acc"] == pytest.approx((0.60 + 0.75 + 0.95) / 3)

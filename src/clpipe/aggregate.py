@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from clpipe import io
-from clpipe.metrics import METRICS, all_metrics, mean_sd_sem
+from clpipe.metrics import ALL_METRICS, LABELS, METRICS, all_metrics, mean_sd_sem
 
 METRICS_COLUMNS = [
     "experiment",
@@ -81,13 +81,14 @@ def accuracy_matrix(rows: pd.DataFrame) -> np.ndarray:
 def summarize(metrics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Over seeds: (summary, accuracy matrix).
 
-    summary: one row per arm with ACC, BWT, FWT and forgetting (mean, sd, sem, n).
+    summary: one row per arm with every metric of clpipe.metrics (mean, sd, sem, n): ACC,
+    BWT, FWT, forgetting and the CLEAR metrics.
     accuracy matrix: one row per (arm, trained_task, eval_task), the cell's mean, sd,
     sem and n over seeds; ``final`` marks the rows after the arm's last task.
     """
     summary_rows, cells = [], []
     for arm, arm_rows in metrics.groupby("arm", sort=False):
-        per_seed: dict[str, list[float]] = {m: [] for m in METRICS}
+        per_seed: dict[str, list[float]] = {m: [] for m in ALL_METRICS}
         T = int(arm_rows["trained_task"].max())
         for _, seed_rows in arm_rows.groupby("seed"):
             for k, v in all_metrics(accuracy_matrix(seed_rows)).items():
@@ -101,7 +102,7 @@ def summarize(metrics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             "tasks_trained": T,
             "n_seeds": arm_rows["seed"].nunique(),
         }
-        for k in METRICS:
+        for k in ALL_METRICS:
             stats = mean_sd_sem(per_seed[k])
             for s in ("mean", "sd", "sem"):
                 row[f"{k}_{s}"] = stats[s]
@@ -134,15 +135,17 @@ def _pm(mean: float, sd: float, digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
-SUMMARY_NOTE = (
-    "Mean ± sd over seeds of test accuracy on each task after the arm's last task "
-    "(– : task not trained by the arm), and ACC / BWT / FWT / forgetting as defined "
-    "in clpipe/metrics.py."
-)
+def summary_note(shown=METRICS) -> str:
+    return (
+        "Mean ± sd over seeds of test accuracy on each task after the arm's last task "
+        f"(– : task not trained by the arm), and {' / '.join(LABELS[k] for k in shown)} "
+        "as defined in clpipe/metrics.py."
+    )
 
 
-def display_table(summary: pd.DataFrame, matrix: pd.DataFrame) -> pd.DataFrame:
-    """The summary as text cells: final accuracy per task, then the metrics (mean ± sd)."""
+def display_table(summary: pd.DataFrame, matrix: pd.DataFrame, shown=METRICS) -> pd.DataFrame:
+    """The summary as text cells: final accuracy per task, then the metrics ``shown``
+    (mean ± sd)."""
     final = matrix[matrix["final"]]
     n_tasks = int(final["eval_task"].max())
     rows = []
@@ -154,19 +157,19 @@ def display_table(summary: pd.DataFrame, matrix: pd.DataFrame) -> pd.DataFrame:
             cells[f"task {j}"] = (
                 _pm(fin.loc[j, "accuracy_mean"], fin.loc[j, "accuracy_sd"]) if trained else "–"
             )
-        for k, label in zip(METRICS, ("ACC", "BWT", "FWT", "forgetting"), strict=True):
-            cells[label] = _pm(row[f"{k}_mean"], row[f"{k}_sd"])
+        for k in shown:
+            cells[LABELS[k]] = _pm(row[f"{k}_mean"], row[f"{k}_sd"])
         cells["seeds"] = str(row["n_seeds"])
         rows.append(cells)
     return pd.DataFrame(rows)
 
 
-def markdown_table(summary: pd.DataFrame, matrix: pd.DataFrame) -> str:
+def markdown_table(summary: pd.DataFrame, matrix: pd.DataFrame, shown=METRICS) -> str:
     """Each arm's accuracy on every trained task after its last task, then the metrics."""
-    table = display_table(summary, matrix)
+    table = display_table(summary, matrix, shown)
     lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
     lines += ["| " + " | ".join(row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join(lines) + "\n\n" + SUMMARY_NOTE + "\n"
+    return "\n".join(lines) + "\n\n" + summary_note(shown) + "\n"
 
 
 _HTML_STYLE = (
@@ -184,9 +187,9 @@ def html_page(title: str, body: str) -> str:
     )
 
 
-def summary_html(experiment: str, summary: pd.DataFrame, matrix: pd.DataFrame) -> str:
-    table = display_table(summary, matrix).to_html(index=False, border=0)
-    return html_page(f"{experiment}: summary", table + f"<p>{SUMMARY_NOTE}</p>")
+def summary_html(experiment: str, summary: pd.DataFrame, matrix: pd.DataFrame, shown=METRICS) -> str:
+    table = display_table(summary, matrix, shown).to_html(index=False, border=0)
+    return html_page(f"{experiment}: summary", table + f"<p>{summary_note(shown)}</p>")
 
 
 def matrix_html(experiment: str, matrix: pd.DataFrame) -> str:
@@ -240,7 +243,7 @@ def write_tables(
     io.save_csv(training_out, collect_training(spec, histories))
     metrics = collect_metrics(spec, evaluations)
     io.save_csv(metrics_out, metrics)
-    texts = tables_from_metrics(metrics)
+    texts = tables_from_metrics(metrics, tuple(spec.get("report_metrics", METRICS)))
     for name, path in (
         ("summary.csv", summary_out),
         ("accuracy_matrix.csv", matrix_out),
@@ -251,8 +254,9 @@ def write_tables(
         io.atomic_write(path, lambda f, t=texts[name]: f.write(t), mode="w")
 
 
-def tables_from_metrics(metrics: pd.DataFrame) -> dict[str, str]:
-    """Every table the aggregate step derives from metrics.csv, as file contents.
+def tables_from_metrics(metrics: pd.DataFrame, shown=METRICS) -> dict[str, str]:
+    """Every table the aggregate step derives from metrics.csv, as file contents;
+    ``shown``: the metrics the summary tables show (summary.csv has them all).
 
     The committed reference results are checked against this: their tables must be
     exactly what it makes from their metrics.csv.
@@ -262,7 +266,7 @@ def tables_from_metrics(metrics: pd.DataFrame) -> dict[str, str]:
     return {
         "summary.csv": summary.to_csv(index=False, lineterminator="\n"),
         "accuracy_matrix.csv": matrix.to_csv(index=False, lineterminator="\n"),
-        "summary.md": f"# {experiment}\n\n" + markdown_table(summary, matrix),
-        "summary.html": summary_html(experiment, summary, matrix),
+        "summary.md": f"# {experiment}\n\n" + markdown_table(summary, matrix, shown),
+        "summary.html": summary_html(experiment, summary, matrix, shown),
         "accuracy_matrix.html": matrix_html(experiment, matrix),
     }

@@ -10,6 +10,16 @@ FWT. With one trained task BWT, FWT and forgetting are undefined (NaN).
 - FWT = mean_{1<j<=T} (R[j-1][j] - R[0][j])
 - forgetting = mean_{j<T} (max_{1<=l<T} R[l][j] - R[T][j])   (l starts at 1: the random
   init is not a state the task could have been forgotten from)
+
+The CLEAR benchmark's metrics (METHODS.md section 2) are plain means of cells of the
+trained rows 1..T, not differences:
+
+- in_domain = mean_{i<=T} R[i][i]; next_domain = mean_{i<=T, i<n} R[i][i+1]
+- clear_acc = mean_{j<=i<=T} R[i][j]; clear_bwt = mean_{j<i<=T} R[i][j];
+  clear_fwt = mean_{i<j, i<=T} R[i][j]   (n = number of tasks)
+
+A cell of a model the arm never had (joint training's rows 1..T-1) is NaN and makes the
+metrics that need it NaN.
 """
 
 from __future__ import annotations
@@ -19,6 +29,19 @@ import math
 import numpy as np
 
 METRICS = ("acc", "bwt", "fwt", "forgetting")
+CLEAR_METRICS = ("in_domain", "next_domain", "clear_acc", "clear_bwt", "clear_fwt")
+ALL_METRICS = METRICS + CLEAR_METRICS
+LABELS = {
+    "acc": "ACC",
+    "bwt": "BWT",
+    "fwt": "FWT",
+    "forgetting": "forgetting",
+    "in_domain": "in-domain",
+    "next_domain": "next-domain",
+    "clear_acc": "CLEAR Acc",
+    "clear_bwt": "CLEAR BwT",
+    "clear_fwt": "CLEAR FwT",
+}
 
 
 def _check(R: np.ndarray) -> int:
@@ -63,12 +86,34 @@ def forgetting(R) -> float:
     return float(np.mean([R[1:T, j - 1].max() - R[T, j - 1] for j in range(1, T)]))
 
 
+def _mean_of_cells(R: np.ndarray, cells: list[tuple[int, int]]) -> float:
+    """Mean of R[i][j] (j 1-based) over cells; NaN when there are none."""
+    if not cells:
+        return math.nan
+    return float(np.mean([R[i, j - 1] for i, j in cells]))
+
+
+def clear_metrics(R) -> dict[str, float]:
+    R = np.asarray(R, dtype=float)
+    T = _check(R)
+    n = R.shape[1]
+    rows = range(1, T + 1)
+    return {
+        "in_domain": _mean_of_cells(R, [(i, i) for i in rows]),
+        "next_domain": _mean_of_cells(R, [(i, i + 1) for i in rows if i < n]),
+        "clear_acc": _mean_of_cells(R, [(i, j) for i in rows for j in range(1, i + 1)]),
+        "clear_bwt": _mean_of_cells(R, [(i, j) for i in rows for j in range(1, i)]),
+        "clear_fwt": _mean_of_cells(R, [(i, j) for i in rows for j in range(i + 1, n + 1)]),
+    }
+
+
 def all_metrics(R) -> dict[str, float]:
     return {
         "acc": average_accuracy(R),
         "bwt": backward_transfer(R),
         "fwt": forward_transfer(R),
         "forgetting": forgetting(R),
+        **clear_metrics(R),
     }
 
 
