@@ -19,7 +19,7 @@ def load(cfg):
 
 
 @pytest.mark.parametrize(
-    "path", sorted((ROOT / "config").glob("*.yaml")) + [ROOT / "tests/configs/tiny.yaml"]
+    "path", sorted((ROOT / "config").glob("*.yaml")) + sorted((ROOT / "tests/configs").glob("*.yaml"))
 )
 def test_shipped_configs_are_valid(path: Path):
     experiments = load(yaml.safe_load(path.read_text()))
@@ -152,6 +152,16 @@ BAD_CONFIGS = [
     ),
     (_set(E + ["methods", "replay", "budget"], {"fraction": 1.5}), f"{X}.methods.replay.budget.fraction"),
     (_set(E + ["methods", "replay", "score"], "loss"), f"{X}.methods.replay.score"),
+    (_set(E + ["tasks"], [{"classes": [0, 1], "bucket": 1}]), f"{X}.tasks[0].bucket"),
+    (_set(E + ["data", "image_size"], 64), f"{X}.data.image_size"),
+    (_set(E + ["input", "crop"], {"size": 30}), f"{X}.input.crop.size"),
+    (_set(E + ["input", "crop"], {"size": 20, "train": "sideways"}), f"{X}.input.crop.train"),
+    (_set(E + ["train", "schedule"], {"name": "step"}), f"{X}.train.schedule.name"),
+    (
+        _set(E + ["train", "early_stopping"], {"patience": 2, "min_epochs": 3}),
+        f"{X}.train.early_stopping.min_epochs",
+    ),
+    (_set(E + ["report"], {"metrics": ["acc", "auc"]}), f"{X}.report.metrics[1]"),
 ]
 
 
@@ -164,3 +174,41 @@ def test_bad_configs_are_refused_with_the_key(change, key):
         load(copy.deepcopy(cfg))
     assert info.value.key == key, str(info.value)
     assert f"config key '{key}'" in str(info.value)
+
+
+def clear_config():
+    return yaml.safe_load((ROOT / "tests" / "configs" / "clear_tiny.yaml").read_text())
+
+
+C = ["experiments", "clear_tiny"]
+Y = "experiments.clear_tiny"
+BAD_CLEAR_CONFIGS = [
+    (_set(C + ["tasks"], [{"bucket": 1}, {}]), f"{Y}.tasks[1].bucket"),
+    (_set(C + ["tasks"], [{"bucket": 1}, {"bucket": 11}]), f"{Y}.tasks[1].bucket"),
+    (_set(C + ["tasks"], [{"bucket": 1}, {"bucket": 1}]), f"{Y}.tasks[1]"),
+    (_set(C + ["input", "crop", "size"], 41), f"{Y}.input.crop.size"),
+    (_set(C + ["data", "test_fraction"], 1.0), f"{Y}.data.test_fraction"),
+    (_set(C + ["train"], {"iterations": 10, "batch_size": 4, "optimizer": {"name": "sgd", "lr": 0.1},
+                          "early_stopping": {"patience": 1}}), f"{Y}.train.early_stopping"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("change,key", BAD_CLEAR_CONFIGS, ids=[k for _, k in BAD_CLEAR_CONFIGS])
+def test_bad_clear_configs_are_refused_with_the_key(change, key):
+    cfg = clear_config()
+    change(cfg)
+    with pytest.raises(ConfigError) as info:
+        load(cfg)
+    assert info.value.key == key, str(info.value)
+
+
+def test_clear_defaults_only_where_an_image_folder_is_used():
+    cfg = clear_config()
+    data = cfg["experiments"]["clear_tiny"]["data"]
+    del data["image_size"], data["test_fraction"]
+    exp = load(cfg)["clear_tiny"]
+    assert (exp.raw["data"]["image_size"], exp.raw["data"]["test_fraction"]) == (256, 0.3)
+    assert [t.bucket for t in exp.tasks] == [1, 2] and exp.tasks[0].classes == tuple(range(11))
+    assert exp.raw["model"]["init"] == "torch"  # resnet18 keeps torchvision's init
+    tiny = load(base_config())["tiny"]
+    assert "image_size" not in tiny.raw["data"] and tiny.raw["model"]["init"] == "glorot"

@@ -1,5 +1,7 @@
 """The training loop: seeded and deterministic, refuses non-finite losses."""
 
+import math
+
 import pytest
 import torch
 
@@ -10,7 +12,7 @@ from clpipe.methods.finetune import FineTune
 from clpipe.models import build_model
 from clpipe.runtime import make_runtime, seed_everything
 from clpipe.scenarios import Scenario
-from clpipe.training import EpochCheckpoint, NonFiniteLossError, train_task
+from clpipe.training import EarlyStopping, EpochCheckpoint, NonFiniteLossError, train_task
 
 SPEC = {"name": "mlp", "hidden": [32], "input": {"size": 8, "channels": 1}, "n_outputs": 2}
 TRAIN = {"epochs": 2, "batch_size": 16, "optimizer": {"name": "adam", "lr": 1e-2}}
@@ -87,14 +89,15 @@ class KillAtStep(ContinualMethod):
 VGG = {"name": "vgg16", "width": 0.0625, "dropout": 0.5, "input": {"size": 32, "channels": 1}, "n_outputs": 2}
 
 
-def run_with_checkpoint(path, key="job", method=None, epochs=3):
+def run_with_checkpoint(path, key="job", method=None, epochs=3, cfg=None):
     make_runtime("cpu", deterministic=True, threads=1)
     g = seed_everything(7)
     model = build_model(VGG)
     history = train_task(
         model, toy_task(), scenario=Scenario("domain", [[0, 1]]),
         pipeline=InputPipeline(VGG["input"], torch.device("cpu")),
-        train_cfg={**TRAIN, "epochs": epochs}, method=method or FineTune({}), generator=g, eval_batch_size=64,
+        train_cfg={**TRAIN, "epochs": epochs, **(cfg or {})}, method=method or FineTune({}), generator=g,
+        eval_batch_size=64,
         checkpoint=EpochCheckpoint(str(path), key),
     )  # fmt: skip
     return model, history
@@ -123,3 +126,58 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path):
     assert [h["epoch"] for h in history] == [1, 2, 3]  # started over
     for p, q in zip(fresh.parameters(), other.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+# --- learning-rate schedule and early stopping -----------------------------------------
+
+SGD = {"name": "sgd", "lr": 0.1, "momentum": 0.9}
+
+
+def test_cosine_schedule_restarts_per_task_and_is_logged():
+    cfg = {"epochs": 4, "batch_size": 16, "optimizer": SGD, "schedule": {"name": "cosine", "t_max": 4}}
+    _, first = run(cfg=cfg)
+    _, second = run(cfg=cfg)  # a new task: a new optimizer, the schedule from the top
+    expected = [0.05 * (1 + math.cos(math.pi * e / 4)) for e in range(4)]
+    assert [h["lr"] for h in first] == pytest.approx(expected)
+    assert [h["lr"] for h in second] == pytest.approx(expected)
+
+
+def test_early_stopping_watches_validation_and_keeps_the_best_epoch():
+    stop = EarlyStopping({"patience": 2, "min_epochs": 1, "restore_best": True})
+    model = torch.nn.Linear(2, 1)
+    decisions = []
+    for epoch, acc in enumerate([0.5, 0.7, 0.6, 0.65, 0.9], start=1):
+        with torch.no_grad():
+            model.weight.fill_(epoch)
+        decisions.append(stop.update(model, epoch, acc))
+        if decisions[-1]:
+            break
+    assert decisions == [False, False, False, True]  # 2 epochs without beating 0.7
+    stop.finish(model, 4, "")
+    assert (model.weight == 2).all()  # epoch 2's weights are back
+    late = EarlyStopping({"patience": 1, "min_epochs": 4, "restore_best": False})
+    assert [late.update(model, e, 0.5) for e in range(1, 6)] == [False, False, False, True, True]
+
+
+def test_a_task_that_stops_improving_stops_early():
+    # lr 0: the weights never move, so validation never beats epoch 1
+    cfg = {"epochs": 10, "batch_size": 16, "optimizer": {"name": "sgd", "lr": 1e-30},
+           "early_stopping": {"patience": 3, "min_epochs": 2, "restore_best": True}}  # fmt: skip
+    _, history = run(cfg=cfg)
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert [h["kept"] for h in history] == [True, False, False, False]
+
+
+def test_a_killed_job_with_schedule_and_early_stopping_resumes_bit_for_bit(tmp_path):
+    cfg = {"schedule": {"name": "cosine", "t_max": 3},
+           "early_stopping": {"patience": 1, "min_epochs": 1, "restore_best": True}}  # fmt: skip
+    reference, ref_history = run_with_checkpoint(tmp_path / "ref.pt", cfg=cfg)
+    state = tmp_path / "resume.pt"
+    with pytest.raises(KeyboardInterrupt):
+        run_with_checkpoint(state, method=KillAtStep(7 + 3), cfg=cfg)
+    resumed, history = run_with_checkpoint(state, cfg=cfg)
+    for p, q in zip(reference.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert [(h["lr"], h["kept"], h["val_loss"]) for h in history] == [
+        (h["lr"], h["kept"], h["val_loss"]) for h in ref_history
+    ]

@@ -1,9 +1,15 @@
 """Static facts about the datasets the pipeline knows (torch-free).
 
-Each entry says where torchvision keeps the dataset under ``data_dir``, which files must
-be there, their md5 (of the uncompressed files torchvision reads), the number of classes
-and the image shape. The data step checks the files against these sums, so a corrupted
-or half-downloaded file is named before any training starts.
+Each entry says where the dataset lives under ``data_dir`` and what it holds. Two kinds:
+
+- ``torchvision``: the files torchvision reads, with the md5 of each (of the
+  uncompressed files). The data step checks them, so a corrupted or half-downloaded file
+  is named before any training starts.
+- ``image_folder``: a tree of image files in time buckets,
+  ``<folder>/<images>/<bucket>/<class name>/<file>`` (CLEAR-10's release layout). There
+  is no per-file md5 to check against; the workflow fingerprints each bucket by the
+  names and sizes of its files, so an added, removed or replaced image reruns the data
+  step and a touched one does not.
 """
 
 from __future__ import annotations
@@ -18,12 +24,20 @@ from pathlib import Path
 @dataclass(frozen=True)
 class DatasetInfo:
     name: str  # config name, e.g. "mnist"
-    torchvision_class: str  # class in torchvision.datasets
-    folder: str  # folder under data_dir that torchvision uses
+    torchvision_class: str | None  # class in torchvision.datasets (None: not a torchvision one)
+    folder: str  # folder under data_dir that holds it
     n_classes: int
     channels: int
-    size: int  # height == width
+    size: int | None  # height == width (None: images of any size, resized by the data step)
     files: dict[str, str]  # path relative to data_dir -> md5 of its content
+    kind: str = "torchvision"  # or "image_folder"
+    buckets: tuple[int, ...] = ()  # image_folder: the bucket folder names, in time order
+    class_names: tuple[str, ...] = ()  # image_folder: class folder names; label = position
+    images: str = ""  # image_folder: the folder of buckets under ``folder``
+    how_to_get: str = ""  # where to get it when no code can download it
+
+    def bucket_dir(self, data_dir: str | Path, bucket: int) -> Path:
+        return Path(data_dir) / self.folder / self.images / str(bucket)
 
 
 _MNIST_FILES = {
@@ -58,7 +72,89 @@ DATASETS: dict[str, DatasetInfo] = {
         size=28,
         files={f"FashionMNIST/raw/{k}": v for k, v in _FASHION_FILES.items()},
     ),
+    "clear10": DatasetInfo(
+        name="clear10",
+        torchvision_class=None,
+        folder="clear10",
+        n_classes=11,
+        channels=3,
+        size=None,
+        files={},
+        kind="image_folder",
+        buckets=tuple(range(1, 11)),
+        # Folder names of the release; BACKGROUND is a class like the others.
+        class_names=(
+            "BACKGROUND",
+            "baseball",
+            "bus",
+            "camera",
+            "cosplay",
+            "dress",
+            "hockey",
+            "laptop",
+            "racing",
+            "soccer",
+            "sweater",
+        ),
+        images="labeled_images",
+        how_to_get=(
+            "download clear10-public.zip from https://clear-benchmark.github.io "
+            "(https://huggingface.co/datasets/elvishelvis6/CLEAR-Continual_Learning_Benchmark) "
+            "and unzip it so that <data_dir>/clear10/labeled_images/1/baseball/ holds images"
+        ),
+    ),
 }
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def bucket_files(data_dir: str | Path, info: DatasetInfo, bucket: int) -> list[tuple[str, int]]:
+    """(path relative to the bucket folder, label) of every image of a bucket, sorted by
+    class then name: the order the data step indexes (and replay buffers refer to)."""
+    root = info.bucket_dir(data_dir, bucket)
+    files = []
+    for label, name in enumerate(info.class_names):
+        folder = root / name
+        if folder.is_dir():
+            files += [
+                (f"{name}/{f.name}", label)
+                for f in sorted(folder.iterdir())
+                if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
+            ]
+    return files
+
+
+def layout_problems(data_dir: str | Path, info: DatasetInfo, buckets) -> list[str]:
+    """What is wrong with an image_folder dataset's tree (empty list: nothing)."""
+    problems = []
+    for bucket in buckets:
+        root = info.bucket_dir(data_dir, bucket)
+        if not root.is_dir():
+            problems.append(f"{root}: missing")
+            continue
+        present = {p.name for p in root.iterdir() if p.is_dir()}
+        for name in info.class_names:
+            if name not in present:
+                problems.append(f"{root / name}: missing (class {name!r} of bucket {bucket})")
+            elif not any(f.suffix.lower() in IMAGE_SUFFIXES for f in (root / name).iterdir()):
+                problems.append(f"{root / name}: no images")
+        for name in sorted(present - set(info.class_names)):
+            problems.append(
+                f"{root / name}: not a class of {info.name} (classes: {', '.join(info.class_names)})"
+            )
+    return problems
+
+
+def bucket_fingerprint(data_dir: str | Path, info: DatasetInfo, bucket: int) -> str:
+    """sha256 of the bucket's image names and sizes, and their count ("missing" if absent)."""
+    root = info.bucket_dir(data_dir, bucket)
+    if not root.is_dir():
+        return "missing"
+    h = hashlib.sha256()
+    files = bucket_files(data_dir, info, bucket)
+    for rel, _ in files:
+        h.update(f"{rel}\t{(root / rel).stat().st_size}\n".encode())
+    return f"{h.hexdigest()[:32]} ({len(files)} images)"
 
 
 def dataset_info(name: str) -> DatasetInfo:
@@ -78,13 +174,18 @@ def md5sum(path: str | Path, chunk: int = 1 << 22) -> str:
 
 
 def checksums(data_dir: str | Path, name: str, cache_file: str | Path | None = None) -> dict[str, str]:
-    """md5 of each of the dataset's files under data_dir ("missing" if absent).
+    """md5 of each of the dataset's files under data_dir ("missing" if absent); for an
+    image_folder dataset, the fingerprint of each bucket.
 
     The workflow passes these to the data step as params, so Snakemake reruns it when a
     file's *content* changes, not when it is merely touched. Sums are cached in
     ``cache_file`` by path, size and mtime, so only new or touched files are read.
     """
     info = dataset_info(name)
+    if info.kind == "image_folder":
+        return {
+            f"{info.folder}/{info.images}/{b}": bucket_fingerprint(data_dir, info, b) for b in info.buckets
+        }
     cache: dict[str, str] = {}
     if cache_file is not None:
         try:

@@ -36,6 +36,7 @@ class TaskSpec:
     index: int  # 1-based position in the training sequence
     dataset: str
     classes: tuple[int, ...]
+    bucket: int | None = None  # image-folder datasets (CLEAR-10): the time bucket
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ class Experiment:
 
 def _resolve_tasks(key: str, exp: dict[str, Any]) -> list[TaskSpec]:
     tasks: list[TaskSpec] = []
-    seen: dict[tuple[str, int], int] = {}
+    seen: dict[tuple[str, int | None, int], int] = {}
     for i, task in enumerate(exp["tasks"], start=1):
         tkey = f"{key}.tasks[{i - 1}]"
         if isinstance(task, list):
@@ -123,6 +124,16 @@ def _resolve_tasks(key: str, exp: dict[str, Any]) -> list[TaskSpec]:
                 f"(known: {', '.join(sorted(DATASETS))})",
             )
         info = DATASETS[dataset]
+        bucket = task.get("bucket")
+        if info.buckets and bucket is None:
+            raise ConfigError(
+                f"{tkey}.bucket",
+                f"dataset {dataset!r} comes in time buckets ({info.buckets[0]}..{info.buckets[-1]}); "
+                "name the task's bucket",
+            )
+        if bucket is not None and bucket not in info.buckets:
+            has = f"buckets {info.buckets[0]}..{info.buckets[-1]}" if info.buckets else "no buckets"
+            raise ConfigError(f"{tkey}.bucket", f"{bucket} is not a bucket of {dataset!r}, which has {has}")
         classes = task.get("classes", list(range(info.n_classes)))
         bad = [c for c in classes if c >= info.n_classes]
         if bad:
@@ -130,15 +141,16 @@ def _resolve_tasks(key: str, exp: dict[str, Any]) -> list[TaskSpec]:
                 tkey,
                 f"class(es) {bad} not in dataset {dataset!r}, which has classes 0..{info.n_classes - 1}",
             )
+        where = dataset if bucket is None else f"{dataset} bucket {bucket}"
         for c in classes:
-            if (dataset, c) in seen:
+            if (dataset, bucket, c) in seen:
                 raise ConfigError(
                     tkey,
-                    f"class {c} of {dataset!r} is already in task {seen[(dataset, c)]}; "
+                    f"class {c} of {where} is already in task {seen[(dataset, bucket, c)]}; "
                     "tasks must not overlap",
                 )
-            seen[(dataset, c)] = i
-        tasks.append(TaskSpec(index=i, dataset=dataset, classes=tuple(classes)))
+            seen[(dataset, bucket, c)] = i
+        tasks.append(TaskSpec(index=i, dataset=dataset, classes=tuple(classes), bucket=bucket))
     return tasks
 
 
@@ -262,6 +274,7 @@ MODEL_SETTINGS: dict[str, dict[str, Any]] = {
     "vgg16": {"width": 1.0, "dropout": 0.5, "init": "glorot"},
     "mlp": {"hidden": None, "output_relu": False, "init": "glorot"},
     "cnn": {"conv": None, "hidden": None, "init": "glorot"},
+    "resnet18": {"init": "torch"},
 }
 
 
@@ -292,6 +305,8 @@ def _check_model(key: str, exp: dict[str, Any]) -> None:
                     f"{key}.input.normalize.{part}",
                     f"has {len(norm[part])} values; give 1 or one per channel ({inp['channels']})",
                 )
+    _check_data_and_input(key, exp)
+    _check_schedule(key, exp["train"])
     opt = exp["train"]["optimizer"]
     allowed = {
         "adam": {"name", "lr", "betas", "eps", "weight_decay"},
@@ -304,6 +319,51 @@ def _check_model(key: str, exp: dict[str, Any]) -> None:
                 f"{key}.train.optimizer.{k}",
                 f"not a setting of optimizer {opt['name']!r} (settings: {', '.join(sorted(allowed))})",
             )
+
+
+IMAGE_FOLDER_DATA = {"image_size": 256, "test_fraction": 0.3}  # data settings -> defaults
+
+
+def _check_data_and_input(key: str, exp: dict[str, Any]) -> None:
+    """Image-folder settings only where an image-folder dataset is used (defaults filled
+    there and only there, so other experiments' data specs stay as they were); a crop
+    must fit in the stored images."""
+    data, inp = exp["data"], exp["input"]
+    datasets = list({t.dataset: DATASETS[t.dataset] for t in _resolve_tasks(key, exp)}.values())
+    folders = [d for d in datasets if d.kind == "image_folder"]
+    for k, default in IMAGE_FOLDER_DATA.items():
+        if folders:
+            data.setdefault(k, default)
+        elif k in data:
+            raise ConfigError(
+                f"{key}.data.{k}",
+                f"only for image-folder datasets ({', '.join(n for n, d in DATASETS.items() if d.buckets)})",
+            )
+    crop = inp.get("crop")
+    if crop is not None:
+        stored = min((data["image_size"] if d.kind == "image_folder" else d.size) for d in datasets)
+        if crop["size"] > stored:
+            raise ConfigError(
+                f"{key}.input.crop.size",
+                f"{crop['size']} is larger than the stored images ({stored} px)",
+            )
+
+
+def _check_schedule(key: str, train: dict[str, Any]) -> None:
+    for part in ("schedule", "early_stopping"):
+        if part in train and "epochs" not in train:
+            raise ConfigError(
+                f"{key}.train.{part}", "needs train.epochs (it works per epoch), not iterations"
+            )
+    stop = train.get("early_stopping")
+    if stop is not None and stop["min_epochs"] > train["epochs"]:
+        raise ConfigError(
+            f"{key}.train.early_stopping.min_epochs",
+            f"{stop['min_epochs']} is more than train.epochs ({train['epochs']})",
+        )
+    schedule = train.get("schedule")
+    if schedule is not None and schedule.get("t_max") is None:
+        schedule["t_max"] = train["epochs"]
 
 
 def check_experiment(

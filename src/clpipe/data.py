@@ -2,9 +2,11 @@
 
 The data step decodes the datasets an experiment uses into one file of uint8 tensors
 (``tasks.pt``): for every task its train, validation and test split with the original
-labels and the indices into the source dataset. Every later job loads that file and
-moves it to the device once; resizing, channel repeat and normalisation happen per
-batch on the device (:class:`InputPipeline`), with no per-sample PIL work.
+labels and the indices into the source dataset (for an image-folder dataset such as
+CLEAR-10: into the bucket's sorted file list, :func:`clpipe.catalog.bucket_files`).
+Every later job loads that file and moves it to the device once; cropping, resizing,
+channel repeat and normalisation happen per batch on the device (:class:`InputPipeline`),
+with no per-sample PIL work.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from clpipe import io
-from clpipe.catalog import dataset_info, md5sum
+from clpipe.catalog import DatasetInfo, bucket_files, dataset_info, layout_problems, md5sum
 
 log = logging.getLogger("clpipe")
 
@@ -30,6 +32,14 @@ class DataError(RuntimeError):
 def verify_dataset(data_dir: str | Path, name: str) -> None:
     """Check the dataset's files under data_dir exist and have the expected md5."""
     info = dataset_info(name)
+    if info.kind == "image_folder":
+        problems = layout_problems(data_dir, info, info.buckets)
+        if problems:
+            shown = "; ".join(problems[:5]) + (
+                f"; ... ({len(problems)} problems)" if len(problems) > 5 else ""
+            )
+            raise DataError(f"dataset {name!r} in {data_dir}: {shown}. To get it: {info.how_to_get}")
+        return
     for rel, expected in info.files.items():
         path = Path(data_dir) / rel
         if not path.is_file():
@@ -47,6 +57,8 @@ def download_dataset(data_dir: str | Path, name: str) -> None:
     import torchvision
 
     info = dataset_info(name)
+    if info.torchvision_class is None:
+        raise DataError(f"dataset {name!r} cannot be downloaded by the pipeline: {info.how_to_get}")
     cls = getattr(torchvision.datasets, info.torchvision_class)
     for train in (True, False):
         cls(root=str(data_dir), train=train, download=True)
@@ -67,6 +79,38 @@ def read_dataset(data_dir: str | Path, name: str, train: bool) -> tuple[torch.Te
         x = x.permute(0, 3, 1, 2)
     y = torch.as_tensor(ds.targets, dtype=torch.int64)
     return x.contiguous(), y
+
+
+def read_bucket(
+    data_dir: str | Path, info: DatasetInfo, bucket: int, image_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every image of one bucket of an image-folder dataset, decoded once: RGB, the
+    shorter side resized to ``image_size`` (bilinear, antialiased), centre-cropped to a
+    square (uint8, N x 3 x S x S), and the labels; in :func:`bucket_files` order."""
+    from PIL import Image
+
+    root = info.bucket_dir(data_dir, bucket)
+    files = bucket_files(data_dir, info, bucket)
+    x = torch.empty((len(files), info.channels, image_size, image_size), dtype=torch.uint8)
+    for i, (rel, _) in enumerate(files):
+        try:
+            with Image.open(root / rel) as img:
+                img = img.convert("RGB")
+                w, h = img.size
+                scale = image_size / min(w, h)
+                nw, nh = max(image_size, round(w * scale)), max(image_size, round(h * scale))
+                img = img.resize((nw, nh), Image.BILINEAR, reducing_gap=None)
+                left, top = (nw - image_size) // 2, (nh - image_size) // 2
+                img = img.crop((left, top, left + image_size, top + image_size))
+                x[i] = (
+                    torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+                    .view(image_size, image_size, info.channels)
+                    .permute(2, 0, 1)
+                )
+        except OSError as err:
+            raise DataError(f"{root / rel}: cannot be read as an image ({err})") from err
+    y = torch.tensor([label for _, label in files], dtype=torch.int64)
+    return x, y
 
 
 def _subsample(n: int, keep: int | None, generator: torch.Generator) -> torch.Tensor:
@@ -96,6 +140,9 @@ def build_tasks(data_dir: str | Path, spec: dict[str, Any]) -> list[dict[str, An
     tasks = []
     for i, task in enumerate(spec["tasks"], start=1):
         g = torch.Generator().manual_seed(opts["split_seed"] * 1000 + i)
+        if task.get("bucket") is not None:
+            tasks.append(_bucket_task(data_dir, task, opts, g))
+            continue
         classes = torch.tensor(task["classes"])
         splits: dict[str, dict[str, torch.Tensor]] = {}
         x, y = source(task["dataset"], True)
@@ -124,6 +171,52 @@ def build_tasks(data_dir: str | Path, spec: dict[str, Any]) -> list[dict[str, An
     return tasks
 
 
+def _stratified_split(
+    labels: torch.Tensor, fraction: float, g: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions into ``labels``: (held out, rest), ``round(fraction * n_c)`` of each
+    class c held out at random; both sorted."""
+    held, rest = [], []
+    for c in labels.unique(sorted=True).tolist():
+        pos = torch.nonzero(labels == c).flatten()
+        pos = pos[torch.randperm(len(pos), generator=g)]
+        k = int(round(fraction * len(pos)))
+        held.append(pos[:k])
+        rest.append(pos[k:])
+    return torch.cat(held).sort().values, torch.cat(rest).sort().values
+
+
+def _bucket_task(data_dir, task: dict[str, Any], opts: dict[str, Any], g: torch.Generator) -> dict[str, Any]:
+    """One bucket of an image-folder dataset as a task: a train/test split of the bucket,
+    stratified by class (``test_fraction`` of each class, seeded by ``split_seed`` and the
+    task's position: the same for every seed and arm), then validation carved the same
+    way out of the train part, never out of test."""
+    info = dataset_info(task["dataset"])
+    x, y = read_bucket(data_dir, info, task["bucket"], int(opts["image_size"]))
+    keep = torch.nonzero(torch.isin(y, torch.tensor(task["classes"]))).flatten()
+    test_pos, pool_pos = _stratified_split(y[keep], opts["test_fraction"], g)
+    test_idx, pool = keep[test_pos], keep[pool_pos]
+    pool = pool[_subsample(len(pool), opts["max_train_per_task"], g)]
+    val_pos, train_pos = _stratified_split(y[pool], opts["validation_fraction"], g)
+    val_idx, train_idx = pool[val_pos], pool[train_pos]
+    test_idx = test_idx[_subsample(len(test_idx), opts["max_test_per_task"], g)]
+    log.info(
+        "task bucket %d (%s, %d classes): train %d, val %d, test %d (of %d images)",
+        task["bucket"],
+        task["dataset"],
+        len(task["classes"]),
+        len(train_idx),
+        len(val_idx),
+        len(test_idx),
+        len(y),
+    )
+    splits = {
+        name: {"x": x[idx], "y": y[idx], "index": idx}
+        for name, idx in (("train", train_idx), ("val", val_idx), ("test", test_idx))
+    }
+    return {"dataset": task["dataset"], "classes": list(task["classes"]), "bucket": task["bucket"], **splits}
+
+
 @dataclass
 class Split:
     x: torch.Tensor  # uint8, N x C x H x W
@@ -145,6 +238,7 @@ class Task:
     train: Split
     val: Split
     test: Split
+    bucket: int | None = None  # image-folder datasets: the time bucket
 
     def to(self, device: torch.device) -> Task:
         return Task(
@@ -154,6 +248,7 @@ class Task:
             self.train.to(device),
             self.val.to(device),
             self.test.to(device),
+            self.bucket,
         )
 
 
@@ -162,22 +257,30 @@ def load_tasks(path: str | Path, device: torch.device | None = None) -> list[Tas
     tasks = []
     for i, t in enumerate(obj["tasks"], start=1):
         splits = {s: Split(t[s]["x"], t[s]["y"], t[s]["index"]) for s in ("train", "val", "test")}
-        task = Task(i, t["dataset"], tuple(t["classes"]), **splits)
+        task = Task(i, t["dataset"], tuple(t["classes"]), **splits, bucket=t.get("bucket"))
         tasks.append(task.to(device) if device is not None else task)
     return tasks
 
 
 class InputPipeline:
-    """uint8 batches -> float model inputs, on the device: scale, resize, channels, normalise.
+    """uint8 batches -> float model inputs, on the device: crop, scale, resize, channels,
+    normalise.
 
-    Resizing is bilinear with half-pixel centres (TensorFlow 2's ``tf.image.resize``,
-    which the headline source used); it runs on the 1-channel image before the channel
-    repeat, which is then a free broadcast.
+    ``input.crop`` (optional) first cuts a ``size`` x ``size`` window out of each stored
+    image: at a random place per sample for training batches (:meth:`train_batch`,
+    RandomCrop) and in the centre for everything else (:meth:`__call__`: evaluation,
+    scoring, Fisher; CenterCrop), or ``none``. Resizing is bilinear with half-pixel
+    centres (TensorFlow 2's ``tf.image.resize``, which the headline source used); it runs
+    on the 1-channel image before the channel repeat, which is then a free broadcast.
     """
 
     def __init__(self, input_cfg: dict[str, Any], device: torch.device):
         self.size = int(input_cfg["size"])
         self.channels = int(input_cfg["channels"])
+        crop = input_cfg.get("crop") or {}
+        self.crop_size = int(crop["size"]) if crop else None
+        self.train_crop = crop.get("train", "random") if crop else "none"
+        self.eval_crop = crop.get("eval", "center") if crop else "none"
         norm = input_cfg.get("normalize")
         if norm is None:
             self.mean = self.std = None
@@ -187,6 +290,35 @@ class InputPipeline:
             self.std = torch.tensor(norm["std"], dtype=torch.float32, device=device).view(shape)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Inputs for evaluation (and anything else that must be deterministic)."""
+        return self._finish(self._crop(x, self.eval_crop, None))
+
+    def train_batch(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Inputs for a training step: random crops drawn from ``generator`` (CPU)."""
+        return self._finish(self._crop(x, self.train_crop, generator))
+
+    def _crop(self, x: torch.Tensor, how: str, generator: torch.Generator | None) -> torch.Tensor:
+        if how == "none" or self.crop_size is None:
+            return x
+        c = self.crop_size
+        h, w = x.shape[-2], x.shape[-1]
+        if c > h or c > w:
+            raise ValueError(f"cannot crop {c} x {c} out of {h} x {w} images")
+        if how == "center":
+            top, left = (h - c) // 2, (w - c) // 2
+            return x[..., top : top + c, left : left + c]
+        # random: one window per sample, gathered with index grids (no per-sample loop)
+        n = x.shape[0]
+        offsets = torch.randint(0, (h - c + 1) * (w - c + 1), (n,), generator=generator).to(x.device)
+        top, left = offsets // (w - c + 1), offsets % (w - c + 1)
+        ar = torch.arange(c, device=x.device)
+        rows = (top[:, None] + ar)[:, None, :, None]  # n x 1 x c x 1
+        cols = (left[:, None] + ar)[:, None, None, :]  # n x 1 x 1 x c
+        batch = torch.arange(n, device=x.device)[:, None, None, None]
+        chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+        return x[batch, chans, rows, cols]
+
+    def _finish(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float().div_(255.0)
         if x.shape[-1] != self.size or x.shape[-2] != self.size:
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)

@@ -11,6 +11,10 @@
   with ReLU, flatten, hidden layers with ReLU, outputs. The EWC source's network is
   ``conv: [{channels: 32, kernel: 3, stride: 2}, {channels: 64, kernel: 3, stride: 2}]``,
   ``hidden: [768]`` (28 -> 14 -> 7: 3136 -> 768 -> 10).
+- ``resnet18``: torchvision's ResNet18 (ImageNet stem, batch norm), trained from scratch
+  (no pretrained weights) with ``n_outputs`` classes: the replay source's network on
+  CLEAR-10 (11 classes, 224 px: 11,182,155 parameters). ``init: torch`` keeps
+  torchvision's initialisation.
 """
 
 from __future__ import annotations
@@ -171,8 +175,16 @@ def build_model(spec: dict[str, Any], device: torch.device | str | None = None) 
                 hidden=list(spec.get("hidden", [])),
                 n_outputs=spec["n_outputs"],
             )
+        elif name == "resnet18":
+            import torchvision
+
+            if inp["channels"] != 3:
+                raise ValueError(f"resnet18 takes 3-channel inputs, got {inp['channels']}")
+            model = torchvision.models.resnet18(weights=None, num_classes=spec["n_outputs"])
         else:
-            raise ValueError(f"config key 'model.name': unknown model {name!r} (known: vgg16, mlp, cnn)")
+            raise ValueError(
+                f"config key 'model.name': unknown model {name!r} (known: vgg16, mlp, cnn, resnet18)"
+            )
     if spec.get("init", "glorot") == "glorot" and str(device) != "meta":
         _glorot_init(model)
     return model

@@ -105,7 +105,11 @@ def _spec(fn):
 @_spec
 def data_spec(exp: Experiment) -> dict[str, Any]:
     return {
-        "tasks": [{"dataset": t.dataset, "classes": list(t.classes)} for t in exp.tasks],
+        "tasks": [
+            {"dataset": t.dataset, "classes": list(t.classes)}
+            | ({} if t.bucket is None else {"bucket": t.bucket})
+            for t in exp.tasks
+        ],
         "data": exp.raw["data"],
     }
 
@@ -249,8 +253,10 @@ def history_files(layout: Layout, exp: Experiment) -> list[str]:
 
 @_spec
 def aggregate_spec(exp: Experiment) -> dict[str, Any]:
-    """What the aggregation needs to know about an experiment's arms (in config order)."""
-    return {
+    """What the aggregation needs to know about an experiment's arms (in config order),
+    and the metrics its tables show when the config names them."""
+    report = exp.raw.get("report", {}).get("metrics")
+    return ({} if report is None else {"report_metrics": list(report)}) | {
         "experiment": exp.name,
         "seeds": list(exp.seeds),
         "arms": [

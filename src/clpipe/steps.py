@@ -154,6 +154,7 @@ def _train(
         eval_batch_size=ctx.batch_size,
         label=label,
         checkpoint=epochs,
+        validation=method.validation_splits(ctx),
     )
     record = method.end_task(model)
     meta = provenance(step, spec, runtime)

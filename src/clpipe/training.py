@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clpipe.data import InputPipeline, Task
+from clpipe.data import InputPipeline, Split, Task
 from clpipe.evaluation import evaluate_split
 from clpipe.methods.base import ContinualMethod
 from clpipe.optim import build_optimizer
@@ -47,19 +47,21 @@ class EpochCheckpoint:
         self.key = key
 
     def restore(self, model: nn.Module, optimizer, generator: torch.Generator):
-        """(epochs done, steps done, history) -- (0, 0, []) when there is nothing to resume."""
+        """(epochs done, steps done, history, extra) -- (0, 0, [], {}) when there is
+        nothing to resume; ``extra`` is what :meth:`save` was given (schedule, early
+        stopping)."""
         from clpipe import io
 
         if self.path is None or not os.path.exists(self.path):
-            return 0, 0, []
+            return 0, 0, [], {}
         try:
             state = io.load(self.path, "resume")
         except io.FileFormatError as err:
             log.warning("ignoring an unreadable epoch checkpoint: %s", err)
-            return 0, 0, []
+            return 0, 0, [], {}
         if state["key"] != self.key:
             log.info("ignoring %s: it belongs to other settings or inputs", self.path)
-            return 0, 0, []
+            return 0, 0, [], {}
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
@@ -67,9 +69,9 @@ class EpochCheckpoint:
         if torch.cuda.is_available() and state.get("cuda_rng"):
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         log.info("resuming after epoch %d (step %d) from %s", state["epoch"], state["step"], self.path)
-        return int(state["epoch"]), int(state["step"]), list(state["history"])
+        return int(state["epoch"]), int(state["step"]), list(state["history"]), dict(state.get("extra", {}))
 
-    def save(self, model, optimizer, generator, epoch: int, step: int, history) -> None:
+    def save(self, model, optimizer, generator, epoch: int, step: int, history, extra=None) -> None:
         from clpipe import io
 
         if self.path is None:
@@ -87,6 +89,7 @@ class EpochCheckpoint:
             generator=generator.get_state(),
             torch_rng=torch.get_rng_state(),
             cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            extra=extra or {},
         )
 
     def discard(self) -> None:
@@ -102,6 +105,79 @@ def total_steps(n_samples: int, train_cfg: dict[str, Any]) -> tuple[int, int]:
     return per_epoch, per_epoch * int(train_cfg["epochs"])
 
 
+class EarlyStopping:
+    """Keeps the best epoch by validation accuracy and says when to stop: no better epoch
+    for ``patience`` epochs, and at least ``min_epochs`` done. The best weights are kept
+    (a copy on the model's device) to be put back at the end."""
+
+    def __init__(self, cfg: dict[str, Any] | None):
+        self.cfg = cfg
+        self.best_accuracy = -math.inf
+        self.best_epoch = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def update(self, model: nn.Module, epoch: int, val_accuracy: float) -> bool:
+        """Record an epoch; True when training should stop after it."""
+        if self.cfg is None:
+            return False
+        if val_accuracy > self.best_accuracy:  # NaN never counts as better
+            self.best_accuracy, self.best_epoch = val_accuracy, epoch
+            if self.cfg["restore_best"]:
+                self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return epoch >= self.cfg["min_epochs"] and epoch - self.best_epoch >= self.cfg["patience"]
+
+    def finish(self, model: nn.Module, last_epoch: int, label: str) -> None:
+        if self.cfg is None or self.best_epoch == 0:
+            return
+        if self.best_state is not None and self.best_epoch != last_epoch:
+            model.load_state_dict(self.best_state)
+            log.info(
+                "%skept the weights of epoch %d (best val_acc %.4f)",
+                label,
+                self.best_epoch,
+                self.best_accuracy,
+            )
+
+    def state(self) -> dict[str, Any]:
+        state = None if self.best_state is None else {k: v.cpu() for k, v in self.best_state.items()}
+        return {"best_accuracy": self.best_accuracy, "best_epoch": self.best_epoch, "best_state": state}
+
+    def load(self, state: dict[str, Any], device: torch.device) -> None:
+        if not state:
+            return
+        self.best_accuracy, self.best_epoch = state["best_accuracy"], state["best_epoch"]
+        if state["best_state"] is not None:
+            self.best_state = {k: v.to(device) for k, v in state["best_state"].items()}
+
+
+def build_schedule(optimizer: torch.optim.Optimizer, cfg: dict[str, Any] | None):
+    """The learning-rate schedule of one task (stepped once per epoch), or None."""
+    if cfg is None:
+        return None
+    if cfg["name"] == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=int(cfg["t_max"]), eta_min=float(cfg.get("eta_min", 0.0))
+        )
+    raise ValueError(f"config key 'train.schedule.name': unknown schedule {cfg['name']!r} (known: cosine)")
+
+
+def validate(
+    model: nn.Module,
+    splits: list[tuple[int, Split]],
+    scenario: Scenario,
+    pipeline: InputPipeline,
+    batch_size: int,
+) -> tuple[float, float]:
+    """(accuracy, loss) over validation splits of one or more tasks, weighted by size."""
+    results = [(evaluate_split(model, s, t, scenario, pipeline, batch_size), len(s)) for t, s in splits]
+    n = sum(size for _, size in results)
+    if n == 0:
+        return math.nan, math.nan
+    acc = sum(a * size for (a, _), size in results if size) / n
+    loss = sum(lo * size for (_, lo), size in results if size) / n
+    return acc, loss
+
+
 def train_task(
     model: nn.Module,
     task: Task,
@@ -114,21 +190,27 @@ def train_task(
     eval_batch_size: int,
     label: str = "",
     checkpoint: EpochCheckpoint | None = None,
+    validation: list[tuple[int, Split]] | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``model`` on ``task`` in place; returns one history row per epoch.
 
     Batches are drawn from the task's tensors (already on the device) with a seeded
-    permutation per epoch; the optimizer is new for every task (its state is reset,
-    as in the sources). With a ``checkpoint``, the state after each epoch is saved and
-    a killed job resumes after its last finished epoch. Raises
-    :class:`NonFiniteLossError` naming the epoch and batch of the first non-finite loss.
+    permutation per epoch; the optimizer (and its learning-rate schedule) is new for
+    every task (its state is reset, as in the sources). ``validation`` lists the
+    (task, split) pairs validated after each epoch (default: the task's own validation
+    split); early stopping, when configured, watches their accuracy. With a
+    ``checkpoint``, the state after each epoch is saved and a killed job resumes after
+    its last finished epoch. Raises :class:`NonFiniteLossError` naming the epoch and
+    batch of the first non-finite loss.
     """
     checkpoint = checkpoint or EpochCheckpoint(None, "")
+    validation = validation if validation is not None else [(task.index, task.val)]
     device = task.train.x.device
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, train_cfg["optimizer"])
+    schedule = build_schedule(optimizer, train_cfg.get("schedule"))
+    stopping = EarlyStopping(train_cfg.get("early_stopping"))
     method.attach(optimizer, model)
-
     x_all = task.train.x
     y_all = scenario.targets(task.index, task.train.y)
     mask = scenario.logit_mask(task.index, device)
@@ -146,7 +228,12 @@ def train_task(
     batch_size = int(train_cfg["batch_size"])
     per_epoch, steps = total_steps(n, train_cfg)
     n_epochs = math.ceil(steps / per_epoch)
-    done_epochs, step, history = checkpoint.restore(model, optimizer, generator)
+    done_epochs, step, history, extra = checkpoint.restore(model, optimizer, generator)
+    if schedule is not None and "schedule" in extra:
+        schedule.load_state_dict(extra["schedule"])
+    stopping.load(extra.get("early_stopping"), device)
+    if extra.get("stopped"):
+        done_epochs = n_epochs  # it had stopped early: nothing left to train
     first_step = step
     first_bad = torch.full((), -1, dtype=torch.int64, device=device)
     t_start = time.perf_counter()
@@ -171,7 +258,7 @@ def train_task(
             if step >= steps:
                 break
             idx = order[b * batch_size : (b + 1) * batch_size]
-            inputs, targets = pipeline(x_all[idx]), y_all[idx]
+            inputs, targets = pipeline.train_batch(x_all[idx], generator), y_all[idx]
             if masks is not None:  # each sample masked as its own task
                 mask = masks[sample_task[idx] - 1]
             logits = apply_mask(model(inputs), mask)
@@ -196,7 +283,10 @@ def train_task(
                 f"(step {bad_step}) of task {task.index}; no output was written"
             )
         train_loss, train_acc = loss_sum.item() / seen, correct.item() / seen
-        val_acc, val_loss = evaluate_split(model, task.val, task.index, scenario, pipeline, eval_batch_size)
+        val_acc, val_loss = validate(model, validation, scenario, pipeline, eval_batch_size)
+        lr = optimizer.param_groups[0]["lr"]
+        if schedule is not None:
+            schedule.step()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         now = time.perf_counter()
@@ -209,6 +299,7 @@ def train_task(
             "train_accuracy": train_acc,
             "val_loss": val_loss,
             "val_accuracy": val_acc,
+            "lr": lr,
             "images_per_second": seen / seconds if seconds > 0 else math.nan,
             "seconds": seconds,
         }
@@ -225,5 +316,25 @@ def train_task(
             seconds,
             _format_seconds(eta),
         )
-        checkpoint.save(model, optimizer, generator, epoch, step, history)
+        stop = stopping.update(model, epoch, val_acc)
+        extra = {"early_stopping": stopping.state(), "stopped": stop}
+        if schedule is not None:
+            extra["schedule"] = schedule.state_dict()
+        checkpoint.save(model, optimizer, generator, epoch, step, history, extra)
+        if stop:
+            log.info(
+                "%sstopping early after epoch %d: no val_acc above epoch %d's %.4f for %d epoch(s)",
+                f"{label}: " if label else "",
+                epoch,
+                stopping.best_epoch,
+                stopping.best_accuracy,
+                epoch - stopping.best_epoch,
+            )
+            break
+    last_epoch = history[-1]["epoch"] if history else 0
+    stopping.finish(model, last_epoch, f"{label}: " if label else "")
+    if stopping.cfg is not None:  # which epoch's weights the job's model file holds
+        kept = stopping.best_epoch if stopping.best_state is not None else last_epoch
+        for row in history:
+            row["kept"] = row["epoch"] == kept
     return history

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from clpipe.data import InputPipeline, Task
+from clpipe.data import InputPipeline, Split, Task
 from clpipe.scenarios import Scenario
 
 
@@ -84,6 +84,11 @@ class ContinualMethod:
         """Samples trained on together with the task's own, shuffled with them:
         (uint8 images, targets, 1-based task of each), all on the device; None: none."""
         return None
+
+    def validation_splits(self, ctx: TaskContext) -> list[tuple[int, Split]]:
+        """(task, split) pairs validated after every epoch (early stopping watches them):
+        the task's own validation split."""
+        return [(ctx.task.index, ctx.task.val)]
 
     def end_task(self, model: nn.Module) -> dict[str, Any]:
         """What this task did, for the progress step (saved as record.pt)."""

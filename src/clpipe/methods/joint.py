@@ -1,8 +1,9 @@
 """Joint training, the upper bound ("iid" in the replay source): one job per seed trains
 the random init on every task's training data at once, shuffled together, and is
 evaluated like every other model. Its accuracy matrix has the init row and the final
-row only, so ACC is defined and BWT, FWT and forgetting are not (NaN). The validation
-figures in its training log are those of the last task's validation split."""
+row only, so ACC is defined and BWT, FWT and forgetting are not (NaN). It validates on
+every task's validation split together (its training log's val_accuracy, and what early
+stopping watches)."""
 
 from __future__ import annotations
 
@@ -16,3 +17,7 @@ class JointTraining(ContinualMethod):
 
     def extra_training_samples(self):
         return self.samples
+
+    def validation_splits(self, ctx: TaskContext):
+        tasks = ctx.all_tasks[: ctx.task.index] if ctx.all_tasks is not None else [ctx.task]
+        return [(t.index, ctx.task.val if t.index == ctx.task.index else t.val.to(ctx.device)) for t in tasks]

@@ -157,7 +157,11 @@ class ExperienceReplay(ContinualMethod):
         buffer = select(old, candidates, self.settings["budget"], score, keep)
         # the dataset of each task, so the source indices can be read without tasks.pt
         datasets = [t.dataset for t in ctx.all_tasks] if ctx.all_tasks is not None else []
-        return {**buffer, "task_datasets": datasets}
+        out = {**buffer, "task_datasets": datasets}
+        buckets = [t.bucket for t in ctx.all_tasks] if ctx.all_tasks is not None else []
+        if any(b is not None for b in buckets):  # CLEAR-10: source_index is into the bucket's files
+            out["task_buckets"] = buckets
+        return out
 
     # -- training a task ---------------------------------------------------------------
     def begin_task(self, model, importance, task_settings, ctx: TaskContext) -> None:
@@ -191,7 +195,7 @@ class ExperienceReplay(ContinualMethod):
             return None
         size = self.settings["replay_batch_size"] or self.ctx.train_batch_size
         idx = torch.randint(len(self.targets), (size,), generator=self.ctx.generator).to(self.ctx.device)
-        logits = model(self.ctx.pipeline(self.x[idx]))
+        logits = model(self.ctx.pipeline.train_batch(self.x[idx], self.ctx.generator))
         masks = self.ctx.scenario.mask_table(self.ctx.device)
         if masks is not None:
             logits = apply_mask(logits, masks[self.task_ids[idx] - 1])
