@@ -175,6 +175,8 @@ def test_two_bucket_run_of_the_tiny_clear_config(tmp_path):
         assert model["kept"].sum() == 1  # the epoch whose weights the model file holds
         assert model["lr"].iloc[0] == pytest.approx(0.01)
         assert len(model) >= 2  # min_epochs
+    manifest = (tmp_path / "results/datasets/clear10.md5").read_text().splitlines()
+    assert len(manifest) == 10 and manifest[0].endswith("(44 images)  clear10/labeled_images/1")
     buffer = io.load(out / "seed0/scratch/task1/replay_el2n/importance.pt", "importance")
     assert buffer["task_buckets"] == [1, 2] and (buffer["task"] == 1).all()
     assert len(buffer["task"]) == int(0.25 * 22)  # int(f * |bucket 1's train split|)

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from clpipe import io
-from clpipe.catalog import dataset_info
+from clpipe.catalog import checksums, dataset_info
 from clpipe.config import stable_hash
 from clpipe.data import InputPipeline, build_tasks, download_dataset, load_tasks, verify_dataset
 from clpipe.evaluation import evaluate_split
@@ -65,9 +65,13 @@ def download_data(data_dir: str, dataset: str, manifest: str) -> None:
         log.info("%s: %d file(s) missing in %s; downloading", dataset, len(missing), data_dir)
         download_dataset(data_dir, dataset)
     verify_dataset(data_dir, dataset)
-    lines = [f"{md5}  {rel}\n" for rel, md5 in info.files.items()]
+    if info.kind == "image_folder":  # no release sums: each bucket's fingerprint
+        lines = [f"{fp}  {rel}\n" for rel, fp in checksums(data_dir, dataset).items()]
+        log.info("%s: %d bucket(s) in %s complete", dataset, len(lines), data_dir)
+    else:
+        lines = [f"{md5}  {rel}\n" for rel, md5 in info.files.items()]
+        log.info("%s: %d file(s) in %s match their md5 sums", dataset, len(info.files), data_dir)
     io.atomic_write(manifest, lambda f: f.writelines(lines), mode="w")
-    log.info("%s: %d file(s) in %s match their md5 sums", dataset, len(info.files), data_dir)
 
 
 def prepare_data(data_dir: str, spec: dict[str, Any], output: str) -> None:
