@@ -252,15 +252,15 @@ def update_progress(record: str, previous: str | None, spec: dict[str, Any], out
 def evaluate(model_in: str, data: str, spec: dict[str, Any], output: str, runtime: Runtime) -> None:
     """Test accuracy and loss on every task of the experiment (one row of R)."""
     model, checkpoint = load_model(model_in, runtime.device)
-    tasks = load_tasks(data, runtime.device)
+    tasks = load_tasks(data)  # only the test splits go to the device
     scenario = Scenario(spec["scenario"], spec["tasks"])
     pipeline = InputPipeline(spec["input"], runtime.device)
     meta = checkpoint["meta"]
     rows = []
+    batch_size = int(spec["eval"]["batch_size"])
     for task in tasks:
-        acc, loss = evaluate_split(
-            model, task.test, task.index, scenario, pipeline, int(spec["eval"]["batch_size"])
-        )
+        test = task.test.to(runtime.device)
+        acc, loss = evaluate_split(model, test, task.index, scenario, pipeline, batch_size)
         rows.append(
             {
                 "experiment": spec["experiment"],
