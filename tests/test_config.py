@@ -188,6 +188,7 @@ BAD_CLEAR_CONFIGS = [
     (_set(C + ["tasks"], [{"bucket": 1}, {"bucket": 1}]), f"{Y}.tasks[1]"),
     (_set(C + ["input", "crop", "size"], 41), f"{Y}.input.crop.size"),
     (_set(C + ["data", "test_fraction"], 1.0), f"{Y}.data.test_fraction"),
+    (_set(C + ["data", "validation_fraction"], 0), f"{Y}.train.early_stopping"),
     (_set(C + ["train"], {"iterations": 10, "batch_size": 4, "optimizer": {"name": "sgd", "lr": 0.1},
                           "early_stopping": {"patience": 1}}), f"{Y}.train.early_stopping"),
 ]  # fmt: skip

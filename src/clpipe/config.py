@@ -307,6 +307,11 @@ def _check_model(key: str, exp: dict[str, Any]) -> None:
                 )
     _check_data_and_input(key, exp)
     _check_schedule(key, exp["train"])
+    if "early_stopping" in exp["train"] and exp["data"]["validation_fraction"] == 0:
+        raise ConfigError(
+            f"{key}.train.early_stopping",
+            "watches the validation split, but data.validation_fraction is 0 (no validation split)",
+        )
     opt = exp["train"]["optimizer"]
     allowed = {
         "adam": {"name", "lr", "betas", "eps", "weight_decay"},
