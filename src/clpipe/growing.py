@@ -1,0 +1,698 @@
+"""A task-masked network that grows a column of units per task (METHODS.md section 4, "SynapticNet").
+
+Every conv filter and hidden neuron belongs to the task that created it (the ``unit_task``
+buffer of each layer). Running the network for task ``t`` activates a subset of the units
+and zeroes the rest, in one of two modes:
+
+- ``isolated`` (the source): only task ``t``'s units are active, and each reads only task
+  ``t``'s units of the layer below (the first layer reads the image). Every task is a
+  separate column; zero forgetting by construction.
+- ``read`` (forward transfer): the units of tasks ``<= t`` are active. A unit of task
+  ``s`` reads the units of tasks ``<= s`` below it and never a newer task's: the weight
+  matrix is used block-lower-triangularly, as in progressive networks. So an earlier
+  task's units compute exactly the features they computed for that task, and task ``t``
+  reads them as frozen features. (Masking only the outputs, as the source does, would let
+  old units read the new task's units through the new, never-trained columns of their rows.)
+
+Design choices that make the guarantees exact, not approximate:
+
+- Each layer computes only the active blocks -- for each active task ``s``, the rows of
+  ``s`` times the input columns ``s`` reads -- and puts exact zeros in the inactive units.
+  A task's computation therefore has the same shapes before and after any growth, so its
+  outputs stay bit-identical when the network grows (a dense product with zero columns
+  would add the same terms, but a different reduction size may sum them in another order).
+- Weights of other tasks' units enter the forward pass detached: they never get a
+  gradient. That alone does not protect them from weight decay (which moves a weight
+  with a zero gradient) or momentum, so training also freezes them with
+  :class:`clpipe.optim.StepScaler` (:meth:`GrowingTaskNet.protect`), which puts frozen
+  elements back bit for bit after every step, whatever the optimizer did.
+- Units are stored sorted by task (growth appends, and only the newest task may grow),
+  so each task's units are one contiguous range and the per-unit task ids are the
+  run-length form ``widths[k]`` = units of task ``k + 1``; that is what :meth:`spec` stores.
+
+Weights are dense, as in the source: growing a layer adds rows (the new task's units)
+and columns (the new units of the layer below) to one matrix, so the parameter count
+includes blocks no task ever uses; :meth:`GrowingTaskNet.parameter_counts` reports both.
+The source's schedule (64 channels / 512 hidden / 10 outputs, grown twice by the same and
+once by 128 / 1024 / 100 for CIFAR-100) ends at 16,217,410 parameters
+(:func:`source_schedule_parameters`).
+
+The forward pass returns task ``t``'s own head only (N x outputs of ``t``), so a
+prediction is the argmax over the task's own classes; a source-style dense output would
+hold zeros for the other heads, which win the argmax when all of ``t``'s logits are
+negative.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clpipe.optim import StepScaler
+
+MODES = ("isolated", "read")
+# "source": every new entry randn * 0.01 (the source); "standard": torch's default
+# bound 1 / sqrt(fan_in) for the entries a new unit uses, zero for those it never uses
+INITS = ("source", "standard")
+SOURCE_INIT_STD = 0.01
+
+Span = tuple[int, int]  # (first index, count)
+
+
+def _check_choice(value: str, known: Sequence[str], what: str) -> str:
+    if value not in known:
+        raise ValueError(f"unknown {what} {value!r} (known: {', '.join(known)})")
+    return value
+
+
+def _merge_spans(spans: Iterable[Span]) -> list[Span]:
+    """Non-empty spans in order, adjacent ones joined (one slice instead of a concatenation)."""
+    merged: list[Span] = []
+    for start, count in spans:
+        if count == 0:
+            continue
+        if merged and merged[-1][0] + merged[-1][1] == start:
+            merged[-1] = (merged[-1][0], merged[-1][1] + count)
+        else:
+            merged.append((start, count))
+    return merged
+
+
+def _gather(t: torch.Tensor, dim: int, spans: list[Span]) -> torch.Tensor:
+    # contiguous, so the kernel sees the same memory layout whatever the tensor's full width
+    parts = [t.narrow(dim, start, count) for start, count in spans]
+    return (parts[0] if len(parts) == 1 else torch.cat(parts, dim)).contiguous()
+
+
+# --- layers ----------------------------------------------------------------------------
+
+
+class _TaskMaskedLayer(nn.Module):
+    """One dense weight and bias whose output units (rows) and inputs (columns) belong to tasks.
+
+    ``unit_widths[k]``: output units of task ``k + 1``; ``input_widths[k]``: inputs that
+    come from task ``k``'s units of the layer below, where "task 0" are inputs that belong
+    to no task (the image) and are read by every unit. Both are sorted by task.
+    """
+
+    unit_task: torch.Tensor
+    input_task: torch.Tensor
+
+    def __init__(
+        self,
+        unit_widths: Sequence[int],
+        input_widths: Sequence[int],
+        kernel_size: tuple[int, ...],
+        mode: str = "isolated",
+        init: str = "source",
+    ):
+        super().__init__()
+        _check_choice(mode, MODES, "mode")
+        _check_choice(init, INITS, "init")
+        if any(int(w) < 0 for w in [*unit_widths, *input_widths]):
+            raise ValueError(f"widths must not be negative: {list(unit_widths)}, {list(input_widths)}")
+        self.kernel_size = tuple(kernel_size)
+        self.unit_widths: list[int] = []
+        self.input_widths: list[int] = []
+        self.weight = nn.Parameter(torch.empty(0, 0, *self.kernel_size))
+        self.bias = nn.Parameter(torch.empty(0))
+        self.register_buffer("unit_task", torch.empty(0, dtype=torch.int64))
+        self.register_buffer("input_task", torch.empty(0, dtype=torch.int64))
+        # building is growing from nothing: one code path initialises every unit
+        self._extend(list(unit_widths), list(input_widths), init, mode)
+        self.register_load_state_dict_post_hook(_check_loaded_task_ids)
+
+    # -- where each task's units and inputs are -----------------------------------------
+    @property
+    def n_units(self) -> int:
+        return sum(self.unit_widths)
+
+    @property
+    def n_inputs(self) -> int:
+        return sum(self.input_widths)
+
+    def unit_span(self, task: int) -> Span:
+        """(first row, count) of ``task``'s units (count 0 when it has none here)."""
+        if task < 1 or task > len(self.unit_widths):
+            return (self.n_units, 0)
+        return (sum(self.unit_widths[: task - 1]), self.unit_widths[task - 1])
+
+    def input_spans(self, task: int, mode: str) -> list[Span]:
+        """The input columns a unit of ``task`` reads: the task-free inputs and, isolated,
+        its own task's inputs, or, read, those of every task up to its own."""
+        offsets = [sum(self.input_widths[:k]) for k in range(len(self.input_widths) + 1)]
+        if mode == "isolated":
+            own = (offsets[task], self.input_widths[task]) if task < len(self.input_widths) else (0, 0)
+            return _merge_spans([(0, self.input_widths[0] if self.input_widths else 0), own])
+        return _merge_spans([(0, offsets[min(task + 1, len(self.input_widths))])])
+
+    def _expected_task_ids(self) -> tuple[torch.Tensor, torch.Tensor]:
+        def ids(widths: list[int], first: int) -> torch.Tensor:
+            # on the CPU whatever the default device (the model may be built on "meta")
+            tasks = torch.arange(first, first + len(widths), dtype=torch.int64, device="cpu")
+            return torch.repeat_interleave(tasks, torch.tensor(widths, dtype=torch.int64, device="cpu"))
+
+        return ids(self.unit_widths, 1), ids(self.input_widths, 0)
+
+    # -- forward --------------------------------------------------------------------------
+    def _apply(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _block(self, x: torch.Tensor, unit_task: int, running: int, mode: str) -> torch.Tensor:
+        """Outputs of ``unit_task``'s units while the network runs task ``running``."""
+        start, count = self.unit_span(unit_task)
+        weight, bias = self.weight.narrow(0, start, count), self.bias.narrow(0, start, count)
+        if unit_task != running:  # only the running task's units learn from its batches
+            weight, bias = weight.detach(), bias.detach()
+        spans = self.input_spans(unit_task, mode)
+        if not spans:  # a unit with nothing to read outputs its bias
+            shape = (x.shape[0], count, *x.shape[2:])
+            return bias.view(1, count, *[1] * (x.dim() - 2)).expand(shape)
+        return self._apply(_gather(x, 1, spans), _gather(weight, 1, spans), bias)
+
+    def forward(self, x: torch.Tensor, task: int, mode: str = "isolated") -> torch.Tensor:
+        """Every unit's output; units not active for ``task`` in ``mode`` are exactly 0."""
+        if x.shape[1] != self.n_inputs:
+            raise ValueError(f"expected {self.n_inputs} input channels or features, got {x.shape[1]}")
+        active = {task} if _check_choice(mode, MODES, "mode") == "isolated" else set(range(1, task + 1))
+        parts = []
+        for unit_task, count in enumerate(self.unit_widths, start=1):
+            if count == 0:
+                continue
+            if unit_task in active:
+                parts.append(self._block(x, unit_task, task, mode))
+            else:  # same spatial size: stride 1, "same" padding
+                parts.append(x.new_zeros(x.shape[0], count, *x.shape[2:]))
+        if not parts:
+            return x.new_zeros(x.shape[0], 0, *x.shape[2:])
+        return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+
+    def own_outputs(self, x: torch.Tensor, task: int, mode: str = "isolated") -> torch.Tensor:
+        """Only ``task``'s units (N x its units): a head's logits."""
+        if x.shape[1] != self.n_inputs:
+            raise ValueError(f"expected {self.n_inputs} input channels or features, got {x.shape[1]}")
+        return self._block(x, task, task, _check_choice(mode, MODES, "mode"))
+
+    # -- which weights a task uses ---------------------------------------------------------
+    def connection_masks(self, tasks: Iterable[int], mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Bool masks (weight, bias) of the entries the units of ``tasks`` use in ``mode``."""
+        weight = torch.zeros(self.weight.shape, dtype=torch.bool, device=self.weight.device)
+        bias = torch.zeros(self.bias.shape, dtype=torch.bool, device=self.bias.device)
+        for task in tasks:
+            start, count = self.unit_span(task)
+            if count == 0:
+                continue
+            bias[start : start + count] = True
+            for first, n in self.input_spans(task, mode):
+                weight[start : start + count, first : first + n] = True
+        return weight, bias
+
+    def connection_count(self, tasks: Iterable[int], mode: str) -> int:
+        """How many entries :meth:`connection_masks` marks (arithmetic: works on "meta")."""
+        per_input = math.prod(self.kernel_size)
+        total = 0
+        for task in tasks:
+            _, count = self.unit_span(task)
+            inputs = sum(n for _, n in self.input_spans(task, mode))
+            total += count * (inputs * per_input + 1)
+        return total
+
+    # -- growth ---------------------------------------------------------------------------
+    def grow(self, task: int, units: int, inputs: int, init: str = "source", mode: str = "isolated") -> None:
+        """Add ``units`` rows of ``task`` and ``inputs`` columns from ``task``'s new units
+        below; every existing entry is kept bit for bit. Only the newest task may grow."""
+        if task < max(len(self.unit_widths), len(self.input_widths) - 1, 1):
+            raise ValueError(f"task {task} cannot grow: a later task already has units here")
+        unit_widths = self.unit_widths + [0] * (task - len(self.unit_widths))
+        input_widths = self.input_widths + [0] * (task + 1 - len(self.input_widths))
+        unit_widths[task - 1] += units
+        input_widths[task] += inputs
+        self._extend(unit_widths, input_widths, init, mode)
+
+    @torch.no_grad()
+    def _extend(self, unit_widths: list[int], input_widths: list[int], init: str, mode: str) -> None:
+        old_weight, old_bias = self.weight, self.bias
+        old_units, old_inputs = old_weight.shape[0], old_weight.shape[1]
+        self.unit_widths, self.input_widths = [int(w) for w in unit_widths], [int(w) for w in input_widths]
+        shape = (self.n_units, self.n_inputs, *self.kernel_size)
+        like = {"dtype": old_weight.dtype, "device": old_weight.device}
+        if _check_choice(init, INITS, "init") == "source":
+            weight = torch.randn(shape, **like) * SOURCE_INIT_STD
+            bias = torch.randn(shape[0], **like) * SOURCE_INIT_STD
+        else:
+            weight, bias = torch.zeros(shape, **like), torch.zeros(shape[0], **like)
+            per_input = math.prod(self.kernel_size)
+            for task in range(1, len(self.unit_widths) + 1):
+                start, count = self.unit_span(task)
+                first_new = max(start, old_units)  # only new rows are initialised here
+                if start + count <= first_new:
+                    continue
+                rows = slice(first_new, start + count)
+                spans = self.input_spans(task, mode)
+                fan_in = sum(n for _, n in spans) * per_input
+                bound = 1.0 / math.sqrt(fan_in) if fan_in else 0.0
+                for first, n in spans:
+                    weight[rows, first : first + n].uniform_(-bound, bound)
+                bias[rows].uniform_(-bound, bound)
+        weight[:old_units, :old_inputs] = old_weight
+        bias[:old_units] = old_bias
+        self.weight = nn.Parameter(weight, requires_grad=old_weight.requires_grad)
+        self.bias = nn.Parameter(bias, requires_grad=old_bias.requires_grad)
+        unit_task, input_task = self._expected_task_ids()
+        self.unit_task = unit_task.to(self.unit_task.device)
+        self.input_task = input_task.to(self.input_task.device)
+
+    def extra_repr(self) -> str:
+        return f"units by task {self.unit_widths}, inputs by task (0: no task) {self.input_widths}"
+
+
+def _check_loaded_task_ids(module: _TaskMaskedLayer, incompatible_keys) -> None:
+    """A state dict's task ids must be those the spec built: the same shapes with another
+    split between tasks would silently run the wrong units."""
+    for name, expected in zip(("unit_task", "input_task"), module._expected_task_ids(), strict=True):
+        loaded = getattr(module, name)
+        if loaded.device.type != "meta" and not torch.equal(loaded.cpu(), expected):
+            raise ValueError(
+                f"{name} of the loaded state does not match the layer's widths "
+                f"(units {module.unit_widths}, inputs {module.input_widths})"
+            )
+
+
+class TaskMaskedConv2d(_TaskMaskedLayer):
+    """A conv layer (stride 1, "same" padding) whose filters belong to tasks.
+
+    ``unit_widths[k]``: filters of task ``k + 1``; ``input_widths[k]``: input channels from
+    task ``k``'s filters below (``input_widths[0]``: the image's channels, read by every
+    filter). ``mode`` and ``init`` only matter for initialising (see :data:`INITS`);
+    :meth:`forward` takes the mode to run in.
+    """
+
+    def __init__(
+        self,
+        unit_widths: Sequence[int],
+        input_widths: Sequence[int],
+        kernel_size: int = 3,
+        mode: str = "isolated",
+        init: str = "source",
+    ):
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd (same padding), got {kernel_size}")
+        super().__init__(unit_widths, input_widths, (kernel_size, kernel_size), mode, init)
+
+    def _apply(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, weight, bias, padding=self.kernel_size[0] // 2)
+
+
+class TaskMaskedLinear(_TaskMaskedLayer):
+    """A linear layer whose output units belong to tasks (see :class:`TaskMaskedConv2d`)."""
+
+    def __init__(
+        self,
+        unit_widths: Sequence[int],
+        input_widths: Sequence[int],
+        mode: str = "isolated",
+        init: str = "source",
+    ):
+        super().__init__(unit_widths, input_widths, (), mode, init)
+
+    def _apply(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, weight, bias)
+
+
+# --- the network -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParameterCounts:
+    total: int  # dense weights and biases, as the source counts them
+    added_by_last_grow: int  # 0 before the first grow
+    in_use: int  # entries that can change the task's outputs
+    trainable: int  # entries the task's training moves (its own units' rows)
+
+
+def _per_task(values: int | Sequence[int]) -> list[int]:
+    """An int is one task's width; a list gives one per task."""
+    return [int(values)] if isinstance(values, int) else [int(v) for v in values]
+
+
+class GrowingTaskNet(nn.Module):
+    """The source's network, every layer task-masked and growable.
+
+    ``conv[i][k]``: channels of conv layer ``i`` that belong to task ``k + 1`` (an int: the
+    first task's only); ``hidden[k]``, ``outputs[k]``: task ``k + 1``'s hidden units and head
+    outputs. Each conv is ``kernel`` x ``kernel`` with ReLU, followed by a 2x2 max-pool
+    where ``pool_after`` says; then an adaptive average pool to ``pooled_size`` squared,
+    the hidden layer (ReLU, dropout) and the heads. ``input_size`` is recorded in the spec
+    (the adaptive pool accepts any size that survives the max-pools).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        input_size: int = 32,
+        conv: Sequence[int | Sequence[int]] = (64, 64, 64, 64),
+        hidden: int | Sequence[int] = 512,
+        outputs: int | Sequence[int] = 10,
+        pool_after: Sequence[bool] = (True, True, True, False),
+        pooled_size: int = 4,
+        kernel: int = 3,
+        dropout: float = 0.2,
+        mode: str = "isolated",
+        init: str = "source",
+        growth: Sequence[dict[str, Any]] = (),
+    ):
+        super().__init__()
+        self.mode = _check_choice(mode, MODES, "mode")
+        self.init = _check_choice(init, INITS, "init")
+        conv_widths = [_per_task(c) for c in conv]
+        hidden_widths, output_widths = _per_task(hidden), _per_task(outputs)
+        n_tasks = len(output_widths)
+        if not conv_widths or len(pool_after) != len(conv_widths):
+            raise ValueError(f"{len(conv_widths)} conv layer(s) but {len(pool_after)} pool_after entries")
+        lengths = {len(w) for w in [*conv_widths, hidden_widths]}
+        if n_tasks < 1 or lengths != {n_tasks}:
+            raise ValueError(f"every layer needs one width per task ({n_tasks} tasks by the head)")
+        if min(output_widths) < 1:
+            raise ValueError(f"every task needs head outputs, got {output_widths}")
+        if input_size // 2 ** sum(map(bool, pool_after)) < 1:
+            raise ValueError(f"{input_size} px inputs do not survive {sum(map(bool, pool_after))} max-pools")
+        self.in_channels, self.input_size = int(in_channels), int(input_size)
+        self.pool_after = [bool(p) for p in pool_after]
+        self.pooled_size, self.kernel = int(pooled_size), int(kernel)
+        self.growth: list[dict[str, Any]] = [dict(g) for g in growth]
+        self.convs = nn.ModuleList()
+        previous = [self.in_channels]  # input widths by task; task 0: the image
+        for widths in conv_widths:
+            self.convs.append(TaskMaskedConv2d(widths, previous, self.kernel, mode, init))
+            previous = [0, *widths]
+        area = self.pooled_size**2  # the flatten turns each channel into this many fc inputs
+        self.fc = TaskMaskedLinear(hidden_widths, [w * area for w in previous], mode, init)
+        self.dropout = nn.Dropout(dropout)
+        self.head = TaskMaskedLinear(output_widths, [0, *hidden_widths], mode, init)
+
+    # -- shape -----------------------------------------------------------------------------
+    @property
+    def n_tasks(self) -> int:
+        return len(self.head.unit_widths)
+
+    @property
+    def outputs_per_task(self) -> list[int]:
+        return list(self.head.unit_widths)
+
+    def _layers(self) -> list[tuple[str, _TaskMaskedLayer]]:
+        return [(f"convs.{i}", c) for i, c in enumerate(self.convs)] + [("fc", self.fc), ("head", self.head)]
+
+    def _check_task(self, task: int) -> None:
+        if not 1 <= task <= self.n_tasks:
+            raise ValueError(f"task {task} is not one of the network's tasks 1..{self.n_tasks}")
+
+    # -- forward ---------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, task: int) -> torch.Tensor:
+        """Logits of task ``task``'s own head: N x ``outputs_per_task[task - 1]``."""
+        self._check_task(task)
+        h = x
+        for layer, pool in zip(self.convs, self.pool_after, strict=True):
+            h = F.relu(layer(h, task, self.mode))
+            if pool:
+                h = F.max_pool2d(h, 2)
+        h = F.adaptive_avg_pool2d(h, self.pooled_size).flatten(1)
+        h = self.dropout(F.relu(self.fc(h, task, self.mode)))
+        return self.head.own_outputs(h, task, self.mode)
+
+    def predict(self, x: torch.Tensor, task: int) -> torch.Tensor:
+        """Class within task ``task`` (0 .. its outputs - 1): the argmax over its own head."""
+        return self(x, task).argmax(dim=1)
+
+    # -- growth ----------------------------------------------------------------------------
+    def grow(
+        self,
+        new_task: int,
+        conv: int | Sequence[int] = 64,
+        hidden: int = 512,
+        outputs: int = 10,
+        init: str = "source",
+    ) -> int:
+        """Add units of ``new_task`` to every layer; returns the parameters added.
+
+        ``new_task`` is the next task (``n_tasks + 1``, which needs head outputs) or the
+        newest one again (widening its column, e.g. after an automatic-growth decision).
+        Existing entries are copied bit for bit and every earlier task's outputs stay
+        bit-identical. New entries: ``randn * 0.01`` (``init="source"``) or, with
+        ``"standard"``, torch's default bound ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` for
+        the new units' weights and biases, fan_in counting the inputs the unit reads in
+        this network's mode, and 0 for every other new entry (so widening a task keeps
+        its function, up to rounding). Parameters are replaced: build the optimizer after
+        growing.
+        """
+        if new_task not in (self.n_tasks, self.n_tasks + 1):
+            raise ValueError(
+                f"can grow only the newest task {self.n_tasks} or the next one {self.n_tasks + 1}, "
+                f"not {new_task}"
+            )
+        if new_task > self.n_tasks and outputs < 1:
+            raise ValueError(f"a new task needs head outputs, got {outputs}")
+        conv_units = [int(conv)] * len(self.convs) if isinstance(conv, int) else [int(c) for c in conv]
+        if len(conv_units) != len(self.convs) or min([hidden, outputs, *conv_units]) < 0:
+            raise ValueError(f"conv {conv}, hidden {hidden}, outputs {outputs}: one count >= 0 per layer")
+        before = self.total_parameters()
+        below = 0  # the image gains no channels
+        for layer, units in zip(self.convs, conv_units, strict=True):
+            layer.grow(new_task, units, below, init, self.mode)
+            below = units
+        self.fc.grow(new_task, int(hidden), below * self.pooled_size**2, init, self.mode)
+        self.head.grow(new_task, int(outputs), int(hidden), init, self.mode)
+        added = self.total_parameters() - before
+        self.growth.append(
+            {
+                "task": new_task,
+                "conv": conv_units,
+                "hidden": int(hidden),
+                "outputs": int(outputs),
+                "init": _check_choice(init, INITS, "init"),
+                "parameters_added": added,
+            }
+        )
+        return added
+
+    def parameters_after_grow(
+        self, conv: int | Sequence[int] = 64, hidden: int = 512, outputs: int = 10
+    ) -> int:
+        """The total a :meth:`grow` with these counts would give (nothing changes)."""
+        conv_units = [int(conv)] * len(self.convs) if isinstance(conv, int) else [int(c) for c in conv]
+        return dense_parameter_count(
+            self.in_channels,
+            [layer.n_units + c for layer, c in zip(self.convs, conv_units, strict=True)],
+            self.fc.n_units + hidden,
+            self.head.n_units + outputs,
+            self.kernel,
+            self.pooled_size,
+        )
+
+    # -- which weights a task uses and trains ----------------------------------------------
+    def _active(self, task: int) -> list[int]:
+        return [task] if self.mode == "isolated" else list(range(1, task + 1))
+
+    def _masks(self, task: int, rows: str) -> dict[str, torch.Tensor]:
+        self._check_task(task)
+        masks = {}
+        for name, layer in self._layers():
+            # only the task's own head counts: other heads never reach its logits
+            tasks = [task] if rows == "own" or layer is self.head else self._active(task)
+            masks[f"{name}.weight"], masks[f"{name}.bias"] = layer.connection_masks(tasks, self.mode)
+        return masks
+
+    def in_use_masks(self, task: int) -> dict[str, torch.Tensor]:
+        """Parameter name -> bool mask of the entries that can change ``task``'s outputs."""
+        return self._masks(task, "active")
+
+    def trainable_masks(self, task: int) -> dict[str, torch.Tensor]:
+        """Parameter name -> bool mask of the entries training ``task`` may change: its
+        own units' rows, the columns they read."""
+        return self._masks(task, "own")
+
+    def frozen_masks(self, task: int) -> dict[nn.Parameter, torch.Tensor]:
+        """Parameter -> bool mask of everything else (other tasks' units, and connections
+        no task-``task`` unit reads), for :class:`clpipe.optim.StepScaler`'s ``frozen``."""
+        trainable = self.trainable_masks(task)
+        return {p: ~trainable[name] for name, p in self.named_parameters()}
+
+    def protect(self, optimizer: torch.optim.Optimizer, task: int) -> StepScaler | None:
+        """Keep every entry outside ``task``'s own units bit-identical through ``optimizer``'s
+        steps (weight decay and momentum included); ``.remove()`` it when the task ends.
+        None when nothing needs protecting (a network of one task)."""
+        frozen = {p: m for p, m in self.frozen_masks(task).items() if bool(m.any())}
+        if not frozen:
+            return None
+        return StepScaler(optimizer, {p: torch.ones_like(p) for p in frozen}, frozen)
+
+    def total_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def parameter_counts(self, task: int) -> ParameterCounts:
+        """Dense total, what the last grow added, and what ``task`` uses and trains."""
+        self._check_task(task)
+        in_use = sum(
+            layer.connection_count([task] if layer is self.head else self._active(task), self.mode)
+            for _, layer in self._layers()
+        )
+        trainable = sum(layer.connection_count([task], self.mode) for _, layer in self._layers())
+        return ParameterCounts(
+            total=self.total_parameters(),
+            added_by_last_grow=int(self.growth[-1]["parameters_added"]) if self.growth else 0,
+            in_use=in_use,
+            trainable=trainable,
+        )
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def spec(self) -> dict[str, Any]:
+        """JSON-able: everything :meth:`from_spec` needs to build this architecture. Widths
+        are per task (units are sorted by task, so they are the per-unit task ids in
+        run-length form); the weights and ``unit_task`` buffers are in the state dict."""
+        return {
+            "name": "growing",
+            "input": {"channels": self.in_channels, "size": self.input_size},
+            "conv": [list(layer.unit_widths) for layer in self.convs],
+            "hidden": list(self.fc.unit_widths),
+            "outputs": list(self.head.unit_widths),
+            "pool_after": list(self.pool_after),
+            "pooled_size": self.pooled_size,
+            "kernel": self.kernel,
+            "dropout": float(self.dropout.p),
+            "mode": self.mode,
+            "init": self.init,
+            "growth": [dict(g) for g in self.growth],
+        }
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], device: torch.device | str | None = None) -> GrowingTaskNet:
+        """The architecture ``spec`` describes, freshly initialised (load a state dict into
+        it; ``device="meta"`` with ``load_state_dict(..., assign=True)`` allocates nothing
+        twice). Keys a pipeline spec adds (``n_outputs``, input settings) are ignored."""
+        if spec.get("name", "growing") != "growing":
+            raise ValueError(f"not a growing network's spec: name {spec.get('name')!r}")
+        with torch.device(device or "cpu"):
+            return cls(
+                in_channels=int(spec["input"]["channels"]),
+                input_size=int(spec["input"]["size"]),
+                conv=spec["conv"],
+                hidden=spec["hidden"],
+                outputs=spec["outputs"],
+                pool_after=spec.get("pool_after", (True, True, True, False)),
+                pooled_size=spec.get("pooled_size", 4),
+                kernel=spec.get("kernel", 3),
+                dropout=spec.get("dropout", 0.2),
+                mode=spec.get("mode", "isolated"),
+                init=spec.get("init", "source"),
+                growth=spec.get("growth", ()),
+            )
+
+
+# --- the source's sizes in closed form -------------------------------------------------
+
+
+class GrowthStep(NamedTuple):
+    conv: int  # channels added to every conv layer
+    hidden: int
+    outputs: int
+
+
+# The first task's widths, then one grow per later task (MNIST, Fashion-MNIST, CIFAR-10, CIFAR-100).
+SOURCE_SCHEDULE: tuple[GrowthStep, ...] = (
+    GrowthStep(64, 512, 10),
+    GrowthStep(64, 512, 10),
+    GrowthStep(64, 512, 10),
+    GrowthStep(128, 1024, 100),
+)
+
+
+def dense_parameter_count(
+    in_channels: int,
+    conv_channels: Sequence[int],
+    hidden: int,
+    outputs: int,
+    kernel: int = 3,
+    pooled_size: int = 4,
+) -> int:
+    """Weights and biases of the dense network with these total widths."""
+    total, previous = 0, in_channels
+    for channels in conv_channels:
+        total += channels * previous * kernel * kernel + channels
+        previous = channels
+    total += previous * pooled_size**2 * hidden + hidden
+    return total + hidden * outputs + outputs
+
+
+def schedule_totals(
+    schedule: Sequence[GrowthStep] = SOURCE_SCHEDULE,
+    in_channels: int = 3,
+    n_conv: int = 4,
+    kernel: int = 3,
+    pooled_size: int = 4,
+) -> list[int]:
+    """The dense parameter count after each task of a growth schedule."""
+    totals, conv, hidden, outputs = [], 0, 0, 0
+    for step in schedule:
+        conv, hidden, outputs = conv + step.conv, hidden + step.hidden, outputs + step.outputs
+        totals.append(
+            dense_parameter_count(in_channels, [conv] * n_conv, hidden, outputs, kernel, pooled_size)
+        )
+    return totals
+
+
+def source_schedule_parameters() -> int:
+    """The source's final size: 16,217,410 ("16.2M")."""
+    return schedule_totals()[-1]
+
+
+def source_network(
+    mode: str = "isolated", init: str = "source", device: torch.device | str | None = None
+) -> GrowingTaskNet:
+    """The source's network before any growth (task 1: 64 channels, 512 hidden, 10 outputs)."""
+    first = SOURCE_SCHEDULE[0]
+    with torch.device(device or "cpu"):
+        return GrowingTaskNet(
+            conv=[first.conv] * 4, hidden=first.hidden, outputs=first.outputs, mode=mode, init=init
+        )
+
+
+# --- automatic growth (the source's future work) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class GrowthDecision:
+    task: int
+    accuracy: float  # validation accuracy after briefly training the existing capacity
+    threshold: float
+    grow: bool
+    parameters_before: int
+    parameters_after: int  # what growing gives, or parameters_before when not growing
+
+    def record(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def decide_growth(
+    task: int, accuracy: float, threshold: float, parameters_before: int, parameters_if_grown: int
+) -> GrowthDecision:
+    """Grow when the validation accuracy is below the threshold (the source's proposed
+    trigger). The caller measures ``accuracy`` -- e.g. after briefly training the task's
+    units, or in ``read`` mode only a head over earlier tasks' features -- and, on a
+    decision to grow, calls :meth:`GrowingTaskNet.grow` with the counts it priced."""
+    accuracy, threshold = float(accuracy), float(threshold)
+    if not math.isfinite(accuracy) or not 0.0 <= accuracy <= 1.0:
+        raise ValueError(f"a validation accuracy in [0, 1] is needed to decide on growth, got {accuracy}")
+    grow = accuracy < threshold
+    return GrowthDecision(
+        task=task,
+        accuracy=accuracy,
+        threshold=threshold,
+        grow=grow,
+        parameters_before=int(parameters_before),
+        parameters_after=int(parameters_if_grown if grow else parameters_before),
+    )
