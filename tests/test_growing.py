@@ -288,6 +288,21 @@ def test_checkpoint_round_trip_is_bit_identical(mode, tmp_path):
         assert other.parameter_counts(3) == model.parameter_counts(3)
 
 
+def test_moving_and_casting_the_network_keeps_its_outputs():
+    """``.to()`` / ``.double()`` go through nn.Module._apply, which the layers must not
+    shadow (clpipe.steps.load_model moves every model to its device)."""
+    model = small_net("read")
+    grow_small(model, 2)
+    x = fixed_batch()
+    expected = task_outputs(model, x)
+    moved = copy.deepcopy(model).to("cpu")
+    assert all(torch.equal(task_outputs(moved, x)[t], expected[t]) for t in expected)
+    as_double = copy.deepcopy(model).double()
+    assert as_double.convs[0].weight.dtype == torch.float64
+    got = task_outputs(as_double, x.double())
+    assert all(torch.allclose(got[t].float(), expected[t], atol=1e-5) for t in expected)
+
+
 def test_a_state_with_another_task_split_is_refused():
     model = small_net("isolated")
     grow_small(model, 2)

@@ -161,7 +161,7 @@ class _TaskMaskedLayer(nn.Module):
         return ids(self.unit_widths, 1), ids(self.input_widths, 0)
 
     # -- forward --------------------------------------------------------------------------
-    def _apply(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    def _compute(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def _block(self, x: torch.Tensor, unit_task: int, running: int, mode: str) -> torch.Tensor:
@@ -174,7 +174,7 @@ class _TaskMaskedLayer(nn.Module):
         if not spans:  # a unit with nothing to read outputs its bias
             shape = (x.shape[0], count, *x.shape[2:])
             return bias.view(1, count, *[1] * (x.dim() - 2)).expand(shape)
-        return self._apply(_gather(x, 1, spans), _gather(weight, 1, spans), bias)
+        return self._compute(_gather(x, 1, spans), _gather(weight, 1, spans), bias)
 
     def forward(self, x: torch.Tensor, task: int, mode: str = "isolated") -> torch.Tensor:
         """Every unit's output; units not active for ``task`` in ``mode`` are exactly 0."""
@@ -305,7 +305,7 @@ class TaskMaskedConv2d(_TaskMaskedLayer):
             raise ValueError(f"kernel_size must be odd (same padding), got {kernel_size}")
         super().__init__(unit_widths, input_widths, (kernel_size, kernel_size), mode, init)
 
-    def _apply(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    def _compute(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, weight, bias, padding=self.kernel_size[0] // 2)
 
 
@@ -321,7 +321,7 @@ class TaskMaskedLinear(_TaskMaskedLayer):
     ):
         super().__init__(unit_widths, input_widths, (), mode, init)
 
-    def _apply(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    def _compute(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         return F.linear(x, weight, bias)
 
 
