@@ -33,6 +33,21 @@ def test_forgetting_ignores_the_random_init_row():
     assert all_metrics(R2)["forgetting"] == pytest.approx(all_metrics(R)["forgetting"])
 
 
+def test_cells_a_growing_network_could_not_answer_yet():
+    """A growing network has no head for task j before it grows for j: R[l][j] is NaN
+    for l < j. FWT is then undefined; forgetting takes the max over the rows that answered."""
+    G = R.copy()
+    G[0, 1:] = G[1, 1:] = G[2, 2] = np.nan
+    m = all_metrics(G)
+    for same in ("acc", "bwt"):
+        assert m[same] == pytest.approx(all_metrics(R)[same])
+    assert math.isnan(m["fwt"])
+    assert m["forgetting"] == pytest.approx(((0.90 - 0.60) + (0.80 - 0.75)) / 2)
+    joint = R.copy()
+    joint[1:3] = np.nan  # no model after tasks 1 and 2: still undefined
+    assert math.isnan(all_metrics(joint)["forgetting"])
+
+
 def test_one_task_and_a_partial_sequence():
     one = all_metrics(R[:2])
     assert one["acc"] == pytest.approx(0.90)

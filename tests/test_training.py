@@ -181,3 +181,61 @@ def test_a_killed_job_with_schedule_and_early_stopping_resumes_bit_for_bit(tmp_p
     assert [(h["lr"], h["kept"], h["val_loss"]) for h in history] == [
         (h["lr"], h["kept"], h["val_loss"]) for h in ref_history
     ]
+
+
+# --- a network with a head per task (the growing network) ------------------------------
+
+
+def two_class_task(index, classes, seed):
+    """Toy task whose class k images are bright in row block k (8 x 8, one channel)."""
+    g = torch.Generator().manual_seed(seed)
+    k = torch.randint(0, 2, (120,), generator=g)
+    x = (torch.rand(120, 1, 8, 8, generator=g) * 60).to(torch.uint8)
+    for i in range(120):
+        x[i, 0, 4 * int(k[i]) : 4 * int(k[i]) + 4] += 180
+    y = torch.tensor(classes)[k]
+    split = Split(x, y, torch.arange(120))
+    return Task(index, "toy", tuple(classes), split, Split(x[:40], y[:40], torch.arange(40)), split)
+
+
+def test_a_growing_network_trains_and_is_evaluated_with_its_task_id():
+    from clpipe.evaluation import evaluate_split
+    from clpipe.growing import GrowingTaskNet
+
+    make_runtime("cpu", deterministic=True, threads=1)
+    g = seed_everything(3)
+    model = GrowingTaskNet(in_channels=1, input_size=8, conv=[4, 4], hidden=8, outputs=2,
+                           pool_after=[True, False], pooled_size=2, init="standard")  # fmt: skip
+    tasks = [two_class_task(1, [0, 1], 0), two_class_task(2, [2, 3], 1)]
+    scenario = Scenario.for_model("task", [[0, 1], [2, 3]], model)
+    pipeline = InputPipeline({"size": 8, "channels": 1}, torch.device("cpu"))
+    cfg = {"epochs": 6, "batch_size": 16, "optimizer": {"name": "adam", "lr": 1e-2}}
+
+    def train(task):
+        return train_task(model, task, scenario=scenario, pipeline=pipeline, train_cfg=cfg,
+                          method=FineTune({}), generator=g, eval_batch_size=64)  # fmt: skip
+
+    history = train(tasks[0])
+    assert history[-1]["val_accuracy"] > 0.9  # targets 0 / 1 of task 1's own 2-way head
+    assert math.isnan(evaluate_split(model, tasks[1].test, 2, scenario, pipeline, 64)[0])  # no head yet
+    model.grow(2, conv=4, hidden=8, outputs=2, init="standard")
+    assert train(tasks[1])[-1]["val_accuracy"] > 0.9  # labels 2 / 3 -> targets 0 / 1
+    acc, loss = evaluate_split(model, tasks[1].test, 2, scenario, pipeline, 64)
+    assert acc > 0.9 and math.isfinite(loss)
+
+
+class MixesTasks(ContinualMethod):
+    def extra_training_samples(self):
+        return torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64), torch.ones(2)
+
+
+def test_a_head_per_task_cannot_train_on_batches_that_mix_tasks():
+    from clpipe.growing import GrowingTaskNet
+
+    model = GrowingTaskNet(in_channels=1, input_size=8, conv=[2], hidden=4, outputs=2, pool_after=[False])
+    with pytest.raises(ValueError, match="mix tasks"):
+        train_task(
+            model, two_class_task(2, [2, 3], 0), scenario=Scenario.for_model("task", [[0, 1], [2, 3]], model),
+            pipeline=InputPipeline({"size": 8, "channels": 1}, torch.device("cpu")), train_cfg=TRAIN,
+            method=MixesTasks({}), generator=torch.Generator(), eval_batch_size=64,
+        )  # fmt: skip

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clpipe.data import InputPipeline, Split
-from clpipe.scenarios import Scenario, apply_mask
+from clpipe.scenarios import Scenario
 
 
 @torch.inference_mode()
@@ -21,9 +21,11 @@ def evaluate_split(
     pipeline: InputPipeline,
     batch_size: int,
 ) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of ``model`` on a split of task ``task`` (1-based)."""
+    """(accuracy, mean cross-entropy) of ``model`` on a split of task ``task`` (1-based);
+    NaN for an empty split and for a task the model has no head for yet (a growing
+    network before it grew for the task)."""
     n = len(split)
-    if n == 0:
+    if n == 0 or not scenario.has_head(model, task):
         return math.nan, math.nan
     was_training = model.training
     model.eval()
@@ -32,7 +34,7 @@ def evaluate_split(
     loss_sum = torch.zeros((), dtype=torch.float64, device=split.x.device)
     correct = torch.zeros((), dtype=torch.int64, device=split.x.device)
     for start in range(0, n, batch_size):
-        logits = apply_mask(model(pipeline(split.x[start : start + batch_size])), mask).float()
+        logits = scenario.logits(model, pipeline(split.x[start : start + batch_size]), task, mask).float()
         t = targets[start : start + batch_size]
         loss_sum += F.cross_entropy(logits, t, reduction="sum").double()
         correct += (logits.argmax(dim=1) == t).sum()

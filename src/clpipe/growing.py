@@ -352,6 +352,9 @@ class GrowingTaskNet(nn.Module):
     (the adaptive pool accepts any size that survives the max-pools).
     """
 
+    # called as model(x, task), returning that task's own head (clpipe.scenarios)
+    takes_task_id = True
+
     def __init__(
         self,
         in_channels: int = 3,

@@ -19,7 +19,10 @@ trained rows 1..T, not differences:
   clear_fwt = mean_{i<j, i<=T} R[i][j]   (n = number of tasks)
 
 A cell of a model the arm never had (joint training's rows 1..T-1) is NaN and makes the
-metrics that need it NaN.
+metrics that need it NaN. So is a cell of a task the model could not answer for yet (a
+growing network has no head for task j before it grows for j: R[l][j] for l < j, so
+FWT is NaN). The max in forgetting leaves NaN cells out, so a growing network's
+forgetting is taken over the rows that answered for the task; with none left it is NaN.
 """
 
 from __future__ import annotations
@@ -83,7 +86,13 @@ def forgetting(R) -> float:
     T = _check(R)
     if T < 2:
         return math.nan
-    return float(np.mean([R[1:T, j - 1].max() - R[T, j - 1] for j in range(1, T)]))
+    return float(np.mean([_max_answered(R[1:T, j - 1]) - R[T, j - 1] for j in range(1, T)]))
+
+
+def _max_answered(column: np.ndarray) -> float:
+    """The largest non-NaN value (NaN: the model could not answer); NaN when none is left."""
+    answered = column[~np.isnan(column)]
+    return float(answered.max()) if len(answered) else math.nan
 
 
 def _mean_of_cells(R: np.ndarray, cells: list[tuple[int, int]]) -> float:

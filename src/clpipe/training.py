@@ -16,7 +16,7 @@ from clpipe.data import InputPipeline, Split, Task
 from clpipe.evaluation import evaluate_split
 from clpipe.methods.base import ContinualMethod
 from clpipe.optim import build_optimizer
-from clpipe.scenarios import Scenario, apply_mask
+from clpipe.scenarios import Scenario
 
 log = logging.getLogger("clpipe")
 
@@ -217,6 +217,11 @@ def train_task(
     mixed = method.extra_training_samples()
     masks = None
     if mixed is not None:  # e.g. a replay buffer: shuffled in with the task's samples
+        if scenario.task_heads:
+            raise ValueError(
+                f"task {task.index}: a model with a head per task is called with one task id per "
+                "batch; it cannot train on batches that mix tasks (replay, joint training)"
+            )
         x_extra, y_extra, task_extra = mixed
         own_task = torch.full((len(y_all),), task.index, dtype=torch.int64, device=device)
         x_all, y_all = torch.cat([x_all, x_extra]), torch.cat([y_all, y_extra])
@@ -261,7 +266,7 @@ def train_task(
             inputs, targets = pipeline.train_batch(x_all[idx], generator), y_all[idx]
             if masks is not None:  # each sample masked as its own task
                 mask = masks[sample_task[idx] - 1]
-            logits = apply_mask(model(inputs), mask)
+            logits = scenario.logits(model, inputs, task.index, mask)
             loss = F.cross_entropy(logits, targets)
             extra = method.penalty(model)
             total = loss if extra is None else loss + extra
