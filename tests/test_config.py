@@ -213,3 +213,81 @@ def test_clear_defaults_only_where_an_image_folder_is_used():
     assert exp.raw["model"]["init"] == "torch"  # resnet18 keeps torchvision's init
     tiny = load(base_config())["tiny"]
     assert "image_size" not in tiny.raw["data"] and tiny.raw["model"]["init"] == "glorot"
+
+
+# --- the growing network (METHODS.md section 4) ----------------------------------------
+
+
+def growing_config():
+    return yaml.safe_load((ROOT / "tests" / "configs" / "growing_tiny.yaml").read_text())
+
+
+def test_growing_defaults_are_the_sources_network_and_its_first_head():
+    cfg = growing_config()
+    e = cfg["experiments"]["growing_tiny"]
+    e["model"] = {"name": "growing"}
+    e["arms"] = {"g": {"method": "growing"}, "big": {"method": "growing", "grow_conv": [64, 128]}}
+    exp = load(cfg)["growing_tiny"]
+    assert exp.raw["model"] == {
+        "name": "growing", "conv": [64, 64, 64, 64], "hidden": 512, "pool_after": [True, True, True, False],
+        "pooled_size": 4, "kernel": 3, "dropout": 0.2, "mode": "isolated", "init": "source",
+    }  # fmt: skip
+    assert exp.head_size() == 2  # the first task's head; the others grow with their tasks
+    assert exp.arms["g"].per_task == {
+        2: {"grow_conv": 64, "grow_hidden": 512},
+        3: {"grow_conv": 64, "grow_hidden": 512},
+    }
+    assert exp.arms["big"].per_task[3] == {"grow_conv": 128, "grow_hidden": 512}
+    assert exp.methods["growing"] == {"type": "growing", "mode": None}
+    tiny = load(growing_config())["growing_tiny"]
+    assert tiny.arms["isolated"].per_task[3] == {"grow_conv": [4, 4, 8, 8], "grow_hidden": 16}
+    assert tiny.lineage("read")[:2] == tiny.lineage("isolated")[:2] == [("scratch", 0), ("scratch", 1)]
+
+
+G = ["experiments", "growing_tiny"]
+Z = "experiments.growing_tiny"
+BAD_GROWING_CONFIGS = [
+    (_set(G + ["scenario"], "domain"), f"{Z}.scenario"),
+    (_set(G + ["scenario"], "class"), f"{Z}.scenario"),
+    (_set(G + ["arms", "x"], {"method": "finetune"}), f"{Z}.arms.x.method"),
+    (_set(G + ["arms", "x"], {"method": "replay"}), f"{Z}.arms.x.method"),
+    (_set(G + ["arms", "x"], {"method": "joint"}), f"{Z}.arms.x.method"),
+    (_set(G + ["arms", "x"], {"method": "ewc", "lambda": 1}), f"{Z}.arms.x.method"),
+    (_set(G + ["arms", "x"], {"method": "growing", "grow_conv": [[4, 4], 4]}), f"{Z}.arms.x.grow_conv"),
+    (_set(G + ["arms", "x"], {"method": "growing", "grow_conv": [4, 4, 4]}), f"{Z}.arms.x.grow_conv"),
+    (_set(G + ["arms", "x"], {"method": "growing", "grow_hidden": -1}), f"{Z}.arms.x.grow_hidden"),
+    (_set(G + ["arms", "x"], {"method": "growing", "freeze": [10]}), f"{Z}.arms.x.freeze"),
+    (_set(G + ["methods", "g"], {"type": "growing", "mode": "sideways"}), f"{Z}.methods.g.mode"),
+    (_set(G + ["model", "pool_after"], [True]), f"{Z}.model.pool_after"),
+    (_set(G + ["model", "kernel"], 2), f"{Z}.model.kernel"),
+    (_set(G + ["model", "init"], "glorot"), f"{Z}.model.init"),
+    (_set(G + ["model", "conv"], [{"channels": 4, "kernel": 3}]), f"{Z}.model.conv[0]"),
+    (_set(G + ["model", "hidden"], [16]), f"{Z}.model.hidden"),
+    (_set(G + ["model", "width"], 0.5), f"{Z}.model.width"),
+    (_set(G + ["input", "size"], 4), f"{Z}.input.size"),
+    (_set(E + ["arms", "x"], {"method": "growing"}), f"{X}.arms.x.method"),  # vgg16: nothing to grow
+    (_set(E + ["model", "init"], "source"), f"{X}.model.init"),
+    (_set(E + ["model"], {"name": "cnn", "conv": [8], "hidden": [16]}), f"{X}.model.conv[0]"),
+    (_set(E + ["model"], {"name": "mlp", "hidden": 16}), f"{X}.model.hidden"),
+]
+
+
+@pytest.mark.parametrize(
+    "change,key", BAD_GROWING_CONFIGS, ids=[f"{i}:{k}" for i, (_, k) in enumerate(BAD_GROWING_CONFIGS)]
+)
+def test_bad_growing_configs_are_refused_with_the_key(change, key):
+    cfg = growing_config() if key.startswith(Z) else base_config()
+    change(cfg)
+    with pytest.raises(ConfigError) as info:
+        load(cfg)
+    assert info.value.key == key, str(info.value)
+    if key.endswith("arms.x.method") and key.startswith(Z):
+        assert "arm 'x'" in str(info.value)
+
+
+def test_mixing_methods_are_refused_on_a_growing_network_for_their_mixed_batches():
+    for method in ("replay", "joint"):
+        cfg = growing_config()
+        cfg["experiments"]["growing_tiny"]["arms"]["x"] = {"method": method}
+        with pytest.raises(ConfigError, match="mix tasks"):
+            load(cfg)

@@ -104,6 +104,11 @@ class Experiment:
         return [(self.owner(arm, t), t) for t in range(self.arms[arm].last_task + 1)]
 
     def head_size(self) -> int:
+        """Outputs of the model as built: a growing network's first head has the first
+        task's classes (it grows a head per later task); a shared head has every output
+        of the scenario."""
+        if self.raw["model"]["name"] in TASK_HEADED_MODELS:
+            return len(self.tasks[0].classes)
         if self.scenario == "domain":
             return max(len(t.classes) for t in self.tasks)
         return sum(len(t.classes) for t in self.tasks)
@@ -269,13 +274,109 @@ def _resolve_arms(key: str, exp: dict[str, Any], n_tasks: int, methods) -> dict[
     return arms
 
 
+# The growing network's first column, as in the source (METHODS.md section 4): 4 conv
+# layers of 64 channels, a 2x2 max-pool after the first three, an adaptive average pool
+# to 4 x 4, 512 hidden units, dropout 0.2, every entry randn * 0.01.
+GROWING_DEFAULTS: dict[str, Any] = {
+    "conv": [64, 64, 64, 64],
+    "hidden": 512,
+    "pool_after": [True, True, True, False],
+    "pooled_size": 4,
+    "kernel": 3,
+    "dropout": 0.2,
+    "init": "source",
+}
+
 MODEL_SETTINGS: dict[str, dict[str, Any]] = {
     # model -> its settings and their defaults (None: required)
     "vgg16": {"width": 1.0, "dropout": 0.5, "init": "glorot"},
     "mlp": {"hidden": None, "output_relu": False, "init": "glorot"},
     "cnn": {"conv": None, "hidden": None, "init": "glorot"},
     "resnet18": {"init": "torch"},
+    "growing": {**GROWING_DEFAULTS, "mode": "isolated"},
+    "growing_fixed": dict(GROWING_DEFAULTS),
 }
+# Models with a head per task, called with the task id (the task scenario only).
+TASK_HEADED_MODELS = ("growing",)
+MODEL_INITS = {"growing": ("source", "standard"), "growing_fixed": ("source", "standard")}
+PLAIN_INITS = ("glorot", "torch")
+
+
+def _check_architecture(key: str, exp: dict[str, Any]) -> None:
+    """What the schema cannot say about a model's settings (it allows every model's forms)."""
+    model, inp = exp["model"], exp["input"]
+    name, mkey = model["name"], f"{key}.model"
+    inits = MODEL_INITS.get(name, PLAIN_INITS)
+    if model.get("init", inits[0]) not in inits:
+        raise ConfigError(
+            f"{mkey}.init", f"{model['init']!r} is not an init of model {name!r} (inits: {', '.join(inits)})"
+        )
+    if name in ("mlp", "cnn") and not isinstance(model["hidden"], list):
+        raise ConfigError(f"{mkey}.hidden", f"model {name!r} takes a list of hidden layer sizes")
+    if name == "cnn":
+        for i, layer in enumerate(model["conv"]):
+            if not isinstance(layer, dict):
+                raise ConfigError(f"{mkey}.conv[{i}]", "model 'cnn' takes {channels, kernel, stride} a layer")
+    if name not in MODEL_INITS:
+        return
+    for i, channels in enumerate(model["conv"]):
+        if not isinstance(channels, int):
+            raise ConfigError(f"{mkey}.conv[{i}]", f"model {name!r} takes the channels of each conv layer")
+    if not isinstance(model["hidden"], int):
+        raise ConfigError(f"{mkey}.hidden", f"model {name!r} takes one hidden layer: its number of units")
+    if len(model["pool_after"]) != len(model["conv"]):
+        raise ConfigError(
+            f"{mkey}.pool_after",
+            f"has {len(model['pool_after'])} entries for {len(model['conv'])} conv layer(s); one per layer",
+        )
+    if model["kernel"] % 2 != 1:
+        raise ConfigError(f"{mkey}.kernel", f"must be odd (same padding), got {model['kernel']}")
+    pools = sum(map(bool, model["pool_after"]))
+    if inp["size"] // 2**pools < 1:
+        raise ConfigError(f"{key}.input.size", f"{inp['size']} px do not survive {pools} 2x2 max-pools")
+    if name in TASK_HEADED_MODELS and exp["scenario"] != "task":
+        raise ConfigError(
+            f"{key}.scenario",
+            f"model {name!r} has a head per task and is given the task id: scenario 'task', "
+            f"not {exp['scenario']!r}",
+        )
+
+
+def _check_arms_fit_model(key: str, exp: dict[str, Any], methods, arms: dict[str, Arm]) -> None:
+    """A growing network trains its later tasks with the growing method only, and the
+    growing method needs a growing network."""
+    model = exp["model"]
+    for name, arm in arms.items():
+        traits = REGISTRY[methods[arm.method]["type"]]
+        akey = f"{key}.arms.{name}"
+        if model["name"] in TASK_HEADED_MODELS and not traits.grows:
+            if traits.mixes_tasks:
+                why = (
+                    f"trains on batches that mix tasks, but a {model['name']!r} network is called "
+                    "with one task id per batch (a head per task)"
+                )
+            else:
+                why = f"cannot give a {model['name']!r} network the units and head of a new task"
+            raise ConfigError(
+                f"{akey}.method",
+                f"arm {name!r}: method {traits.name!r} {why}; its arms use method 'growing' (a "
+                "baseline on the same architecture: model 'growing_fixed' in an experiment of its own)",
+            )
+        if traits.grows and model["name"] not in TASK_HEADED_MODELS:
+            raise ConfigError(
+                f"{akey}.method",
+                f"arm {name!r}: method {traits.name!r} grows a growing network: it needs model "
+                f"'growing', not {model['name']!r}",
+            )
+        if traits.grows:
+            for task, values in arm.per_task.items():
+                conv = values["grow_conv"]
+                if isinstance(conv, list) and len(conv) != len(model["conv"]):
+                    raise ConfigError(
+                        f"{akey}.grow_conv",
+                        f"task {task}: {len(conv)} counts for {len(model['conv'])} conv layer(s); "
+                        "give one count, or one per layer",
+                    )
 
 
 def _check_model(key: str, exp: dict[str, Any]) -> None:
@@ -291,7 +392,8 @@ def _check_model(key: str, exp: dict[str, Any]) -> None:
         if k not in model:
             if default is None:
                 raise ConfigError(f"{key}.model.{k}", f"required by model {model['name']!r}")
-            model[k] = default
+            model[k] = copy.deepcopy(default)
+    _check_architecture(key, exp)
     if model["name"] == "vgg16" and inp["size"] < 32:
         raise ConfigError(
             f"{key}.input.size",
@@ -379,6 +481,7 @@ def check_experiment(
     _check_model(key, exp)
     methods = _resolve_methods(key, exp)
     arms = _resolve_arms(key, exp, len(tasks), methods)
+    _check_arms_fit_model(key, exp, methods, arms)
     own = exp.get("resources", {})
     merged = {kind: {**values, **own.get(kind, {})} for kind, values in (resources or {}).items()}
     return Experiment(

@@ -15,6 +15,18 @@
   (no pretrained weights) with ``n_outputs`` classes: the replay source's network on
   CLEAR-10 (11 classes, 224 px: 11,182,155 parameters). ``init: torch`` keeps
   torchvision's initialisation.
+- ``growing``: the task-masked growing network of METHODS.md section 4
+  (:class:`clpipe.growing.GrowingTaskNet`), called as ``model(x, task)``: a head per
+  task, the task scenario only. The config gives the first task's column (``conv``:
+  channels of each conv layer, ``hidden``, ``pool_after``, ``pooled_size``, ``kernel``,
+  ``dropout``, ``mode``, ``init``: ``source`` = randn * 0.01 or ``standard``); its head
+  has the first task's classes (``n_outputs``). The growing method adds a column per
+  later task, and every checkpoint stores the grown network's own spec
+  (:func:`spec_of`), which this function builds again (per-task widths, ``outputs``).
+- ``growing_fixed``: the same architecture at a fixed width, never grown: one column
+  and one output layer of ``n_outputs`` (the scenario's shared head), called as
+  ``model(x)`` like every other network: the baseline (fine-tuning, EWC, ...) of the
+  growing method on the same network.
 """
 
 from __future__ import annotations
@@ -23,6 +35,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from clpipe.growing import GrowingTaskNet
 
 VGG16_LAYERS: list[int | str] = [
     64,
@@ -138,6 +152,27 @@ class CNN(nn.Module):
         return self.net(x)
 
 
+class FixedGrowingNet(nn.Module):
+    """:class:`GrowingTaskNet`'s architecture with one task's units only and a single
+    output layer over every output of the scenario, never grown: a plain network."""
+
+    def __init__(self, **settings: Any):
+        super().__init__()
+        self.net = GrowingTaskNet(mode="isolated", **settings)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x, 1)
+
+
+GROWING_KEYS = ("conv", "hidden", "pool_after", "pooled_size", "kernel", "dropout", "init")
+
+
+def _growing_settings(spec: dict[str, Any]) -> dict[str, Any]:
+    inp = spec["input"]
+    settings = {k: spec[k] for k in GROWING_KEYS if k in spec}
+    return {"in_channels": inp["channels"], "input_size": inp["size"], **settings}
+
+
 def _glorot_init(model: nn.Module) -> None:
     """Keras's defaults: Glorot-uniform kernels, zero biases."""
     for m in model.modules():
@@ -181,14 +216,60 @@ def build_model(spec: dict[str, Any], device: torch.device | str | None = None) 
             if inp["channels"] != 3:
                 raise ValueError(f"resnet18 takes 3-channel inputs, got {inp['channels']}")
             model = torchvision.models.resnet18(weights=None, num_classes=spec["n_outputs"])
+        elif name == "growing":
+            # a pipeline spec gives the first task's head as n_outputs; a grown network's
+            # own spec (spec_of) its per-task "outputs"
+            outputs = spec.get("outputs", spec.get("n_outputs"))
+            model = GrowingTaskNet.from_spec({**spec, "outputs": outputs}, device=device)
+        elif name == "growing_fixed":
+            model = FixedGrowingNet(outputs=spec["n_outputs"], **_growing_settings(spec))
         else:
             raise ValueError(
-                f"config key 'model.name': unknown model {name!r} (known: vgg16, mlp, cnn, resnet18)"
+                f"config key 'model.name': unknown model {name!r} "
+                "(known: vgg16, mlp, cnn, resnet18, growing, growing_fixed)"
             )
-    if spec.get("init", "glorot") == "glorot" and str(device) != "meta":
+    own_init = name in ("growing", "growing_fixed")  # source or standard, at construction
+    if not own_init and spec.get("init", "glorot") == "glorot" and str(device) != "meta":
         _glorot_init(model)
     return model
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def spec_of(model: nn.Module, built_from: dict[str, Any]) -> dict[str, Any]:
+    """The spec to store with ``model``'s weights, from which :func:`build_model` builds
+    it again: a network that changes its own architecture (a growing network after
+    growth) describes itself, keeping the pipeline's keys (the input settings); any other
+    keeps the spec it was built from."""
+    describe = getattr(model, "spec", None)
+    if not callable(describe):
+        return built_from
+    own = describe()
+    kept = {k: v for k, v in built_from.items() if k not in ("n_outputs", "outputs")}
+    return {**kept, **own, "input": {**built_from.get("input", {}), **own["input"]}}
+
+
+def parameter_report(model: nn.Module, task: int) -> dict[str, int]:
+    """Parameter counts of ``model`` after training ``task`` (history.csv's columns).
+
+    Every network: ``parameters_total``. A growing network also: ``parameters_added``
+    (what the network gained for the task: the whole first column for task 1, then what
+    growing for the task added), ``parameters_in_use`` (the entries that can change the
+    task's outputs) and ``parameters_trainable`` (those its training could move); see
+    :meth:`clpipe.growing.GrowingTaskNet.parameter_counts`.
+    """
+    if not isinstance(model, GrowingTaskNet):
+        return {"parameters_total": count_parameters(model)}
+    counts = model.parameter_counts(task)
+    grown = {g["task"]: 0 for g in model.growth}
+    for g in model.growth:
+        grown[g["task"]] += int(g["parameters_added"])
+    first_column = counts.total - sum(grown.values())
+    return {
+        "parameters_total": counts.total,
+        "parameters_added": grown.get(task, 0) + (first_column if task == 1 else 0),
+        "parameters_in_use": counts.in_use,
+        "parameters_trainable": counts.trainable,
+    }

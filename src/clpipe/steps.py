@@ -24,7 +24,7 @@ from clpipe.evaluation import evaluate_split
 from clpipe.methods import load_method
 from clpipe.methods.base import ContinualMethod, TaskContext
 from clpipe.methods.finetune import FineTune
-from clpipe.models import build_model, count_parameters
+from clpipe.models import build_model, count_parameters, parameter_report, spec_of
 from clpipe.provenance import device_name, provenance
 from clpipe.runtime import Runtime, derive_seed, seed_everything
 from clpipe.scenarios import Scenario
@@ -93,9 +93,10 @@ def init_model(spec: dict[str, Any], output: str, runtime: Runtime) -> None:
 
 
 def _context(
-    spec: dict[str, Any], tasks, runtime: Runtime, generator
+    spec: dict[str, Any], tasks, runtime: Runtime, generator, model: torch.nn.Module | None = None
 ) -> tuple[Scenario, InputPipeline, TaskContext]:
-    scenario = Scenario(spec["scenario"], spec["tasks"])
+    """The task's data and scenario as ``model`` sees them (a head per task or not)."""
+    scenario = Scenario.for_model(spec["scenario"], spec["tasks"], model)
     pipeline = InputPipeline(spec["input"], runtime.device)
     task = tasks[spec["task"] - 1].to(runtime.device)
     ctx = TaskContext(
@@ -137,7 +138,7 @@ def _train(
     generator = seed_everything(derive_seed(spec["seed"], "train", spec["task"]))
     model, loaded = load_model(model_in, runtime.device)
     tasks = load_tasks(data)
-    scenario, pipeline, ctx = _context(spec, tasks, runtime, generator)
+    scenario, pipeline, ctx = _context(spec, tasks, runtime, generator, model)
     method.begin_task(model, consolidated, spec.get("task_settings", {}), ctx)
     label = f"{spec['experiment']} seed {spec['seed']} {spec.get('arm', 'scratch')} task {spec['task']}"
     # Epoch checkpoints beside the outputs (not an output: Snakemake leaves it alone when
@@ -163,9 +164,15 @@ def _train(
     record = method.end_task(model)
     meta = provenance(step, spec, runtime)
     meta["train_seconds"] = time.perf_counter() - t0
-    save_model(model_out, model, loaded["model_spec"], meta)
+    # a network that grew for this task is stored as what it is now: the next step
+    # rebuilds it from the file alone
+    save_model(model_out, model, spec_of(model, loaded["model_spec"]), meta)
     frame = pd.DataFrame(history).assign(
-        experiment=spec["experiment"], seed=spec["seed"], arm=spec.get("arm", "scratch"), task=spec["task"]
+        experiment=spec["experiment"],
+        seed=spec["seed"],
+        arm=spec.get("arm", "scratch"),
+        task=spec["task"],
+        **parameter_report(model, spec["task"]),
     )
     io.save_csv(history_out, frame)
     epochs.discard()
@@ -227,7 +234,7 @@ def compute_importance(
     generator = seed_everything(derive_seed(spec["seed"], "importance", spec["task"]))
     model, _ = load_model(model_in, runtime.device)
     tasks = load_tasks(data)
-    _, _, ctx = _context(spec, tasks, runtime, generator)
+    _, _, ctx = _context(spec, tasks, runtime, generator, model)
     prog = io.load(progress, "progress") if progress else None
     prev = io.load(previous, "importance") if previous else None
     t0 = time.perf_counter()
@@ -253,7 +260,8 @@ def evaluate(model_in: str, data: str, spec: dict[str, Any], output: str, runtim
     """Test accuracy and loss on every task of the experiment (one row of R)."""
     model, checkpoint = load_model(model_in, runtime.device)
     tasks = load_tasks(data)  # only the test splits go to the device
-    scenario = Scenario(spec["scenario"], spec["tasks"])
+    # a growing network answers only for the tasks it has grown for: NaN for the others
+    scenario = Scenario.for_model(spec["scenario"], spec["tasks"], model)
     pipeline = InputPipeline(spec["input"], runtime.device)
     meta = checkpoint["meta"]
     rows = []

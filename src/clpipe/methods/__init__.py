@@ -51,6 +51,12 @@ class MethodTraits:
     # The arm is one job per seed: the random init trained on every task at once (its
     # history is the init and the model after the last task; no start_from).
     joint: bool = False
+    # Trains on batches that mix tasks (a replay buffer, joint training): impossible for
+    # a model called with one task id per batch (a growing network).
+    mixes_tasks: bool = False
+    # Grows a growing network (model "growing") by a column and a head before each task:
+    # the only kind of method such a network can train its later tasks with.
+    grows: bool = False
 
 
 def _mag_arm_settings(spec: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -130,6 +136,7 @@ REGISTRY: dict[str, MethodTraits] = {
         implementation="clpipe.methods.joint:JointTraining",
         description="the upper bound: one model trained on every task's data at once",
         joint=True,
+        mixes_tasks=True,
     ),
     "replay": MethodTraits(
         name="replay",
@@ -149,6 +156,20 @@ REGISTRY: dict[str, MethodTraits] = {
         importance=True,
         importance_settings=("score", "keep", "budget"),
         chained_importance=True,
+        mixes_tasks=True,
+    ),
+    "growing": MethodTraits(
+        name="growing",
+        implementation="clpipe.methods.growing:GrowingNetwork",
+        description=(
+            "a task-masked network that grows a column of units and a head per task and "
+            "trains only the new column (METHODS.md section 4)"
+        ),
+        defaults={"mode": None},  # None: the model's mode
+        # units added to every conv layer (one count, or a list with one per layer) and
+        # to the hidden layer for each task (the source: 64 / 512; 128 / 1024 for CIFAR-100)
+        per_task={"grow_conv": 64, "grow_hidden": 512},
+        grows=True,
     ),
 }
 

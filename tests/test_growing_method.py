@@ -1,0 +1,161 @@
+"""The growing network in the pipeline: model specs, the growing method, checkpoints, counts."""
+
+import copy
+
+import pytest
+import torch
+
+from clpipe.data import InputPipeline, Split, Task
+from clpipe.growing import GrowingTaskNet, dense_parameter_count, schedule_totals
+from clpipe.methods import load_method
+from clpipe.methods.base import TaskContext
+from clpipe.models import build_model, count_parameters, parameter_report, spec_of
+from clpipe.runtime import make_runtime, seed_everything
+from clpipe.scenarios import Scenario
+from clpipe.steps import load_model, save_model
+from clpipe.training import train_task
+
+INPUT = {"size": 8, "channels": 1, "normalize": {"mean": [0.5], "std": [0.5]}}
+# a pipeline spec (plan.model_spec) of a small growing network: the first task's column
+SMALL = {
+    "name": "growing",
+    "conv": [4, 4],
+    "hidden": 8,
+    "pool_after": [True, False],
+    "pooled_size": 2,
+    "kernel": 3,
+    "dropout": 0.0,
+    "mode": "isolated",
+    "init": "standard",
+    "input": INPUT,
+    "n_outputs": 2,
+}
+TASKS = [[0, 1], [2, 3], [4, 5, 6]]
+TRAIN = {"epochs": 2, "batch_size": 16, "optimizer": {"name": "adamw", "lr": 1e-2, "weight_decay": 0.1}}
+
+
+def toy_task(index):
+    classes = TASKS[index - 1]
+    g = torch.Generator().manual_seed(index)
+    k = torch.randint(0, len(classes), (60,), generator=g)
+    x = (torch.rand(60, 1, 8, 8, generator=g) * 60).to(torch.uint8)
+    for i in range(60):
+        x[i, 0, 2 * int(k[i]) : 2 * int(k[i]) + 2] += 180
+    y = torch.tensor(classes)[k]
+    split = Split(x, y, torch.arange(60))
+    return Task(index, "toy", tuple(classes), split, Split(x[:20], y[:20], torch.arange(20)), split)
+
+
+def context(model, index):
+    return TaskContext(
+        task=toy_task(index),
+        scenario=Scenario.for_model("task", TASKS, model),
+        pipeline=InputPipeline(INPUT, torch.device("cpu")),
+        device=torch.device("cpu"),
+        batch_size=64,
+        generator=torch.Generator().manual_seed(0),
+    )
+
+
+def train(model, index, method, settings=None):
+    """What steps._train does for one task: begin, train (the method attached), end."""
+    ctx = context(model, index)
+    method.begin_task(model, None, settings or {}, ctx)
+    train_task(
+        model, ctx.task, scenario=Scenario.for_model("task", TASKS, model), pipeline=ctx.pipeline,
+        train_cfg=TRAIN, method=method, generator=ctx.generator, eval_batch_size=64,
+    )  # fmt: skip
+    return method.end_task(model)
+
+
+@torch.no_grad()
+def outputs(model, x):
+    model.eval()
+    return {t: model(x, t).clone() for t in range(1, model.n_tasks + 1)}
+
+
+def first_task_model():
+    make_runtime("cpu", deterministic=True, threads=1)
+    seed_everything(0)
+    model = build_model(SMALL)
+    train(model, 1, load_method({"type": "finetune"}))  # the shared first-task step
+    return model
+
+
+def test_the_config_spec_builds_the_sources_first_column():
+    spec = {
+        "name": "growing", "conv": [64] * 4, "hidden": 512, "pool_after": [True, True, True, False],
+        "pooled_size": 4, "kernel": 3, "dropout": 0.2, "mode": "isolated", "init": "source",
+        "input": {"size": 32, "channels": 3, "normalize": None}, "n_outputs": 10,
+    }  # fmt: skip
+    model = build_model(spec, device="meta")
+    assert isinstance(model, GrowingTaskNet) and model.n_tasks == 1 and model.outputs_per_task == [10]
+    assert count_parameters(model) == schedule_totals()[0] == dense_parameter_count(3, [64] * 4, 512, 10)
+    fixed = build_model({**spec, "name": "growing_fixed", "n_outputs": 20})
+    del spec["mode"]
+    assert count_parameters(fixed) == dense_parameter_count(3, [64] * 4, 512, 20)
+    assert fixed(torch.zeros(2, 3, 32, 32)).shape == (2, 20)  # a plain network: one shared head
+    assert not getattr(fixed, "takes_task_id", False)
+
+
+def test_the_method_grows_a_column_and_moves_nothing_else():
+    model = first_task_model()
+    x = toy_task(1).test.x[:8].float()
+    before = outputs(model, x)
+    first = {n: p.detach().clone() for n, p in model.named_parameters()}
+    method = load_method({"type": "growing", "mode": None})
+    record = train(model, 2, method, {"grow_conv": [2, 3], "grow_hidden": 5})
+    assert model.n_tasks == 2 and model.outputs_per_task == [2, 2]
+    assert [layer.unit_widths for layer in model.convs] == [[4, 2], [4, 3]] and model.fc.unit_widths == [8, 5]
+    assert torch.equal(outputs(model, x)[1], before[1])  # task 1 bit-identical (AdamW's decay too)
+    for name, p in model.named_parameters():  # every entry of task 1's column as it was
+        old = first[name]
+        assert torch.equal(p[: old.shape[0], : old.shape[1]] if p.ndim > 1 else p[: old.shape[0]], old)
+    counts = model.parameter_counts(2)
+    assert record["parameters_total"] == counts.total == count_parameters(model)
+    assert record["parameters_added"] == counts.added_by_last_grow == record["growth"]["parameters_added"]
+    assert (record["parameters_in_use"], record["parameters_trainable"]) == (counts.in_use, counts.trainable)
+    assert record["task"] == 2 and record["mode"] == "isolated" and record["growth"]["conv"] == [2, 3]
+    assert method._scaler is None  # the protection hooks are gone with the task
+    # task 1's report: the first column was what the network gained for it
+    task1 = parameter_report(model, 1)
+    assert task1["parameters_added"] == count_parameters(model) - record["parameters_added"]
+
+
+def test_a_grown_network_is_rebuilt_from_its_checkpoint_alone(tmp_path):
+    model = first_task_model()
+    train(model, 2, load_method({"type": "growing", "mode": "read"}), {"grow_conv": 3, "grow_hidden": 4})
+    path = tmp_path / "model.pt"
+    save_model(str(path), model, spec_of(model, SMALL), {"step": "test"})
+    again, checkpoint = load_model(str(path), torch.device("cpu"))
+    stored = checkpoint["model_spec"]
+    assert stored["outputs"] == [2, 2] and stored["mode"] == "read" and "n_outputs" not in stored
+    assert stored["input"] == INPUT  # the pipeline's input settings are kept
+    x = toy_task(2).test.x[:8].float()
+    got, expected = outputs(again, x), outputs(model, x)
+    assert got.keys() == expected.keys() and all(torch.equal(got[t], expected[t]) for t in got)
+    # and it grows on from there: task 3, three classes
+    train(again, 3, load_method({"type": "growing", "mode": "read"}), {"grow_conv": 3, "grow_hidden": 4})
+    assert again.outputs_per_task == [2, 2, 3]
+    pipeline_keys = {k: v for k, v in SMALL.items() if k != "n_outputs"}  # "outputs" replaces it
+    assert spec_of(build_model(SMALL), SMALL) == {
+        **pipeline_keys,
+        **build_model(SMALL).spec(),
+        "input": INPUT,
+    }
+    plain = {"name": "mlp", "hidden": [4], "input": INPUT, "n_outputs": 2}
+    assert spec_of(build_model(plain), plain) is plain  # a fixed network keeps its spec
+
+
+def test_the_mode_is_the_methods_and_is_fixed_once_two_tasks_run():
+    model = first_task_model()
+    read = load_method({"type": "growing", "mode": "read"})
+    read.begin_task(model, None, {"grow_conv": 2, "grow_hidden": 2}, context(model, 2))
+    assert model.mode == "read" and model.spec()["mode"] == "read"
+    isolated = load_method({"type": "growing", "mode": "isolated"})
+    with pytest.raises(ValueError, match="would change what the earlier tasks compute"):
+        isolated.begin_task(copy.deepcopy(model), None, {"grow_conv": 2, "grow_hidden": 2}, context(model, 3))
+    with pytest.raises(ValueError, match="grows for task 3 only after task 2"):
+        read.begin_task(first_task_model(), None, {}, context(model, 3))
+    with pytest.raises(ValueError, match="needs model 'growing'"):
+        read.begin_task(torch.nn.Linear(2, 2), None, {}, context(model, 2))
