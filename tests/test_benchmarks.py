@@ -28,3 +28,94 @@ def test_method_overhead_prints_its_table():
     assert len(rows) == 1
     ratios = [float(v) for v in re.findall(r"\| (\d+\.\d{3}) ", rows[0] + " ")]
     assert len(ratios) == 2 and all(r > 0 for r in ratios), rows[0]
+
+
+def run_benchmark(script, *args, timeout=300):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def table_row(stdout, start):
+    rows = [line for line in stdout.splitlines() if line.startswith(start)]
+    assert len(rows) == 1, stdout
+    return rows[0]
+
+
+def test_data_path_prints_its_table(data_dir):
+    out = run_benchmark(
+        "data_path.py",
+        "--data-dir", str(data_dir),
+        "--models", "mlp 784-256-256-256-10",
+        "--turns", "1",
+        "--batches", "1",
+        "--workers", "0",
+        "--threads", "1",
+    )  # fmt: skip
+    assert out.startswith("device: cpu")
+    row = table_row(out, "| mlp")
+    ratios = [float(v) for v in re.findall(r"\| (\d+\.\d{3}) ", row + " ")]
+    assert len(ratios) == 2 and all(r > 0 for r in ratios), row
+    assert row.rstrip().endswith("| >= 2.00 |")
+
+
+def test_data_path_names_missing_data(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/data_path.py"), "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "MNIST not found" in proc.stderr and str(tmp_path) in proc.stderr
+
+
+def test_compute_efficiency_prints_its_table():
+    out = run_benchmark(
+        "compute_efficiency.py",
+        "--widths", "1/8",
+        "--no-knobs",
+        "--steps", "1",
+        "--threads", "1",
+        "--matmul", "256",
+    )  # fmt: skip
+    row = table_row(out, "| 1/8 width, default")
+    ratios = [float(v) for v in re.findall(r"\| (\d+\.\d{3}) ", row + " ")]
+    assert len(ratios) == 1 and ratios[0] > 0, row
+    # the analytic count and torch's FlopCounterMode agree on conv and linear layers
+    analytic, counted = re.search(r"per step ([\d.]+) G .*FlopCounterMode ([\d.]+) G", out).groups()
+    assert abs(float(analytic) - float(counted)) <= 0.02 * float(counted), out
+
+
+def test_workflow_overhead_prints_its_table(data_dir):
+    out = run_benchmark("workflow_overhead.py", "--data-dir", str(data_dir), "--repeats", "1")
+    row = table_row(out, "| **job start -> first training batch**")
+    seconds, share = row.split("|")[2:4]
+    assert float(seconds) > 0 and 0 < float(share.strip().rstrip("%")) <= 100, row
+
+
+def test_scale_prints_its_table(data_dir):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/scale.py")]
+        + ["--configfile", str(ROOT / "tests/configs/tiny.yaml"), "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # the main table's row, then the passes outside training, then the dry run's
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| tiny |")]
+    assert len(rows) == 3, proc.stdout
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert cells[1:3] == ["8", "3"], rows[0]  # arms, tasks
+    assert int(cells[3].replace(",", "")) > 0, rows[0]  # parameters
+    train, evaluate, consolidate, progress, total = (int(v) for v in cells[4].split(" / "))
+    assert total > 0 and total == 1 + train + evaluate + consolidate + progress, rows[0]
+    assert evaluate == train + 1, rows[0]
+    assert rows[2].split("|")[2].strip() == cells[4], rows[2]  # the Snakemake dry run plans the same
+    assert "The dry run's per-seed jobs match the table." in proc.stdout
