@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
@@ -48,3 +49,13 @@ def median(values) -> float:
 
 def table(columns: list[str]) -> str:
     return "| " + " | ".join(columns) + " |\n" + "|" + "---|" * len(columns)
+
+
+def add_data_dir_argument(parser: argparse.ArgumentParser) -> None:
+    """``--data-dir``: the datasets in torchvision's layout, by default ../shared/data."""
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=ROOT.parent / "shared" / "data",
+        help="datasets in torchvision's layout (MNIST/raw/*-ubyte, ...); default: ../shared/data",
+    )

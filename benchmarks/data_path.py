@@ -40,7 +40,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, load_note, machine_line, median, sync, table  # noqa: E402
+from common import add_data_dir_argument, load_note, machine_line, median, sync, table  # noqa: E402
 
 from clpipe.data import InputPipeline, Split, Task  # noqa: E402
 from clpipe.methods.finetune import FineTune  # noqa: E402
@@ -164,12 +164,7 @@ class Loader:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=ROOT.parent / "shared" / "data",
-        help="folder holding MNIST/raw/*-ubyte (torchvision's layout); default: ../shared/data",
-    )
+    add_data_dir_argument(parser)
     parser.add_argument("--turns", type=int, default=5, help="timed turns per variant (after a warm-up)")
     parser.add_argument(
         "--batches",

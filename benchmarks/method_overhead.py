@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -27,6 +26,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import machine_line, table  # noqa: E402
 
 from clpipe.data import InputPipeline  # noqa: E402
 from clpipe.methods.ewc import ElasticWeightConsolidation  # noqa: E402
@@ -90,16 +92,6 @@ def make_variant(kind: str, model, device):
     return opt, after_backward
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def timed_step(model, variant, pipeline, x, y, device) -> float:
     """Seconds for one forward, backward and optimizer step (synchronised on a GPU)."""
     opt, after_backward = variant
@@ -126,12 +118,10 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-    print(f"device: {device.type} ({name}), {torch.get_num_threads()} threads, torch {torch.__version__}\n")
+    print(machine_line(device) + "\n")
     columns = ["model", "parameters", "batch", "plain Adam (ms/step)", "MAG (ms/step)", "MAG / plain"]
     columns += ["EWC (ms/step)", "EWC / plain"]
-    print("| " + " | ".join(columns) + " |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(table(columns))
     for label in args.models:
         model_spec, input_cfg, batch = MODELS[label]
         torch.manual_seed(0)

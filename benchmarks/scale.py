@@ -49,7 +49,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, table  # noqa: E402
+from common import ROOT, add_data_dir_argument, table  # noqa: E402
 
 from clpipe import plan  # noqa: E402
 from clpipe.catalog import DATASETS, layout_problems  # noqa: E402
@@ -601,12 +601,7 @@ Growth rules, per experiment (T tasks; arm a trains n_a = last_a - first_a + 1 t
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configfile", type=Path, default=ROOT / "config" / "config.yaml")
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=ROOT.parent / "shared" / "data",
-        help="datasets in torchvision's layout (MNIST/raw/...); default: ../shared/data",
-    )
+    add_data_dir_argument(parser)
     parser.add_argument(
         "--experiments", nargs="*", default=None, help="default: every experiment of the config"
     )

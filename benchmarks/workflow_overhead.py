@@ -39,7 +39,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, load_note, machine_line, median, table  # noqa: E402
+from common import ROOT, add_data_dir_argument, load_note, machine_line, median, table  # noqa: E402
 
 SNAKEFILE = ROOT / "workflow" / "Snakefile"
 FIRST_LINE = "clpipe from"
@@ -146,12 +146,7 @@ def wall(config: Path, data_dir: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=ROOT.parent / "shared" / "data",
-        help="folder holding MNIST/raw/*-ubyte (torchvision's layout); default: ../shared/data",
-    )
+    add_data_dir_argument(parser)
     parser.add_argument(
         "--repeats", type=int, default=5, help="runs of the training job (after a warm-up run, unless 1)"
     )
