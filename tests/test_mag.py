@@ -199,3 +199,39 @@ def test_zero_percent_freezes_nothing_but_scales():
     rec = method.end_task(model)
     assert not any(bool(m.any()) for m in rec["new_frozen"].values())
     assert math.isclose(rec["percent"], 0.0)
+
+
+@pytest.mark.parametrize("check_finite", [True, False])
+def test_frozen_elements_survive_a_non_finite_step_bit_for_bit(check_finite):
+    """Frozen elements come back exactly even when the optimizer's step is inf or NaN."""
+    model = small_net()
+    params = [p for p in model.parameters() if p.ndim >= 2]
+    g = torch.Generator().manual_seed(3)
+    frozen = {p: torch.rand(p.shape, generator=g) < 0.3 for p in params}
+    scales = {p: torch.rand(p.shape, generator=g).masked_fill(frozen[p], 0.0) for p in params}
+    opt = build_optimizer(model.parameters(), {"name": "adam", "lr": 1e-2})
+    scaler = StepScaler(opt, scales, frozen)
+    scaler._check_finite = check_finite  # the CPU path (check, then restore) and the other one
+    train_steps(model, opt, batches(2))  # a non-trivial optimizer state first
+    before = [p.detach().clone() for p in params]
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(batches(1)[0][0]), batches(1)[0][1]).backward()
+    for p in params:
+        p.grad.view(-1)[::3] = float("nan")
+        p.grad.view(-1)[1::3] = float("inf")
+    opt.step()
+    for p, b in zip(params, before, strict=True):
+        f = frozen[p]
+        assert torch.equal(p.detach()[f].view(torch.int32), b[f].view(torch.int32))
+        assert not bool(p.detach()[~f].isfinite().all()), "the trainable elements did take the bad step"
+
+
+def test_scale_one_keeps_the_optimizers_step_bit_for_bit():
+    model, reference = small_net(), small_net()
+    opt = build_optimizer(model.parameters(), {"name": "adam", "lr": 1e-2})
+    ref_opt = build_optimizer(reference.parameters(), {"name": "adam", "lr": 1e-2})
+    StepScaler(opt, {p: torch.ones_like(p) for p in model.parameters()})
+    train_steps(model, opt, batches(4))
+    train_steps(reference, ref_opt, batches(4))
+    for p, q in zip(model.parameters(), reference.parameters(), strict=True):
+        assert torch.equal(p.detach().view(torch.int32), q.detach().view(torch.int32))

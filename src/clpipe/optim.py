@@ -5,11 +5,13 @@ lets the optimizer take its step, then keeps only ``scale * step`` of it for eve
 element. Because it scales the *step* (not the gradient, which Adam would normalise
 away), one Adam step with scale 0.5 moves each element exactly half as far as plain
 Adam. Elements marked frozen are put back to their value before the step, bit for bit,
-whatever the optimizer did (momentum, weight decay, a non-finite gradient).
+whatever the optimizer did (momentum, weight decay, a non-finite gradient; the one
+exception, a frozen -0.0, is in the class's docstring).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,6 +51,17 @@ class StepScaler:
     ``scales`` maps parameters to tensors of their shape. ``frozen`` (optional) maps
     parameters to bool tensors; those elements never change. Parameters not in
     ``scales`` take the optimizer's full step.
+
+    Cost per step: one copy of the managed parameters before the optimizer's step and
+    one fused ``lerp`` pass after it, ``p <- p + (1 - scale) * (before - p)``, with the
+    weights ``1 - scale`` computed once here and frozen elements folded in as weight
+    1, which gives ``before`` exactly for any finite value. A frozen element can only
+    come out different when a value is not finite (an inf or NaN from the optimizer),
+    so on a CPU a cheap finiteness check decides whether an exact masked restore is
+    needed; on other devices the masked restore always runs, to avoid a host sync per
+    step. (The one value a finite lerp does not round-trip is a frozen -0.0 that the
+    optimizer pushed positive: it comes back as +0.0. No initialiser or optimizer here
+    produces -0.0 from a nonzero weight.)
     """
 
     def __init__(
@@ -63,13 +76,21 @@ class StepScaler:
                 raise ValueError(
                     f"scale of shape {tuple(scales[p].shape)} for a parameter of shape {tuple(p.shape)}"
                 )
-        self.scales = [scales[p].to(device=p.device, dtype=p.dtype) for p in self.params]
         frozen = frozen or {}
-        self.frozen = [
-            (i, frozen[p].to(device=p.device, dtype=torch.bool))
+        masks = {
+            i: frozen[p].to(device=p.device, dtype=torch.bool)
             for i, p in enumerate(self.params)
             if p in frozen and bool(frozen[p].any())
-        ]
+        }
+        # lerp weights: 1 - scale, and exactly 1 ("back to before") where frozen
+        self.weights = []
+        for i, p in enumerate(self.params):
+            w = 1.0 - scales[p].to(device=p.device, dtype=p.dtype)
+            self.weights.append(w.masked_fill_(masks[i], 1.0) if i in masks else w)
+        self.frozen = list(masks.items())
+        self._frozen_params = [self.params[i] for i, _ in self.frozen]
+        # a host sync is free on a CPU: check, and restore only when something is not finite
+        self._check_finite = all(p.device.type == "cpu" for p in self._frozen_params)
         self._before = [torch.empty_like(p) for p in self.params]
         self._handles = [
             optimizer.register_step_pre_hook(self._remember),
@@ -82,13 +103,17 @@ class StepScaler:
 
     @torch.no_grad()
     def _rescale(self, optimizer, args, kwargs) -> None:
-        # p <- before + scale * (p - before), in place, as three fused passes.
-        torch._foreach_sub_(self.params, self._before)
-        torch._foreach_mul_(self.params, self.scales)
-        torch._foreach_add_(self.params, self._before)
+        # p <- p + (1 - scale) * (before - p), in place, one fused pass; frozen: weight 1
+        torch._foreach_lerp_(self.params, self._before, self.weights)
+        if not self.frozen:
+            return
+        if self._check_finite:
+            # a sum is finite only if every element is (an overflow merely restores needlessly)
+            if math.isfinite(sum(float(p.sum()) for p in self._frozen_params)):
+                return  # every frozen element is already its value before, bit for bit
         for i, mask in self.frozen:
             p = self.params[i]
-            p.copy_(torch.where(mask, self._before[i], p))
+            torch.where(mask, self._before[i], p, out=p)
 
     def remove(self) -> None:
         for h in self._handles:
