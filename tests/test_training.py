@@ -1,6 +1,9 @@
 """The training loop: seeded and deterministic, refuses non-finite losses."""
 
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -13,6 +16,7 @@ from clpipe.models import build_model
 from clpipe.runtime import make_runtime, seed_everything
 from clpipe.scenarios import Scenario
 from clpipe.training import EarlyStopping, EpochCheckpoint, NonFiniteLossError, train_task
+from conftest import ROOT
 
 SPEC = {"name": "mlp", "hidden": [32], "input": {"size": 8, "channels": 1}, "n_outputs": 2}
 TRAIN = {"epochs": 2, "batch_size": 16, "optimizer": {"name": "adam", "lr": 1e-2}}
@@ -239,3 +243,22 @@ def test_a_head_per_task_cannot_train_on_batches_that_mix_tasks():
             pipeline=InputPipeline({"size": 8, "channels": 1}, torch.device("cpu")), train_cfg=TRAIN,
             method=MixesTasks({}), generator=torch.Generator(), eval_batch_size=64,
         )  # fmt: skip
+
+
+def test_deterministic_runtime_turns_torch_deterministic_without_importing_the_compiler():
+    # torch.use_deterministic_algorithms imports torch._inductor (TorchDynamo): ~1 s per job
+    code = (
+        "import sys, torch\n"
+        "from clpipe.runtime import make_runtime\n"
+        "assert not torch.are_deterministic_algorithms_enabled()\n"
+        "make_runtime('cpu', deterministic=True, threads=1)\n"
+        "print(torch.are_deterministic_algorithms_enabled(), 'torch._dynamo' in sys.modules)\n"
+        "import torch._inductor.config as c\n"
+        "make_runtime('cpu', deterministic=True, threads=1)\n"
+        "print(c.deterministic)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    ).stdout.split()
+    assert out == ["True", "False", "True"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +30,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _use_deterministic_algorithms() -> None:
+    """``torch.use_deterministic_algorithms(True)`` without its import of
+    ``torch._inductor.config``, which pulls in TorchDynamo: about 1 s of every job's start
+    on a CPU (benchmarks/workflow_overhead.py) for a compiler the pipeline never uses.
+    The inductor's own flag is still set when something already imported it."""
+    torch._C._set_deterministic_algorithms(True, warn_only=False)
+    inductor_config = sys.modules.get("torch._inductor.config")
+    if inductor_config is not None:
+        inductor_config.deterministic = True
+
+
 def make_runtime(
     device: str = "auto",
     deterministic: bool = True,
@@ -41,7 +53,7 @@ def make_runtime(
     if deterministic:
         # Needed by cuBLAS for deterministic matrix products; harmless on CPU.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
+        _use_deterministic_algorithms()
         torch.backends.cudnn.benchmark = False
     return Runtime(
         device=dev, deterministic=deterministic, threads=threads, config_hash=config_hash, resume=resume
