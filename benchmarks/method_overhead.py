@@ -1,6 +1,6 @@
 """What the methods cost per training step, against plain torch.optim.Adam.
 
-    python benchmarks/method_overhead.py [--steps 30] [--device cpu|cuda] [--threads N]
+    python benchmarks/method_overhead.py [--steps 30] [--repeats 5] [--device cpu|cuda] [--threads N]
 
 One training step (forward, backward, optimizer step) of a model on a random batch, with
   - plain: torch.optim.Adam (foreach), no method;
@@ -11,6 +11,12 @@ One training step (forward, backward, optimizer step) of a model on a random bat
 Variants are timed in turns (plain, mag, ewc, plain, ...) so machine noise hits all of
 them alike; the table gives the median step time and the ratio to plain. Targets
 (issue 9): MAG at most 1.10x, EWC at most 1.15x.
+
+A second table times replay's scoring (``ExperienceReplay.compute_importance``: one
+inference pass over a task's training split, the score of every sample, the buffer
+selection) for each score against one evaluation pass (``evaluate_split``) over the same
+images with the same batch size, in turns, median of ``--repeats``. Target: at most one
+evaluation pass (ratio <= 1).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import os
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -30,11 +37,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import machine_line, table  # noqa: E402
 
-from clpipe.data import InputPipeline  # noqa: E402
+from clpipe.data import InputPipeline, Split, Task  # noqa: E402
+from clpipe.evaluation import evaluate_split  # noqa: E402
+from clpipe.methods import load_method  # noqa: E402
+from clpipe.methods.base import TaskContext  # noqa: E402
 from clpipe.methods.ewc import ElasticWeightConsolidation  # noqa: E402
 from clpipe.methods.mag import freezing_values, managed_parameters  # noqa: E402
 from clpipe.models import build_model, count_parameters  # noqa: E402
 from clpipe.optim import StepScaler  # noqa: E402
+from clpipe.scenarios import Scenario  # noqa: E402
+
+# images scored per timing: a full-width VGG16 pass costs ~0.7 GFLOP per image
+SCORING_SAMPLES = {
+    "vgg16 1/8 width, 32 px": 2000,
+    "vgg16 full width, 32 px": 250,
+    "mlp 784-256-256-256-10": 10000,
+}
+SCORES = ("random", "el2n", "entropy", "margin")
 
 MODELS = {
     "vgg16 1/8 width, 32 px": (
@@ -112,6 +131,7 @@ def timed_step(model, variant, pipeline, x, y, device) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=30, help="timed steps per variant (after 3 warm-up)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs of each scoring variant")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
@@ -148,7 +168,56 @@ def main() -> int:
             f"| {med['mag']:.1f} | {mag:.3f} | {med['ewc']:.1f} | {ewc:.3f} |",
             flush=True,
         )
+    scoring_table(args, device)
     return 0
+
+
+def timed(fn, device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t0
+
+
+def scoring_table(args, device: torch.device) -> None:
+    """Replay scoring of a task's training split against one evaluation pass over it."""
+    print("\nreplay scoring against one evaluation pass over the same images (batch 1000):\n")
+    print(table(["model", "images", "evaluation (s)", *(f"{s} / evaluation" for s in SCORES)]))
+    for label in args.models:
+        model_spec, input_cfg, _ = MODELS[label]
+        torch.manual_seed(0)
+        spec = {**model_spec, "input": {**input_cfg, "normalize": None}, "n_outputs": 2}
+        model = build_model(spec).to(device)
+        pipeline = InputPipeline({**input_cfg, "normalize": None}, device)
+        n = SCORING_SAMPLES[label]
+        g = torch.Generator().manual_seed(0)
+        x = torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=g).to(device)
+        split = Split(x, torch.randint(0, 2, (n,), generator=g).to(device), torch.arange(n))
+        task = Task(1, "random", (0, 1), split, split, split)
+        scenario = Scenario("domain", [[0, 1]])
+        ctx = TaskContext(task, scenario, pipeline, device, batch_size=1000, generator=g, all_tasks=[task])
+        methods = {
+            score: load_method(
+                {"type": "replay", "score": score, "keep": "hardest", "budget": {"fraction": 0.05}}
+            )
+            for score in SCORES
+        }
+        runs = {
+            "evaluation": partial(evaluate_split, model, split, 1, scenario, pipeline, 1000),
+            **{s: partial(m.compute_importance, model, ctx, None, None) for s, m in methods.items()},
+        }
+        for fn in runs.values():  # warm-up
+            timed(fn, device)
+        times: dict[str, list[float]] = {k: [] for k in runs}
+        for _ in range(args.repeats):
+            for k, fn in runs.items():
+                times[k].append(timed(fn, device))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        ratios = " | ".join(f"{med[s] / med['evaluation']:.3f}" for s in SCORES)
+        print(f"| {label} | {n:,} | {med['evaluation']:.2f} | {ratios} |", flush=True)
 
 
 if __name__ == "__main__":

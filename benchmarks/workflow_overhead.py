@@ -1,7 +1,8 @@
 """What a training job costs before its first batch: interpreter, imports, data file, model.
 
     python benchmarks/workflow_overhead.py [--data-dir ../shared/data] [--repeats 5]
-                                           [--workdir DIR] [--wall [--wall-config config/quick.yaml]]
+                                           [--workdir DIR]
+                                           [--wall [--wall-config config/quick.yaml] [--wall-run EXP ...]]
 
 Prepares the inputs of one real training job by running the workflow on the tests' tiny
 config (tests/configs/tiny.yaml: MNIST, VGG16 at 1/16 width, 540 training images) up to
@@ -18,8 +19,9 @@ For scale, the table also gives a bare ``python -c pass``, ``import torch`` and
 job's whole run and a Snakemake dry run of the same config (building the DAG, paid once
 per ``snakemake`` call, not per job).
 
-``--wall`` (off by default: it takes 25 minutes or more on 2 cores) also runs the whole
-``--wall-config`` (default config/quick.yaml) from scratch at ``--cores 1`` and at
+``--wall`` (off by default: the whole quick config takes hours on 2 cores) also runs the
+``--wall-config`` (default config/quick.yaml; ``--wall-run`` picks some of its
+experiments, as ``--config run=[...]`` does) from scratch at ``--cores 1`` and at
 ``--cores 2``, each in its own temporary directory, and reports both wall times and the
 speed-up.
 """
@@ -130,14 +132,16 @@ def timed(cmd: list[str], cwd: Path | None = None) -> float:
     return time.perf_counter() - t0
 
 
-def wall(config: Path, data_dir: Path) -> None:
-    print(f"\nwhole workflow, {config}, from scratch:\n")
+def wall(config: Path, data_dir: Path, experiments: list[str] | None) -> None:
+    which = f" (experiments {', '.join(experiments)})" if experiments else ""
+    print(f"\nthe workflow of {config}{which}, from scratch:\n")
     print(table(["cores", "wall time (s)", "speed-up over 1 core"]))
     seconds = {}
     for cores in (1, 2):
         with tempfile.TemporaryDirectory(prefix=f"clpipe-wall-{cores}-") as tmp:
             work = Path(tmp)
-            cfg = write_config(work / "config.yaml", config, data_dir=str(data_dir))
+            overrides = {"data_dir": str(data_dir)} | ({"run": experiments} if experiments else {})
+            cfg = write_config(work / "config.yaml", config, **overrides)
             t0 = time.perf_counter()
             snakemake(work, "--cores", str(cores), "--configfile", str(cfg))
             seconds[cores] = time.perf_counter() - t0
@@ -157,6 +161,9 @@ def main() -> int:
         "--wall", action="store_true", help="also time the whole --wall-config at 1 and 2 cores"
     )
     parser.add_argument("--wall-config", type=Path, default=ROOT / "config" / "quick.yaml")
+    parser.add_argument(
+        "--wall-run", nargs="+", default=None, metavar="EXP", help="only these experiments of --wall-config"
+    )
     args = parser.parse_args()
     data_dir = args.data_dir.resolve()
     if not (data_dir / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
@@ -210,7 +217,7 @@ def main() -> int:
             ),
             (
                 "torch.use_deterministic_algorithms(True) (alone, after import torch: it imports "
-                "torch._inductor; the job's runtime calls it)",
+                "torch._inductor; the job's runtime sets the flag without that import)",
                 median(deterministic),
             ),
             ("**job start -> first training batch**", first_batch),
@@ -223,7 +230,7 @@ def main() -> int:
             print(f"| {label} | {s:.2f} | {share} |")
         print(f"\nat the end{load_note()}")
         if args.wall:
-            wall(args.wall_config.resolve(), data_dir)
+            wall(args.wall_config.resolve(), data_dir, args.wall_run)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -16,6 +16,8 @@ def test_method_overhead_prints_its_table():
             "1",
             "--threads",
             "1",
+            "--repeats",
+            "1",
             "--models",
             "mlp 784-256-256-256-10",
         ],  # fmt: skip
@@ -25,9 +27,11 @@ def test_method_overhead_prints_its_table():
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| mlp")]
-    assert len(rows) == 1
+    assert len(rows) == 2  # step cost, then replay scoring
     ratios = [float(v) for v in re.findall(r"\| (\d+\.\d{3}) ", rows[0] + " ")]
     assert len(ratios) == 2 and all(r > 0 for r in ratios), rows[0]
+    scoring = [float(v) for v in re.findall(r"\| (\d+\.\d{3}) ", rows[1] + " ")]
+    assert len(scoring) == 4 and all(r > 0 for r in scoring), rows[1]  # one per score
 
 
 def run_benchmark(script, *args, timeout=300):
