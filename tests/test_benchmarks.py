@@ -4,6 +4,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 
 
@@ -123,3 +125,25 @@ def test_scale_prints_its_table(data_dir):
     assert evaluate == train + 1, rows[0]
     assert rows[2].split("|")[2].strip() == cells[4], rows[2]  # the Snakemake dry run plans the same
     assert "The dry run's per-seed jobs match the table." in proc.stdout
+
+
+def test_throughput_224_prints_variants_and_the_estimate(data_dir):
+    out = run_benchmark(
+        "throughput_224.py",
+        "--size", "32",
+        "--width", "0.125",
+        "--steps", "1",
+        "--threads", "1",
+        "--config", str(ROOT / "config/quick.yaml"),
+        "--data-dir", str(data_dir),
+    )  # fmt: skip
+    speeds = {}
+    for variant in ("fp32", "bf16 autocast", "channels_last", "bf16 + channels_last"):
+        cells = [c.strip() for c in table_row(out, f"| {variant} |").strip("|").split("|")]
+        speeds[variant] = float(cells[1].replace(",", ""))
+        assert speeds[variant] > 0 and 0 < float(cells[5].rstrip("%")) < 100, cells
+    # the quick headline's network: its training images x passes over each variant's speed
+    cells = [c.strip() for c in table_row(out, "| split_mnist_quick |").strip("|").split("|")]
+    images = float(cells[1].rstrip("M")) * 1e6
+    for variant, hours in zip(speeds, cells[2:], strict=True):
+        assert float(hours) == pytest.approx(images / speeds[variant] / 3600, rel=0.05, abs=0.06)

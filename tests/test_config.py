@@ -162,6 +162,8 @@ BAD_CONFIGS = [
         f"{X}.train.early_stopping.min_epochs",
     ),
     (_set(E + ["report"], {"metrics": ["acc", "auc"]}), f"{X}.report.metrics[1]"),
+    (_set(E + ["train", "precision"], "fp16"), f"{X}.train.precision"),
+    (_set(E + ["train", "channels_last"], "yes"), f"{X}.train.channels_last"),
 ]
 
 

@@ -262,3 +262,58 @@ def test_deterministic_runtime_turns_torch_deterministic_without_importing_the_c
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     ).stdout.split()
     assert out == ["True", "False", "True"]
+
+
+VGG = {
+    "name": "vgg16",
+    "width": 0.0625,
+    "dropout": 0.0,
+    "init": "glorot",
+    "input": {"size": 32, "channels": 3},
+    "n_outputs": 2,
+}
+
+
+def train_vgg(**train_options):
+    make_runtime("cpu", deterministic=True, threads=1)
+    g = seed_everything(7)
+    model = build_model(VGG)
+    cfg = {**TRAIN, "epochs": 1, **train_options}
+    history = train_task(
+        model,
+        toy_task(),
+        scenario=Scenario("domain", [[0, 1]]),
+        pipeline=InputPipeline(VGG["input"], torch.device("cpu")),
+        train_cfg=cfg,
+        method=FineTune({}),
+        generator=g,
+        eval_batch_size=64,
+    )
+    return model, history
+
+
+def test_bf16_autocast_trains_in_bf16_and_keeps_fp32_weights():
+    plain, plain_history = train_vgg()
+    mixed, history = train_vgg(precision="bf16")
+    assert all(p.dtype == torch.float32 for p in mixed.parameters())
+    assert math.isfinite(history[-1]["train_loss"])
+    # the same steps, rounded differently: close to fp32 but not equal
+    diffs = [(p - q).abs().max().item() for p, q in zip(plain.parameters(), mixed.parameters(), strict=True)]
+    assert max(diffs) > 0
+    assert abs(history[-1]["train_loss"] - plain_history[-1]["train_loss"]) < 0.05
+
+
+def test_channels_last_trains_the_same_function_in_nhwc_layout():
+    plain, plain_history = train_vgg()
+    nhwc, history = train_vgg(channels_last=True)
+    convs = [p for p in nhwc.parameters() if p.ndim == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    for p, q in zip(plain.parameters(), nhwc.parameters(), strict=True):
+        # Adam normalises each step: a rounding difference can move an entry by ~1e-4
+        torch.testing.assert_close(p, q, rtol=1e-2, atol=1e-3)
+    assert history[-1]["train_loss"] == pytest.approx(plain_history[-1]["train_loss"], rel=1e-3)
+
+
+def test_an_unknown_precision_is_named():
+    with pytest.raises(ValueError, match="train.precision: 'fp16'"):
+        train_vgg(precision="fp16")

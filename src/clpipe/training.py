@@ -20,6 +20,25 @@ from clpipe.scenarios import Scenario
 
 log = logging.getLogger("clpipe")
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(train_cfg: dict[str, Any], device: torch.device):
+    """``train.precision``: ``bf16`` runs a training step's forward pass and penalty under
+    bfloat16 autocast (weights, optimizer state and the loss stay fp32); ``fp32`` (or
+    absent): plain fp32. Evaluation, scoring and Fisher are always fp32, so reported
+    accuracies do not depend on it."""
+    precision = train_cfg.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise ValueError(f"train.precision: {precision!r} (known: {', '.join(PRECISIONS)})")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def memory_format(train_cfg: dict[str, Any]) -> torch.memory_format:
+    """``train.channels_last``: conv weights and training batches in NHWC layout (faster
+    convolutions on recent GPUs); same function, other kernels."""
+    return torch.channels_last if train_cfg.get("channels_last", False) else torch.contiguous_format
+
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; nothing downstream may use this job's output."""
@@ -206,6 +225,10 @@ def train_task(
     checkpoint = checkpoint or EpochCheckpoint(None, "")
     validation = validation if validation is not None else [(task.index, task.val)]
     device = task.train.x.device
+    layout = memory_format(train_cfg)
+    if layout == torch.channels_last:
+        model.to(memory_format=layout)  # in place: the parameters stay the same objects
+    mixed_precision = autocast(train_cfg, device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, train_cfg["optimizer"])
     schedule = build_schedule(optimizer, train_cfg.get("schedule"))
@@ -264,12 +287,15 @@ def train_task(
                 break
             idx = order[b * batch_size : (b + 1) * batch_size]
             inputs, targets = pipeline.train_batch(x_all[idx], generator), y_all[idx]
+            if layout == torch.channels_last and inputs.ndim == 4:
+                inputs = inputs.contiguous(memory_format=layout)
             if masks is not None:  # each sample masked as its own task
                 mask = masks[sample_task[idx] - 1]
-            logits = scenario.logits(model, inputs, task.index, mask)
+            with mixed_precision:
+                logits = scenario.logits(model, inputs, task.index, mask).float()
+                extra = method.penalty(model)
             loss = F.cross_entropy(logits, targets)
-            extra = method.penalty(model)
-            total = loss if extra is None else loss + extra
+            total = loss if extra is None else loss + extra.float()
             bad = ~torch.isfinite(total.detach())
             first_bad = torch.where(bad & (first_bad < 0), step, first_bad)
             optimizer.zero_grad(set_to_none=True)
