@@ -108,6 +108,7 @@ def _context(
         generator=generator,
         train_batch_size=int(spec["train"]["batch_size"]) if "train" in spec else 0,
         all_tasks=tasks,
+        train=spec.get("train"),
     )
     return scenario, pipeline, ctx
 
