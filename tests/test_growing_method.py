@@ -1,18 +1,20 @@
 """The growing network in the pipeline: model specs, the growing method, checkpoints, counts."""
 
 import copy
+import math
 
 import pandas as pd
 import pytest
 import torch
 
 from clpipe import io
+from clpipe.aggregate import PARAMETER_COLUMNS
 from clpipe.data import InputPipeline, Split, Task
 from clpipe.growing import GrowingTaskNet, dense_parameter_count, schedule_totals
 from clpipe.methods import load_method
 from clpipe.methods.base import TaskContext
 from clpipe.methods.growing import GrowingNetwork
-from clpipe.models import build_model, count_parameters, parameter_report, spec_of
+from clpipe.models import build_model, count_parameters, evaluation_parameters, parameter_report, spec_of
 from clpipe.runtime import make_runtime, seed_everything
 from clpipe.scenarios import Scenario
 from clpipe.steps import _train, load_model, save_model
@@ -311,3 +313,19 @@ def test_a_killed_auto_growing_job_resumes_bit_for_bit(tmp_path):
     assert resumed == record
     history = [pd.read_csv(f / "history.csv").drop(columns=list(timing)) for f in (out, again)]
     pd.testing.assert_frame_equal(*history)
+
+
+def test_every_evaluation_reports_the_models_parameters():
+    model = first_task_model()
+    init = evaluation_parameters(build_model(SMALL), 0)  # the random init: no task trained yet
+    assert list(init) == PARAMETER_COLUMNS  # the columns the aggregate step carries
+    assert init["parameters_total"] == count_parameters(model) and math.isnan(init["parameters_added"])
+    assert math.isnan(init["parameters_in_use"])
+    train(model, 2, load_method({"type": "growing", "mode": "read"}), GROW)
+    for task in (1, 2):
+        report = parameter_report(model, task)
+        assert evaluation_parameters(model, task) == {k: report[k] for k in PARAMETER_COLUMNS}
+    plain = build_model({"name": "mlp", "hidden": [4], "input": INPUT, "n_outputs": 2})
+    fixed = evaluation_parameters(plain, 1)
+    assert fixed["parameters_total"] == count_parameters(plain)
+    assert math.isnan(fixed["parameters_added"]) and math.isnan(fixed["parameters_in_use"])

@@ -144,3 +144,26 @@ def test_automatic_growth_probes_a_head_decides_and_records_it(growing_run):
     after_task1, after_task2 = evaluation(growing_run, "scratch", 1), evaluation(growing_run, "auto", 2)
     assert after_task2.loc[1, "accuracy"] == after_task1.loc[1, "accuracy"]  # through probe and growth
     assert after_task2.loc[1, "loss"] == after_task1.loc[1, "loss"]
+
+
+@pytest.mark.slow
+def test_every_evaluation_reports_the_models_parameters_and_the_summary_shows_them(growing_run):
+    columns = ["parameters_total", "parameters_added", "parameters_in_use"]
+    init = evaluation(growing_run, "scratch", 0)
+    assert (init["parameters_total"] == dense_total(COLUMNS["isolated"][:1])).all()
+    assert init[columns[1:]].isna().all().all()  # the random init: no task trained
+    training = pd.read_csv(growing_run / "training.csv").groupby(["arm", "task"])[columns].first()
+    metrics = pd.read_csv(growing_run / "metrics.csv")
+    assert list(metrics.columns[-3:]) == columns
+    nodes = [("scratch", 1), ("isolated", 2), ("isolated", 3), ("read", 2), ("read", 3), ("auto", 2)]
+    for arm, task in nodes:
+        rows = evaluation(growing_run, arm, task)[columns]
+        assert (rows == training.loc[(arm, task)]).all().all(), (arm, task)  # every eval_task's row
+    table = (growing_run / "summary.md").read_text().split("## Parameters per task")[1]
+    after = metrics[metrics["trained_task"] == metrics["eval_task"]].set_index(["arm", "trained_task"])
+    for arm, task in [("read", 1), ("isolated", 3), ("auto", 2)]:
+        counts = training.loc[("scratch" if task == 1 else arm, task)]
+        cells = [arm, str(task), f"{after.loc[(arm, task), 'accuracy']:.3f}"]
+        cells += [f"{int(counts[c]):,}" for c in columns[1:] + columns[:1]]
+        assert "| " + " | ".join(cells) + " |" in table, cells
+    assert "<h3>Parameters per task</h3>" in (growing_run / "summary.html").read_text()
