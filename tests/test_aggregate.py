@@ -8,7 +8,15 @@ import pytest
 import yaml
 
 from clpipe import plan
-from clpipe.aggregate import write_tables
+from clpipe.aggregate import (
+    METRICS_COLUMNS,
+    PARAMETER_COLUMNS,
+    collect_metrics,
+    parameters_per_task,
+    reports_parameters,
+    tables_from_metrics,
+    write_tables,
+)
 from clpipe.config import validate_config
 from conftest import ROOT, SCHEMA
 
@@ -169,3 +177,79 @@ def test_a_joint_arm_has_the_init_and_the_last_row_only():
     assert np.isnan(m["bwt"]) and np.isnan(m["fwt"]) and np.isnan(m["forgetting"])
     with pytest.raises(ValueError, match="lack the random init"):
         accuracy_matrix(rows[rows["trained_task"] == 3])
+
+
+# --- per task: accuracy and parameters of a growing network -----------------------------
+
+
+def growing_metrics(added_by_seed=None):
+    """metrics.csv rows of a two-task growing experiment: arm "g" (shares task 1), 2 seeds.
+
+    Task 1: 100 parameters; task 2 adds ``added_by_seed[seed]`` (default 50 for both)."""
+    added_by_seed = added_by_seed or {0: 50, 1: 50}
+    rows = []
+    for seed in (0, 1):
+        for trained in (0, 1, 2):
+            total = {0: 100, 1: 100, 2: 100 + added_by_seed[seed]}[trained]
+            added = {0: math.nan, 1: 100, 2: added_by_seed[seed]}[trained]
+            in_use = {0: math.nan, 1: 100, 2: 60 + seed}[trained]
+            for j in (1, 2):
+                rows.append(
+                    {"experiment": "gx", "method": "growing", "method_type": "growing", "arm": "g",
+                     "seed": seed, "trained_task": trained, "eval_task": j,
+                     "accuracy": math.nan if j > max(trained, 1) else 0.5 + 0.1 * trained + 0.01 * seed,
+                     "loss": 0.1, "n": 10, "owner": "g", "dataset": "mnist", "classes": "", "spec_hash": "s",
+                     "config_hash": "c", "git_commit": "g", "device": "cpu", "torch": "t",
+                     "parameters_total": total, "parameters_added": added, "parameters_in_use": in_use}
+                )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_metrics_carry_the_models_parameters_when_the_evaluations_have_them(tmp_path, experiment):
+    evals = write_evaluations(tmp_path, experiment)
+    old = collect_metrics(plan.aggregate_spec(experiment), evals)
+    assert list(old.columns) == METRICS_COLUMNS  # evaluations without them: as before
+    for path in evals[: len(evals) // 2]:  # newer evaluations among older ones
+        frame = pd.read_csv(path)
+        frame.assign(parameters_total=1234, parameters_added=math.nan, parameters_in_use=math.nan).to_csv(
+            path, index=False
+        )
+    new = collect_metrics(plan.aggregate_spec(experiment), evals)
+    assert list(new.columns) == METRICS_COLUMNS + PARAMETER_COLUMNS
+    assert set(new["parameters_total"].dropna()) == {1234} and new["parameters_total"].isna().any()
+    assert not reports_parameters(new)  # fixed networks: nothing added per task
+    tables = tables_from_metrics(new)
+    assert tables == tables_from_metrics(old)  # and no parameter table
+    assert "Parameters per task" not in tables["summary.md"]
+
+
+def test_the_parameters_per_task_table_of_a_growing_network():
+    metrics = growing_metrics()
+    assert reports_parameters(metrics)
+    table = parameters_per_task(metrics).set_index("task")
+    assert list(table.index) == [1, 2] and set(table["n_seeds"]) == {2}
+    assert table.loc[2, "accuracy_mean"] == pytest.approx(0.705)  # R[2][2] over the seeds
+    assert table.loc[2, "accuracy_sd"] == pytest.approx(math.sqrt(2 * 0.005**2))
+    assert (table.loc[1, "parameters_added_mean"], table.loc[2, "parameters_added_mean"]) == (100, 50)
+    assert table.loc[2, "parameters_added_sd"] == 0 and table.loc[2, "parameters_total_mean"] == 150
+    assert table.loc[2, "parameters_in_use_mean"] == 60.5
+    md = tables_from_metrics(metrics)["summary.md"]
+    part = md.split("## Parameters per task\n\n")[1]
+    lines = part.splitlines()
+    assert lines[0] == (
+        "| arm | task | accuracy after the task | parameters added | parameters in use | parameters total |"
+    )
+    assert lines[2] == "| g | 1 | 0.605 ± 0.007 | 100 | 100 | 100 |"
+    assert lines[3] == "| g | 2 | 0.705 ± 0.007 | 50 | 60 ± 1 | 150 |"
+    html = tables_from_metrics(metrics)["summary.html"]
+    assert "<h3>Parameters per task</h3>" in html and "<td>60 ± 1</td>" in html
+    # a network that decides its own growth may grow for one seed and not for another
+    differing = parameters_per_task(growing_metrics({0: 20, 1: 1020})).set_index("task")
+    assert differing.loc[2, "parameters_added_mean"] == 520
+    assert (
+        "| g | 2 | 0.705 ± 0.007 | 520 ± 707 | 60 ± 1 | 620 ± 707 |"
+        in tables_from_metrics(growing_metrics({0: 20, 1: 1020}))["summary.md"]
+    )
+    # the summary table above it is what it was without the parameter columns
+    plain = tables_from_metrics(metrics.drop(columns=PARAMETER_COLUMNS))
+    assert md.startswith(plain["summary.md"]) and "Parameters" not in plain["summary.md"]

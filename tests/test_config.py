@@ -260,6 +260,41 @@ BAD_GROWING_CONFIGS = [
     (_set(G + ["arms", "x"], {"method": "growing", "grow_hidden": -1}), f"{Z}.arms.x.grow_hidden"),
     (_set(G + ["arms", "x"], {"method": "growing", "freeze": [10]}), f"{Z}.arms.x.freeze"),
     (_set(G + ["methods", "g"], {"type": "growing", "mode": "sideways"}), f"{Z}.methods.g.mode"),
+    (
+        _set(G + ["methods", "g"], {"type": "growing", "mode": "isolated", "auto_grow": {"threshold": 0.9}}),
+        f"{Z}.methods.g.auto_grow",
+    ),  # a head-only task of an isolated network reads nothing
+    (
+        _set(G + ["methods", "g"], {"type": "growing", "auto_grow": {"threshold": 0.9}}),
+        f"{Z}.methods.g.auto_grow",
+    ),  # the model's mode: isolated
+    (
+        _set(G + ["methods", "g"], {"type": "growing", "mode": "read", "auto_grow": {"threshold": 1.5}}),
+        f"{Z}.methods.g.auto_grow.threshold",
+    ),
+    (
+        _set(G + ["methods", "g"], {"type": "growing", "mode": "read", "auto_grow": {"probe_epochs": 2}}),
+        f"{Z}.methods.g.auto_grow.threshold",
+    ),
+    (
+        _set(
+            G + ["methods", "g"],
+            {"type": "growing", "mode": "read", "auto_grow": {"threshold": 0.5, "probe_epochs": 0}},
+        ),
+        f"{Z}.methods.g.auto_grow.probe_epochs",
+    ),
+    (
+        _set(
+            G + ["methods", "g"],
+            {"type": "growing", "mode": "read", "auto_grow": {"threshold": 0.5, "patience": 1}},
+        ),
+        f"{Z}.methods.g.auto_grow.patience",
+    ),
+    (
+        _set(G + ["methods", "g"], {"type": "growing", "mode": "read", "auto_grow": 0.9}),
+        f"{Z}.methods.g.auto_grow",
+    ),
+    (_set(G + ["data", "validation_fraction"], 0), f"{Z}.methods.growing_auto.auto_grow"),
     (_set(G + ["model", "pool_after"], [True]), f"{Z}.model.pool_after"),
     (_set(G + ["model", "kernel"], 2), f"{Z}.model.kernel"),
     (_set(G + ["model", "init"], "glorot"), f"{Z}.model.init"),
@@ -293,3 +328,18 @@ def test_mixing_methods_are_refused_on_a_growing_network_for_their_mixed_batches
         cfg["experiments"]["growing_tiny"]["arms"]["x"] = {"method": method}
         with pytest.raises(ConfigError, match="mix tasks"):
             load(cfg)
+
+
+def test_auto_grow_is_a_setting_of_the_growing_method_in_read_mode():
+    cfg = growing_config()
+    methods = cfg["experiments"]["growing_tiny"]["methods"]
+    methods["once"] = {"type": "growing", "mode": "read", "auto_grow": {"threshold": 0.75}}
+    methods["never"] = {"type": "growing", "mode": "read", "auto_grow": None}
+    cfg["experiments"]["growing_tiny"]["model"]["mode"] = "read"
+    methods["by_model"] = {"type": "growing", "auto_grow": {"threshold": 0.5, "probe_epochs": 3}}
+    exp = load(cfg)["growing_tiny"]
+    assert exp.methods["once"]["auto_grow"] == {"threshold": 0.75, "probe_epochs": 1}  # default filled
+    assert exp.methods["by_model"]["auto_grow"] == {"threshold": 0.5, "probe_epochs": 3}
+    assert exp.methods["never"]["auto_grow"] is None
+    # absent: always grow, and no key (the specs of arms without it are what they were)
+    assert exp.methods["growing_read"] == {"type": "growing", "mode": "read"}

@@ -1,18 +1,23 @@
 """The growing network in the pipeline: model specs, the growing method, checkpoints, counts."""
 
 import copy
+import math
 
+import pandas as pd
 import pytest
 import torch
 
+from clpipe import io
+from clpipe.aggregate import PARAMETER_COLUMNS
 from clpipe.data import InputPipeline, Split, Task
 from clpipe.growing import GrowingTaskNet, dense_parameter_count, schedule_totals
 from clpipe.methods import load_method
 from clpipe.methods.base import TaskContext
-from clpipe.models import build_model, count_parameters, parameter_report, spec_of
+from clpipe.methods.growing import GrowingNetwork
+from clpipe.models import build_model, count_parameters, evaluation_parameters, parameter_report, spec_of
 from clpipe.runtime import make_runtime, seed_everything
 from clpipe.scenarios import Scenario
-from clpipe.steps import load_model, save_model
+from clpipe.steps import _train, load_model, save_model
 from clpipe.training import train_task
 
 INPUT = {"size": 8, "channels": 1, "normalize": {"mean": [0.5], "std": [0.5]}}
@@ -34,32 +39,37 @@ TASKS = [[0, 1], [2, 3], [4, 5, 6]]
 TRAIN = {"epochs": 2, "batch_size": 16, "optimizer": {"name": "adamw", "lr": 1e-2, "weight_decay": 0.1}}
 
 
-def toy_task(index):
+def toy_task(index, random_labels=False):
+    """Rows 2k, 2k+1 of an image light up for class k of the task; with
+    ``random_labels`` the labels have nothing to do with the images (nothing to learn)."""
     classes = TASKS[index - 1]
     g = torch.Generator().manual_seed(index)
     k = torch.randint(0, len(classes), (60,), generator=g)
     x = (torch.rand(60, 1, 8, 8, generator=g) * 60).to(torch.uint8)
     for i in range(60):
         x[i, 0, 2 * int(k[i]) : 2 * int(k[i]) + 2] += 180
+    if random_labels:
+        k = torch.randint(0, len(classes), (60,), generator=g)
     y = torch.tensor(classes)[k]
     split = Split(x, y, torch.arange(60))
     return Task(index, "toy", tuple(classes), split, Split(x[:20], y[:20], torch.arange(20)), split)
 
 
-def context(model, index):
+def context(model, index, task=None):
     return TaskContext(
-        task=toy_task(index),
+        task=task or toy_task(index),
         scenario=Scenario.for_model("task", TASKS, model),
         pipeline=InputPipeline(INPUT, torch.device("cpu")),
         device=torch.device("cpu"),
         batch_size=64,
         generator=torch.Generator().manual_seed(0),
+        train=TRAIN,
     )
 
 
-def train(model, index, method, settings=None):
+def train(model, index, method, settings=None, task=None):
     """What steps._train does for one task: begin, train (the method attached), end."""
-    ctx = context(model, index)
+    ctx = context(model, index, task)
     method.begin_task(model, None, settings or {}, ctx)
     train_task(
         model, ctx.task, scenario=Scenario.for_model("task", TASKS, model), pipeline=ctx.pipeline,
@@ -159,3 +169,163 @@ def test_the_mode_is_the_methods_and_is_fixed_once_two_tasks_run():
         read.begin_task(first_task_model(), None, {}, context(model, 3))
     with pytest.raises(ValueError, match="needs model 'growing'"):
         read.begin_task(torch.nn.Linear(2, 2), None, {}, context(model, 2))
+
+
+# --- automatic growth (the source's future work) -----------------------------------------
+
+GROW = {"grow_conv": [2, 3], "grow_hidden": 5}
+
+
+def auto(threshold, probe_epochs=1):
+    return load_method({"type": "growing", "mode": "read", "auto_grow": {"threshold": threshold,
+                        "probe_epochs": probe_epochs}})  # fmt: skip
+
+
+def test_auto_grow_above_the_threshold_gives_the_task_a_head_and_nothing_else():
+    model = first_task_model()
+    x = toy_task(1).test.x[:8].float()
+    before, total = outputs(model, x), count_parameters(model)
+    record = train(model, 2, auto(0.0), GROW)  # every accuracy is >= 0: never grows
+    assert model.outputs_per_task == [2, 2] and model.mode == "read"
+    assert [layer.unit_widths for layer in model.convs] == [[4, 0], [4, 0]] and model.fc.unit_widths == [8, 0]
+    head = 2 * (8 + 1)  # two outputs reading task 1's 8 hidden units, and their biases
+    assert record["parameters_added"] == head == count_parameters(model) - total
+    assert record["parameters_trainable"] == head  # the head is all the task trains
+    assert record["parameters_in_use"] == model.parameter_counts(2).in_use > head  # it reads task 1's
+    assert record["growth"] == {"task": 2, "conv": [0, 0], "hidden": 0, "outputs": 2, "init": "standard",
+                                "parameters_added": head}  # fmt: skip
+    decision = record["auto_grow"]
+    assert decision["grow"] is False and decision["threshold"] == 0.0 and decision["task"] == 2
+    assert decision["parameters_before"] == decision["parameters_after"] == total + head
+    assert decision["probe_epochs"] == 1 and len(decision["probe_history"]) == 1
+    assert decision["accuracy"] == decision["probe_history"][-1]["val_accuracy"] >= 0.0
+    assert torch.equal(outputs(model, x)[1], before[1])
+    # a later task reads the earlier columns, the head-only one included (no units)
+    record = train(model, 3, auto(1.0), {"grow_conv": 2, "grow_hidden": 3})
+    assert model.outputs_per_task == [2, 2, 3] and torch.equal(outputs(model, x)[1], before[1])
+
+
+def test_auto_grow_below_the_threshold_grows_the_task_by_its_settings():
+    model = first_task_model()
+    x = toy_task(1).test.x[:8].float()
+    before, total = outputs(model, x), count_parameters(model)
+    method = auto(0.9)
+    ctx = context(model, 2, toy_task(2, random_labels=True))  # nothing to learn: below 0.9
+    method.begin_task(model, None, GROW, ctx)  # probe and growth
+    assert torch.equal(outputs(model, x)[1], before[1])  # bit-identical through probe and growth
+    assert [layer.unit_widths for layer in model.convs] == [[4, 2], [4, 3]] and model.fc.unit_widths == [8, 5]
+    assert method._scaler is None  # the probe's protection is gone with the probe
+    grown = count_parameters(model)
+    reference = first_task_model()  # the same network grown at once by the same counts
+    reference.mode = "read"
+    assert grown == reference.parameters_after_grow([2, 3], 5, 2)
+    train_task(
+        model, ctx.task, scenario=ctx.scenario, pipeline=ctx.pipeline, train_cfg=TRAIN, method=method,
+        generator=ctx.generator, eval_batch_size=64,
+    )  # fmt: skip
+    record = method.end_task(model)
+    assert torch.equal(outputs(model, x)[1], before[1])  # and through the task's training
+    decision = record["auto_grow"]
+    assert decision["grow"] is True and decision["accuracy"] < 0.9 == decision["threshold"]
+    head = 2 * (8 + 1)
+    assert (decision["parameters_before"], decision["parameters_after"]) == (total + head, grown)
+    assert record["parameters_added"] == grown - total == record["growth"]["parameters_added"]
+    assert record["growth"]["conv"] == [2, 3] and record["growth"]["hidden"] == 5
+    assert record["growth"]["outputs"] == 2 and len(model.growth) == 2  # the head, then the widening
+    assert record["parameters_total"] == grown
+    assert record["parameters_trainable"] == model.parameter_counts(2).trainable
+
+
+def test_auto_grow_needs_read_mode():
+    model = first_task_model()
+    method = load_method({"type": "growing", "mode": "isolated", "auto_grow": {"threshold": 0.5}})
+    with pytest.raises(ValueError, match="mode 'read' only"):
+        method.begin_task(model, None, GROW, context(model, 2))
+    assert model.n_tasks == 1  # refused before growing anything
+
+
+class KilledGrowing(GrowingNetwork):
+    """Stands in for SIGKILL: the job dies after ``at`` optimizer steps (probe included)."""
+
+    def __init__(self, settings, at):
+        super().__init__(settings)
+        self.at, self.calls = at, 0
+
+    def after_backward(self, model):
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt("killed")
+
+
+def write_job(folder):
+    """A job's input files (the task-1 model, the tasks) and its spec, as the workflow has them."""
+    folder.mkdir()
+    model = first_task_model()
+    save_model(str(folder / "in.pt"), model, spec_of(model, SMALL), {"step": "test"})
+    tasks = [toy_task(1), toy_task(2, random_labels=True), toy_task(3)]
+    splits = ("train", "val", "test")
+    payload = [
+        {"dataset": t.dataset, "classes": list(t.classes),
+         **{s: {"x": getattr(t, s).x, "y": getattr(t, s).y, "index": getattr(t, s).index} for s in splits}}
+        for t in tasks
+    ]  # fmt: skip
+    io.save(str(folder / "data.pt"), "tasks", {"step": "test"}, tasks=payload)
+    method = {"type": "growing", "mode": "read", "auto_grow": {"threshold": 0.9, "probe_epochs": 2}}
+    spec = {
+        "experiment": "toy", "seed": 0, "task": 2, "scenario": "task", "tasks": TASKS, "input": INPUT,
+        "eval": {"batch_size": 64}, "train": {**TRAIN, "epochs": 3}, "arm": "auto", "method": method,
+        "task_settings": GROW,
+    }  # fmt: skip
+    return spec
+
+
+def run_job(folder, spec, method):
+    out = folder / "out"
+    out.mkdir(exist_ok=True)
+    record = _train(
+        "train_next_task", model_in=str(folder / "in.pt"), data=str(folder / "data.pt"), spec=spec,
+        method=method, importance=None, model_out=str(out / "model.pt"), history_out=str(out / "history.csv"),
+        runtime=make_runtime("cpu", deterministic=True, threads=1),
+    )  # fmt: skip
+    return record, out
+
+
+def test_a_killed_auto_growing_job_resumes_bit_for_bit(tmp_path):
+    spec = write_job(tmp_path / "ref")
+    record, out = run_job(tmp_path / "ref", spec, load_method(spec["method"]))
+    assert record["auto_grow"]["grow"] and len(record["auto_grow"]["probe_history"]) == 2
+    killed = tmp_path / "killed"
+    write_job(killed)
+    # 60 samples in batches of 16: 4 steps per epoch; the probe's 2 epochs, then 1 of the task's and 1 step
+    with pytest.raises(KeyboardInterrupt):
+        run_job(killed, spec, KilledGrowing(spec["method"], at=2 * 4 + 4 + 1))
+    state = io.load(killed / "out/train.resume.pt", "resume")
+    assert (state["epoch"], state["step"]) == (1, 4)  # the task's own training, not the probe's
+    resumed, again = run_job(killed, spec, load_method(spec["method"]))
+    assert not (again / "train.resume.pt").exists()
+    a = io.load(out / "model.pt", "model")["state_dict"]
+    b = io.load(again / "model.pt", "model")["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    timing = ("images_per_second", "seconds")
+    for r in (record, resumed):  # the same decision, probe, growth and counts, but for the clock
+        r["auto_grow"]["probe_history"] = [{k: v for k, v in row.items() if k not in timing}
+                                           for row in r["auto_grow"]["probe_history"]]  # fmt: skip
+    assert resumed == record
+    history = [pd.read_csv(f / "history.csv").drop(columns=list(timing)) for f in (out, again)]
+    pd.testing.assert_frame_equal(*history)
+
+
+def test_every_evaluation_reports_the_models_parameters():
+    model = first_task_model()
+    init = evaluation_parameters(build_model(SMALL), 0)  # the random init: no task trained yet
+    assert list(init) == PARAMETER_COLUMNS  # the columns the aggregate step carries
+    assert init["parameters_total"] == count_parameters(model) and math.isnan(init["parameters_added"])
+    assert math.isnan(init["parameters_in_use"])
+    train(model, 2, load_method({"type": "growing", "mode": "read"}), GROW)
+    for task in (1, 2):
+        report = parameter_report(model, task)
+        assert evaluation_parameters(model, task) == {k: report[k] for k in PARAMETER_COLUMNS}
+    plain = build_model({"name": "mlp", "hidden": [4], "input": INPUT, "n_outputs": 2})
+    fixed = evaluation_parameters(plain, 1)
+    assert fixed["parameters_total"] == count_parameters(plain)
+    assert math.isnan(fixed["parameters_added"]) and math.isnan(fixed["parameters_in_use"])

@@ -113,10 +113,57 @@ def test_parameter_counts_follow_the_networks_formula(growing_run):
 @pytest.mark.slow
 def test_the_summary_shows_no_forgetting_and_no_defined_fwt(growing_run):
     summary = pd.read_csv(growing_run / "summary.csv").set_index("arm")
-    assert list(summary.index) == ["isolated", "read"]
+    assert list(summary.index) == ["auto", "isolated", "read"]  # the written config sorts its keys
     for arm in summary.index:
         assert summary.loc[arm, "bwt_mean"] == 0.0 and summary.loc[arm, "forgetting_mean"] == 0.0
         assert math.isnan(summary.loc[arm, "fwt_mean"])  # no head before a task: nothing to transfer to
     assert "| isolated | growing | 3 |" in (growing_run / "summary.md").read_text()
     for name in ("forgetting", "methods", "training", "accuracy_matrix/isolated", "accuracy_matrix/read"):
         assert (growing_run / f"figures/{name}.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_automatic_growth_probes_a_head_decides_and_records_it(growing_run):
+    record = io.load(growing_run / "seed0/auto/task2/record.pt", "record")
+    decision = record["auto_grow"]
+    assert decision["task"] == 2 and decision["threshold"] == 1.0 and decision["probe_epochs"] == 1
+    assert decision["accuracy"] == decision["probe_history"][-1]["val_accuracy"] < 1.0
+    assert decision["grow"] is True  # the threshold of 1 grows: the other branch is unit-tested
+    head = 2 * (32 + 1)  # task 2's two outputs over task 1's 32 hidden units
+    first = dense_total(COLUMNS["read"][:1])
+    assert decision["parameters_before"] == first + head
+    # grown by the arm's settings: the same network as the read arm that always grows
+    read_record = io.load(growing_run / "seed0/read/task2/record.pt", "record")
+    assert decision["parameters_after"] == record["parameters_total"] == read_record["parameters_total"]
+    assert record["growth"] == read_record["growth"] and record["mode"] == "read"
+    model, _ = load_model(str(growing_run / "seed0/auto/task2/model.pt"), torch.device("cpu"))
+    assert [layer.unit_widths for layer in model.convs] == [[8, 4]] * 4 and model.fc.unit_widths == [32, 16]
+    assert [g["outputs"] for g in model.growth] == [2, 0]  # the head, then the widening
+    log = (growing_run / "seed0/auto/task2/train.log").read_text()
+    assert "task 2 growth probe: training task 2" in log and f"val_acc {decision['accuracy']:.4f} <" in log
+    after_task1, after_task2 = evaluation(growing_run, "scratch", 1), evaluation(growing_run, "auto", 2)
+    assert after_task2.loc[1, "accuracy"] == after_task1.loc[1, "accuracy"]  # through probe and growth
+    assert after_task2.loc[1, "loss"] == after_task1.loc[1, "loss"]
+
+
+@pytest.mark.slow
+def test_every_evaluation_reports_the_models_parameters_and_the_summary_shows_them(growing_run):
+    columns = ["parameters_total", "parameters_added", "parameters_in_use"]
+    init = evaluation(growing_run, "scratch", 0)
+    assert (init["parameters_total"] == dense_total(COLUMNS["isolated"][:1])).all()
+    assert init[columns[1:]].isna().all().all()  # the random init: no task trained
+    training = pd.read_csv(growing_run / "training.csv").groupby(["arm", "task"])[columns].first()
+    metrics = pd.read_csv(growing_run / "metrics.csv")
+    assert list(metrics.columns[-3:]) == columns
+    nodes = [("scratch", 1), ("isolated", 2), ("isolated", 3), ("read", 2), ("read", 3), ("auto", 2)]
+    for arm, task in nodes:
+        rows = evaluation(growing_run, arm, task)[columns]
+        assert (rows == training.loc[(arm, task)]).all().all(), (arm, task)  # every eval_task's row
+    table = (growing_run / "summary.md").read_text().split("## Parameters per task")[1]
+    after = metrics[metrics["trained_task"] == metrics["eval_task"]].set_index(["arm", "trained_task"])
+    for arm, task in [("read", 1), ("isolated", 3), ("auto", 2)]:
+        counts = training.loc[("scratch" if task == 1 else arm, task)]
+        cells = [arm, str(task), f"{after.loc[(arm, task), 'accuracy']:.3f}"]
+        cells += [f"{int(counts[c]):,}" for c in columns[1:] + columns[:1]]
+        assert "| " + " | ".join(cells) + " |" in table, cells
+    assert "<h3>Parameters per task</h3>" in (growing_run / "summary.html").read_text()

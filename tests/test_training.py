@@ -132,6 +132,23 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path):
         assert torch.equal(p, q)
 
 
+def test_a_checkpoint_of_another_architecture_is_not_half_loaded(tmp_path):
+    """Same job and key, but the model came out another shape this time (a growing
+    network that decides its own growth before training): start over, change nothing."""
+    make_runtime("cpu", deterministic=True, threads=1)
+    g = seed_everything(7)
+    saved = build_model(SPEC)
+    optimizer = torch.optim.Adam(saved.parameters())
+    EpochCheckpoint(str(tmp_path / "resume.pt"), "job").save(saved, optimizer, g, 1, 7, [{"epoch": 1}])
+    other = build_model({**SPEC, "hidden": [16]})
+    before = {k: v.clone() for k, v in other.state_dict().items()}
+    restored = EpochCheckpoint(str(tmp_path / "resume.pt"), "job").restore(
+        other, torch.optim.Adam(other.parameters()), torch.Generator()
+    )
+    assert restored == (0, 0, [], {})
+    assert all(torch.equal(v, before[k]) for k, v in other.state_dict().items())
+
+
 # --- learning-rate schedule and early stopping -----------------------------------------
 
 SGD = {"name": "sgd", "lr": 0.1, "momentum": 0.9}

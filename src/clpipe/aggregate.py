@@ -38,6 +38,12 @@ METRICS_COLUMNS = [
     "torch",
 ]
 
+# Optional columns after METRICS_COLUMNS: the evaluated model's size (eval.csv has them
+# since the growing network's per-task report; older metrics.csv files do not).
+# parameters_total for every model; parameters_added / parameters_in_use for a growing
+# network after a task (clpipe.models.evaluation_parameters), NaN otherwise.
+PARAMETER_COLUMNS = ["parameters_total", "parameters_added", "parameters_in_use"]
+
 
 def collect_metrics(spec: dict[str, Any], evaluations: Iterable[str]) -> pd.DataFrame:
     """metrics.csv: each arm's rows from the evaluations of the models in its history.
@@ -57,7 +63,7 @@ def collect_metrics(spec: dict[str, Any], evaluations: Iterable[str]) -> pd.Data
             raise ValueError(f"arm {arm!r}: found evaluations of {got} models, expected {expected}")
         frames.append(rows.assign(arm=arm, method=arm_spec["method"], method_type=arm_spec["method_type"]))
     out = pd.concat(frames, ignore_index=True)
-    out = out[METRICS_COLUMNS]
+    out = out[METRICS_COLUMNS + [c for c in PARAMETER_COLUMNS if c in out.columns]]
     arm_order = {a["name"]: i for i, a in enumerate(spec["arms"])}
     out = out.sort_values(
         by=["arm", "seed", "trained_task", "eval_task"],
@@ -164,12 +170,75 @@ def display_table(summary: pd.DataFrame, matrix: pd.DataFrame, shown=METRICS) ->
     return pd.DataFrame(rows)
 
 
-def markdown_table(summary: pd.DataFrame, matrix: pd.DataFrame, shown=METRICS) -> str:
-    """Each arm's accuracy on every trained task after its last task, then the metrics."""
-    table = display_table(summary, matrix, shown)
+def _markdown(table: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
     lines += ["| " + " | ".join(row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join(lines) + "\n\n" + summary_note(shown) + "\n"
+    return "\n".join(lines)
+
+
+def markdown_table(summary: pd.DataFrame, matrix: pd.DataFrame, shown=METRICS) -> str:
+    """Each arm's accuracy on every trained task after its last task, then the metrics."""
+    return _markdown(display_table(summary, matrix, shown)) + "\n\n" + summary_note(shown) + "\n"
+
+
+# --- per task: accuracy and size of a growing network -----------------------------------
+
+
+def reports_parameters(metrics: pd.DataFrame) -> bool:
+    """Whether the experiment's models report what each task added (a growing network)."""
+    return "parameters_added" in metrics.columns and bool(metrics["parameters_added"].notna().any())
+
+
+def parameters_per_task(metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per (arm, task it trained or shares): the task's test accuracy right after
+    training it, R[t][t], and the model's parameters then (added for the task, in use for
+    it, total), each mean, sd and n over seeds (the parameters differ between seeds only
+    where the network decides its own growth)."""
+    rows = []
+    for arm, arm_rows in metrics.groupby("arm", sort=False):
+        for task, after in arm_rows[arm_rows["trained_task"] >= 1].groupby("trained_task"):
+            row: dict[str, Any] = {"experiment": arm_rows["experiment"].iloc[0], "arm": arm, "task": task}
+            stats = mean_sd_sem(after.loc[after["eval_task"] == task, "accuracy"])
+            row["accuracy_mean"], row["accuracy_sd"] = stats["mean"], stats["sd"]
+            per_seed = after.groupby("seed").first()  # one model per seed: the same on every row
+            for column in PARAMETER_COLUMNS:
+                values = per_seed[column] if column in per_seed.columns else pd.Series(dtype=float)
+                stats = mean_sd_sem(values.dropna())
+                row[f"{column}_mean"], row[f"{column}_sd"] = stats["mean"], stats["sd"]
+            row["n_seeds"] = len(per_seed)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _count(mean: float, sd: float) -> str:
+    if not math.isfinite(mean):
+        return "–"
+    if not math.isfinite(sd) or sd == 0:
+        return f"{mean:,.0f}"
+    return f"{mean:,.0f} ± {sd:,.0f}"
+
+
+PARAMETERS_NOTE = (
+    "Per task: test accuracy on the task right after training it, and the model's "
+    "parameters then: added for the task (task 1: the first column), in use for the task "
+    "(what can change its outputs) and in total (dense); mean ± sd over seeds."
+)
+
+
+def parameters_display(table: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for _, row in table.iterrows():
+        rows.append(
+            {
+                "arm": str(row["arm"]),
+                "task": str(row["task"]),
+                "accuracy after the task": _pm(row["accuracy_mean"], row["accuracy_sd"]),
+                "parameters added": _count(row["parameters_added_mean"], row["parameters_added_sd"]),
+                "parameters in use": _count(row["parameters_in_use_mean"], row["parameters_in_use_sd"]),
+                "parameters total": _count(row["parameters_total_mean"], row["parameters_total_sd"]),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 _HTML_STYLE = (
@@ -187,9 +256,22 @@ def html_page(title: str, body: str) -> str:
     )
 
 
-def summary_html(experiment: str, summary: pd.DataFrame, matrix: pd.DataFrame, shown=METRICS) -> str:
+def summary_html(
+    experiment: str,
+    summary: pd.DataFrame,
+    matrix: pd.DataFrame,
+    shown=METRICS,
+    parameters: pd.DataFrame | None = None,
+) -> str:
     table = display_table(summary, matrix, shown).to_html(index=False, border=0)
-    return html_page(f"{experiment}: summary", table + f"<p>{summary_note(shown)}</p>")
+    body = table + f"<p>{summary_note(shown)}</p>"
+    if parameters is not None:
+        body += (
+            "<h3>Parameters per task</h3>"
+            + parameters_display(parameters).to_html(index=False, border=0)
+            + f"<p>{PARAMETERS_NOTE}</p>"
+        )
+    return html_page(f"{experiment}: summary", body)
 
 
 def matrix_html(experiment: str, matrix: pd.DataFrame) -> str:
@@ -263,10 +345,18 @@ def tables_from_metrics(metrics: pd.DataFrame, shown=METRICS) -> dict[str, str]:
     """
     experiment = str(metrics["experiment"].iloc[0])
     summary, matrix = summarize(metrics)
+    markdown = f"# {experiment}\n\n" + markdown_table(summary, matrix, shown)
+    parameters = parameters_per_task(metrics) if reports_parameters(metrics) else None
+    if parameters is not None:  # a growing network: what each task cost
+        markdown += (
+            "\n## Parameters per task\n\n"
+            + _markdown(parameters_display(parameters))
+            + f"\n\n{PARAMETERS_NOTE}\n"
+        )
     return {
         "summary.csv": summary.to_csv(index=False, lineterminator="\n"),
         "accuracy_matrix.csv": matrix.to_csv(index=False, lineterminator="\n"),
-        "summary.md": f"# {experiment}\n\n" + markdown_table(summary, matrix, shown),
-        "summary.html": summary_html(experiment, summary, matrix, shown),
+        "summary.md": markdown,
+        "summary.html": summary_html(experiment, summary, matrix, shown, parameters),
         "accuracy_matrix.html": matrix_html(experiment, matrix),
     }

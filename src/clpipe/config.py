@@ -379,6 +379,29 @@ def _check_arms_fit_model(key: str, exp: dict[str, Any], methods, arms: dict[str
                     )
 
 
+def _check_methods(key: str, exp: dict[str, Any], methods: dict[str, dict[str, Any]]) -> None:
+    """Method settings that depend on the rest of the experiment."""
+    for name, settings in methods.items():
+        if settings["type"] != "growing" or settings.get("auto_grow") is None:
+            continue
+        mkey = f"{key}.methods.{name}.auto_grow"
+        mode = settings.get("mode") or exp["model"].get("mode", "isolated")
+        if mode != "read":
+            raise ConfigError(
+                mkey,
+                f"probes a head over the earlier tasks' frozen features, which needs mode 'read'; "
+                f"method {name!r} runs in mode {mode!r}"
+                + ("" if settings.get("mode") else " (the model's: set the method's mode to 'read')")
+                + ", where a task without units of its own reads nothing",
+            )
+        if exp["data"]["validation_fraction"] == 0:
+            raise ConfigError(
+                mkey,
+                "decides on the validation split's accuracy, but data.validation_fraction is 0 "
+                "(no validation split)",
+            )
+
+
 def _check_model(key: str, exp: dict[str, Any]) -> None:
     model, inp = exp["model"], exp["input"]
     settings = MODEL_SETTINGS[model["name"]]
@@ -480,6 +503,7 @@ def check_experiment(
     tasks = _resolve_tasks(key, exp)
     _check_model(key, exp)
     methods = _resolve_methods(key, exp)
+    _check_methods(key, exp, methods)
     arms = _resolve_arms(key, exp, len(tasks), methods)
     _check_arms_fit_model(key, exp, methods, arms)
     own = exp.get("resources", {})

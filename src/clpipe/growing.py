@@ -483,6 +483,22 @@ class GrowingTaskNet(nn.Module):
         )
         return added
 
+    def growth_of(self, task: int) -> dict[str, Any]:
+        """Everything the network grew for ``task``, summed over its :meth:`grow` calls
+        (one, or two after an automatic-growth decision: the head, then the widening):
+        a :attr:`growth` entry's keys, ``{}`` when it never grew for ``task`` (task 1)."""
+        steps = [g for g in self.growth if g["task"] == task]
+        if not steps:
+            return {}
+        return {
+            "task": task,
+            "conv": [sum(units) for units in zip(*(g["conv"] for g in steps), strict=True)],
+            "hidden": sum(int(g["hidden"]) for g in steps),
+            "outputs": sum(int(g["outputs"]) for g in steps),
+            "init": steps[-1]["init"],
+            "parameters_added": sum(int(g["parameters_added"]) for g in steps),
+        }
+
     def parameters_after_grow(
         self, conv: int | Sequence[int] = 64, hidden: int = 512, outputs: int = 10
     ) -> int:

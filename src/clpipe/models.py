@@ -31,6 +31,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -249,6 +250,18 @@ def spec_of(model: nn.Module, built_from: dict[str, Any]) -> dict[str, Any]:
     own = describe()
     kept = {k: v for k, v in built_from.items() if k not in ("n_outputs", "outputs")}
     return {**kept, **own, "input": {**built_from.get("input", {}), **own["input"]}}
+
+
+def evaluation_parameters(model: nn.Module, trained_task: int) -> dict[str, float]:
+    """eval.csv's parameter columns of a model after ``trained_task`` (0: the random
+    init): ``parameters_total`` for every model; ``parameters_added`` and
+    ``parameters_in_use`` (of :func:`parameter_report`) for a growing network after a
+    task, NaN otherwise (a fixed network, or nothing trained yet)."""
+    total = count_parameters(model)
+    if not isinstance(model, GrowingTaskNet) or trained_task < 1:
+        return {"parameters_total": total, "parameters_added": math.nan, "parameters_in_use": math.nan}
+    report = parameter_report(model, trained_task)
+    return {k: report[k] for k in ("parameters_total", "parameters_added", "parameters_in_use")}
 
 
 def parameter_report(model: nn.Module, task: int) -> dict[str, int]:

@@ -24,7 +24,7 @@ from clpipe.evaluation import evaluate_split
 from clpipe.methods import load_method
 from clpipe.methods.base import ContinualMethod, TaskContext
 from clpipe.methods.finetune import FineTune
-from clpipe.models import build_model, count_parameters, parameter_report, spec_of
+from clpipe.models import build_model, count_parameters, evaluation_parameters, parameter_report, spec_of
 from clpipe.provenance import device_name, provenance
 from clpipe.runtime import Runtime, derive_seed, seed_everything
 from clpipe.scenarios import Scenario
@@ -108,6 +108,7 @@ def _context(
         generator=generator,
         train_batch_size=int(spec["train"]["batch_size"]) if "train" in spec else 0,
         all_tasks=tasks,
+        train=spec.get("train"),
     )
     return scenario, pipeline, ctx
 
@@ -264,6 +265,8 @@ def evaluate(model_in: str, data: str, spec: dict[str, Any], output: str, runtim
     scenario = Scenario.for_model(spec["scenario"], spec["tasks"], model)
     pipeline = InputPipeline(spec["input"], runtime.device)
     meta = checkpoint["meta"]
+    # the model's size after its task (per task for a growing network; NaN where undefined)
+    parameters = evaluation_parameters(model, int(spec["task"]))
     rows = []
     batch_size = int(spec["eval"]["batch_size"])
     for task in tasks:
@@ -286,6 +289,7 @@ def evaluate(model_in: str, data: str, spec: dict[str, Any], output: str, runtim
                 "git_commit": meta.get("git_commit", "unknown"),
                 "device": device_name(runtime.device),
                 "torch": meta.get("versions", {}).get("torch", "unknown"),
+                **parameters,
             }
         )
         log.info("task %d: accuracy %.4f loss %.4f (n=%d)", task.index, acc, loss, len(task.test))

@@ -81,6 +81,13 @@ class EpochCheckpoint:
         if state["key"] != self.key:
             log.info("ignoring %s: it belongs to other settings or inputs", self.path)
             return 0, 0, [], {}
+        shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        if {k: tuple(v.shape) for k, v in state["model"].items()} != shapes:
+            # same job, another architecture: a network that decides its own growth before
+            # training (growing, auto_grow) decided otherwise this time (only possible
+            # where its probe is not deterministic); start over rather than half-load
+            log.warning("ignoring %s: its model has another architecture than this run's", self.path)
+            return 0, 0, [], {}
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])

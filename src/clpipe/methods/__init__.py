@@ -165,7 +165,10 @@ REGISTRY: dict[str, MethodTraits] = {
             "a task-masked network that grows a column of units and a head per task and "
             "trains only the new column (METHODS.md section 4)"
         ),
-        defaults={"mode": None},  # None: the model's mode
+        # mode None: the model's mode. auto_grow ({threshold, probe_epochs}: grow a task's
+        # column only if a head over the earlier columns falls short) has no default
+        # here: absent means always grow, and the jobs of arms without it keep their specs
+        defaults={"mode": None},
         # units added to every conv layer (one count, or a list with one per layer) and
         # to the hidden layer for each task (the source: 64 / 512; 128 / 1024 for CIFAR-100)
         per_task={"grow_conv": 64, "grow_hidden": 512},

@@ -38,6 +38,9 @@ class TaskContext:
     train_batch_size: int = 0
     # every task of the experiment, on the CPU (replay fetches earlier tasks' images)
     all_tasks: list[Task] | None = None
+    # the job's train settings (optimizer, batch size, epochs): for a method that trains
+    # on its own before the task's training (the growing network's growth probe)
+    train: dict[str, Any] | None = None
 
 
 class ContinualMethod:

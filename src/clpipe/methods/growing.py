@@ -14,28 +14,60 @@ in ``read`` mode the new column also reads the earlier columns' frozen features.
 ``model.mode``. The first task computes the same function in both modes, so arms of the
 two modes share task 1; a network that already has two tasks cannot change its mode.
 
-The record of each task (record.pt) holds the growth and the parameter counts; the same
-counts are columns of history.csv (``clpipe.models.parameter_report``).
+``auto_grow`` (a method setting, ``read`` mode only; null: always grow): the source's
+future-work item, growing only when the existing capacity is not enough. The task first
+gets a head only (no conv or hidden units), which reads the earlier tasks' frozen
+features; that head is trained briefly (``probe_epochs`` epochs through
+:func:`clpipe.training.train_task` on the task's training split, the task's optimizer
+and batch size, constant learning rate, no early stopping, no epoch checkpoint, every
+other entry protected as in the real training), its accuracy on the task's validation
+split goes to :func:`clpipe.growing.decide_growth`, and only below ``threshold`` the
+task's column is widened by ``grow_conv`` / ``grow_hidden`` (new head entries 0 with
+``init: standard``, so the probed head keeps its function). The task's training then
+starts from the probed head. In ``isolated`` mode a head-only task reads nothing, so
+there is no free capacity to probe: the config refuses that. The probe draws from the
+job's generator and torch's RNG before the training does, and is repeated exactly when
+a killed job resumes (the epoch checkpoint then restores the training's own state).
+
+The record of each task (record.pt) holds the growth, the parameter counts and, with
+``auto_grow``, the decision (probe accuracy, threshold, grow or not, parameters before
+and after) and the probe's epochs; the same counts are columns of history.csv
+(``clpipe.models.parameter_report``).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from torch import nn
 
-from clpipe.growing import GrowingTaskNet
+from clpipe.growing import GrowingTaskNet, decide_growth
 from clpipe.methods.base import ContinualMethod, TaskContext
 from clpipe.models import parameter_report
 from clpipe.optim import StepScaler
+from clpipe.training import train_task
+
+log = logging.getLogger("clpipe")
+
+# keys of train settings the probe does not take: it runs its own number of epochs, at
+# the task's learning rate, and decides on its last epoch
+PROBE_DROPS = ("epochs", "iterations", "schedule", "early_stopping")
+
+
+def probe_train_config(train_cfg: dict[str, Any], epochs: int) -> dict[str, Any]:
+    """The task's train settings for a growth probe of ``epochs`` epochs."""
+    return {**{k: v for k, v in train_cfg.items() if k not in PROBE_DROPS}, "epochs": int(epochs)}
 
 
 class GrowingNetwork(ContinualMethod):
     def __init__(self, settings: dict[str, Any]):
         super().__init__(settings)
         self.mode = self.settings.get("mode")
+        self.auto_grow: dict[str, Any] | None = self.settings.get("auto_grow")
         self._scaler: StepScaler | None = None
         self._task = 0
+        self._decision: dict[str, Any] | None = None
 
     def begin_task(self, model: nn.Module, importance, task_settings: dict[str, Any], ctx: TaskContext):
         if not isinstance(model, GrowingTaskNet):
@@ -55,26 +87,87 @@ class GrowingNetwork(ContinualMethod):
                 )
             model.mode = mode  # one task computes the same in either mode
         conv = task_settings.get("grow_conv", 64)
-        model.grow(
-            task,
-            conv=list(conv) if isinstance(conv, list) else int(conv),
-            hidden=int(task_settings.get("grow_hidden", 512)),
-            outputs=len(ctx.task.classes),
-            init=model.init,
-        )
+        conv = list(conv) if isinstance(conv, list) else int(conv)
+        hidden = int(task_settings.get("grow_hidden", 512))
+        outputs = len(ctx.task.classes)
         self._task = task
+        self._decision = None
+        if self.auto_grow is None:
+            model.grow(task, conv=conv, hidden=hidden, outputs=outputs, init=model.init)
+            return
+        if model.mode != "read":
+            raise ValueError(
+                f"auto_grow probes a head over the earlier tasks' frozen features: mode 'read' only; "
+                f"in mode {model.mode!r} a task without units of its own reads nothing"
+            )
+        model.grow(task, conv=0, hidden=0, outputs=outputs, init=model.init)
+        history = self._probe(model, ctx)
+        accuracy = history[-1]["val_accuracy"]
+        decision = decide_growth(
+            task,
+            accuracy,
+            float(self.auto_grow["threshold"]),
+            model.total_parameters(),
+            model.parameters_after_grow(conv, hidden, 0),
+        )
+        if decision.grow:
+            model.grow(task, conv=conv, hidden=hidden, outputs=0, init=model.init)
+        self._decision = {
+            **decision.record(),
+            "probe_epochs": int(self.auto_grow.get("probe_epochs", 1)),
+            "probe_history": history,
+        }
+        log.info(
+            "task %d: growth probe (a head over the earlier tasks' features, %d epoch(s)) "
+            "val_acc %.4f %s threshold %.4f: %s; %d parameters",
+            task,
+            self._decision["probe_epochs"],
+            decision.accuracy,
+            "<" if decision.grow else ">=",
+            decision.threshold,
+            f"grows (conv {conv}, hidden {hidden})" if decision.grow else "does not grow",
+            model.total_parameters(),
+        )
+
+    def _probe(self, model: GrowingTaskNet, ctx: TaskContext) -> list[dict[str, Any]]:
+        """Train the task's head briefly (the normal loop, this method's protection of
+        every other entry); the per-epoch history, its last row's val_accuracy decides."""
+        if ctx.train is None:
+            raise ValueError("auto_grow trains a probe: the task's context needs its train settings")
+        cfg = probe_train_config(ctx.train, int(self.auto_grow.get("probe_epochs", 1)))
+        try:
+            return train_task(
+                model,
+                ctx.task,
+                scenario=ctx.scenario,
+                pipeline=ctx.pipeline,
+                train_cfg=cfg,
+                method=self,
+                generator=ctx.generator,
+                eval_batch_size=ctx.batch_size,
+                label=f"task {ctx.task.index} growth probe",
+                validation=self.validation_splits(ctx),
+            )
+        finally:
+            self._release()
 
     def attach(self, optimizer, model: nn.Module) -> None:
         # the optimizer is built after growing: it holds the grown parameters
         self._scaler = model.protect(optimizer, self._task)
 
-    def end_task(self, model: nn.Module) -> dict[str, Any]:
+    def _release(self) -> None:
         if self._scaler is not None:
             self._scaler.remove()
             self._scaler = None
-        return {
+
+    def end_task(self, model: nn.Module) -> dict[str, Any]:
+        self._release()
+        record = {
             "task": self._task,
             "mode": model.mode,
-            "growth": dict(model.growth[-1]),
+            "growth": model.growth_of(self._task),
             **parameter_report(model, self._task),
         }
+        if self.auto_grow is not None:
+            record["auto_grow"] = self._decision
+        return record
