@@ -12,6 +12,7 @@ with no per-sample PIL work.
 from __future__ import annotations
 
 import logging
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,9 +68,11 @@ def download_dataset(data_dir: str | Path, name: str) -> None:
 
 def read_dataset(data_dir: str | Path, name: str, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """All images (uint8, N x C x H x W) and labels (int64) of one split."""
+    info = dataset_info(name)
+    if info.file_format == "cifar":
+        return read_cifar(data_dir, info, train)
     import torchvision
 
-    info = dataset_info(name)
     cls = getattr(torchvision.datasets, info.torchvision_class)
     ds = cls(root=str(data_dir), train=train, download=False)
     x = torch.as_tensor(ds.data)
@@ -79,6 +82,68 @@ def read_dataset(data_dir: str | Path, name: str, train: bool) -> tuple[torch.Te
         x = x.permute(0, 3, 1, 2)
     y = torch.as_tensor(ds.targets, dtype=torch.int64)
     return x.contiguous(), y
+
+
+def read_cifar(data_dir: str | Path, info: DatasetInfo, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """One split of CIFAR-10 / CIFAR-100 from the release's python pickles, as
+    torchvision reads them (without its md5 check on every load: the data step checks
+    the files once): the batches in torchvision's order, each a dict whose ``data`` is
+    N x 3072 uint8 (1024 red, then green, then blue values, each 32 x 32 row-major) and
+    whose labels are ``labels`` (CIFAR-10) or ``fine_labels`` (CIFAR-100). Images come
+    back N x 3 x 32 x 32 (uint8), labels int64. A file that is not such a batch raises
+    :class:`DataError` naming it and what is wrong.
+
+    Like torchvision, this unpickles the files (``encoding="latin1"``, the release was
+    pickled by Python 2): read only files you trust, i.e. the release (whose md5 the
+    data step checks unless ``verify_release_md5`` is off)."""
+    import numpy as np
+
+    side = int(info.size)
+    pixels = info.channels * side * side
+    xs, ys = [], []
+    for rel in info.train_files if train else info.test_files:
+        path = Path(data_dir) / rel
+        try:
+            with open(path, "rb") as f:
+                entry = pickle.load(f, encoding="latin1")
+        except FileNotFoundError:
+            raise DataError(f"{path}: missing (dataset {info.name!r})") from None
+        except Exception as err:  # noqa: BLE001 -- unpickling raises anything
+            raise DataError(f"{path}: not a pickled CIFAR batch ({type(err).__name__}: {err})") from err
+        if not isinstance(entry, dict):
+            raise DataError(f"{path}: holds a {type(entry).__name__}, not a CIFAR batch (a dict)")
+        for key in ("data", info.label_key):
+            if key not in entry:
+                keys = ", ".join(map(str, entry)) or "none"
+                raise DataError(f"{path}: no {key!r} in the batch (its keys: {keys})")
+        data, labels = entry["data"], entry[info.label_key]
+        if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2):
+            what = (
+                f"a {data.dtype} array of shape {data.shape}"
+                if isinstance(data, np.ndarray)
+                else f"a {type(data).__name__}"
+            )
+            raise DataError(f"{path}: 'data' is {what}, not N x {pixels} uint8")
+        if data.shape[1] != pixels:
+            raise DataError(
+                f"{path}: 'data' has {data.shape[1]} values per image, not {pixels} "
+                f"({info.channels} x {side} x {side})"
+            )
+        try:
+            y = torch.as_tensor(np.asarray(labels, dtype=np.int64).reshape(-1))
+        except (TypeError, ValueError) as err:
+            raise DataError(f"{path}: {info.label_key!r} is not a list of integers ({err})") from err
+        if len(y) != len(data):
+            raise DataError(f"{path}: {len(y)} {info.label_key!r} for {len(data)} images")
+        bad = y[(y < 0) | (y >= info.n_classes)]
+        if len(bad):
+            raise DataError(
+                f"{path}: label {int(bad[0])} in {info.label_key!r} is not a class of "
+                f"{info.name!r} (0..{info.n_classes - 1})"
+            )
+        xs.append(torch.from_numpy(np.ascontiguousarray(data)).view(-1, info.channels, side, side))
+        ys.append(y)
+    return torch.cat(xs).contiguous(), torch.cat(ys)
 
 
 def read_bucket(

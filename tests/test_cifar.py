@@ -1,0 +1,160 @@
+"""CIFAR-10 / CIFAR-100: the catalog and the reader of the releases' pickles (checked
+against torchvision's own classes on generated files, tests/cifar_files.py)."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+import yaml
+from cifar_files import flat_index, make_cifar10, make_cifar100, read_batch, write_batch
+
+from clpipe.catalog import DATASETS, dataset_info
+from clpipe.config import ConfigError, validate_config
+from clpipe.data import DataError, read_cifar, read_dataset
+from conftest import ROOT, SCHEMA
+
+TORCHVISION = {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100}
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory):
+    """A data dir with both generated trees (3 images of a class per CIFAR-10 batch)."""
+    root = tmp_path_factory.mktemp("cifar")
+    make_cifar10(root, per_class_per_batch=3, test_per_class=2)
+    make_cifar100(root, train_per_class=3, test_per_class=2)
+    return root
+
+
+def tree_copy(trees, tmp_path, name):
+    """A data dir of its own holding a symlink per file of one generated tree, except
+    those the test replaces (unlink first)."""
+    info = dataset_info(name)
+    for rel in info.files:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).symlink_to(trees / rel)
+    return tmp_path
+
+
+# --- the catalog -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_the_catalog_lists_torchvisions_files_and_release_md5s(name):
+    info, cls = dataset_info(name), TORCHVISION[name]
+    assert info.torchvision_class == cls.__name__ and info.folder == cls.base_folder
+    assert (info.channels, info.size, info.n_classes) == (3, 32, 10 if name == "cifar10" else 100)
+    listed = {f"{cls.base_folder}/{f}": md5 for f, md5 in cls.train_list + cls.test_list}
+    listed[f"{cls.base_folder}/{cls.meta['filename']}"] = cls.meta["md5"]
+    assert info.files == listed
+    assert info.train_files == tuple(f"{cls.base_folder}/{f}" for f, _ in cls.train_list)
+    assert info.test_files == tuple(f"{cls.base_folder}/{f}" for f, _ in cls.test_list)
+    assert info.file_format == "cifar"
+    # the values of the releases, as written down in the issue
+    assert DATASETS["cifar10"].files["cifar-10-batches-py/data_batch_1"] == "c99cafc152244af753f735de768cd75f"
+    assert DATASETS["cifar100"].files["cifar-100-python/meta"] == "7973b15100ade9c7d40fb424638fde48"
+
+
+def test_cifar_tasks_are_checked_against_the_class_count():
+    cfg = yaml.safe_load((ROOT / "tests/configs/growing_tiny.yaml").read_text())
+    exp = cfg["experiments"]["growing_tiny"]
+    exp["tasks"] = [{"dataset": "cifar100", "classes": [98, 99]}, {"dataset": "cifar10", "classes": [10]}]
+    with pytest.raises(ConfigError) as info:
+        validate_config(cfg, str(SCHEMA))
+    assert info.value.key == "experiments.growing_tiny.tasks[1]" and "0..9" in str(info.value)
+
+
+# --- the reader --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def torchvision_unchecked(monkeypatch):
+    """torchvision's CIFAR classes with their md5 checks off (the generated files cannot
+    match): the data files' (_check_integrity) and the meta file's (check_integrity)."""
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "test"])
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_the_reader_agrees_with_torchvision(trees, torchvision_unchecked, name, train):
+    x, y = read_dataset(trees, name, train)
+    ds = TORCHVISION[name](root=str(trees), train=train, download=False)
+    assert x.dtype == torch.uint8 and x.shape == (len(ds), 3, 32, 32) and x.is_contiguous()
+    assert y.dtype == torch.int64
+    assert torch.equal(x, torch.from_numpy(ds.data).permute(0, 3, 1, 2))  # torchvision: N x H x W x C
+    assert y.tolist() == list(ds.targets)
+    per_class = (3 * 5 if name == "cifar10" else 3) if train else 2
+    assert torch.bincount(y).tolist() == [per_class] * dataset_info(name).n_classes
+    if name == "cifar100":  # the fine labels, not the coarse ones
+        batch = read_batch(trees / ("cifar-100-python/train" if train else "cifar-100-python/test"))
+        assert y.tolist() == batch["fine_labels"] != batch["coarse_labels"]
+
+
+def test_a_known_pixel_lands_at_its_channel_row_and_column(trees, tmp_path, torchvision_unchecked):
+    root = tree_copy(trees, tmp_path, "cifar10")
+    path = root / "cifar-10-batches-py/data_batch_2"
+    batch = read_batch(path)
+    path.unlink()
+    image, (c, r, col) = 4, (2, 5, 17)  # blue, row 5, column 17 of the batch's 5th image
+    batch["data"][image] = 0
+    batch["data"][image, flat_index(c, r, col)] = 255
+    batch["data"][image, flat_index(0, 31, 0)] = 7  # red, bottom-left corner
+    write_batch(path, batch)
+    x, _ = read_dataset(root, "cifar10", train=True)
+    first = len(read_batch(root / "cifar-10-batches-py/data_batch_1")["labels"])  # batch 1 comes first
+    img = x[first + image]
+    assert img[c, r, col] == 255 and img[0, 31, 0] == 7 and int(img.sum()) == 255 + 7
+    ds = torchvision.datasets.CIFAR10(root=str(root), train=True, download=False)
+    assert ds.data[first + image][r, col, c] == 255  # torchvision: row, column, channel
+
+
+def _drop(key):
+    return lambda b: {k: v for k, v in b.items() if k != key}
+
+
+def _set(key, value):
+    return lambda b: {**b, key: value(b)}
+
+
+B1 = "cifar-10-batches-py/data_batch_1"
+TEST100 = "cifar-100-python/test"
+# (file, what replaces it: bytes, or a batch made from the generated one, the message)
+MALFORMED = [
+    (B1, lambda b: b"not a pickle at all", "not a pickled CIFAR batch"),
+    (B1, lambda b: pickle.dumps([1, 2, 3]), "holds a list, not a CIFAR batch"),
+    (B1, _drop("data"), "no 'data' in the batch"),
+    (B1, _drop("labels"), "no 'labels' in the batch"),
+    (TEST100, _drop("fine_labels"), "no 'fine_labels' in the batch"),
+    (B1, _set("data", lambda b: b["data"].astype(np.float32)), "'data' is a float32 array"),
+    (B1, _set("data", lambda b: b["data"].reshape(-1, 3, 32, 32)), "'data' is a uint8 array of shape"),
+    (B1, _set("data", lambda b: b["data"].tolist()), "'data' is a list, not N x 3072 uint8"),
+    (B1, _set("data", lambda b: b["data"][:, :1024]), "has 1024 values per image, not 3072"),
+    (B1, _set("labels", lambda b: b["labels"][:-1]), "29 'labels' for 30 images"),
+    (B1, _set("labels", lambda b: [10] + b["labels"][1:]), "label 10 in 'labels' is not a class"),
+    (TEST100, _set("fine_labels", lambda b: ["x"] * len(b["fine_labels"])), "not a list of integers"),
+]
+
+
+@pytest.mark.parametrize("rel,change,message", MALFORMED, ids=[m for _, _, m in MALFORMED])
+def test_a_malformed_file_is_named_with_what_is_wrong(trees, tmp_path, rel, change, message):
+    name = "cifar10" if rel.startswith("cifar-10-batches-py/") else "cifar100"
+    root = tree_copy(trees, tmp_path, name)
+    (root / rel).unlink()
+    replacement = change(read_batch(trees / rel))
+    if isinstance(replacement, bytes):
+        (root / rel).write_bytes(replacement)
+    else:
+        write_batch(root / rel, replacement)
+    with pytest.raises(DataError) as info:
+        read_dataset(root, name, train=not rel.endswith("test"))
+    assert str(info.value).startswith(f"{root / rel}: ") and message in str(info.value), str(info.value)
+
+
+def test_a_missing_batch_is_named(trees, tmp_path):
+    root = tree_copy(trees, tmp_path, "cifar10")
+    (root / "cifar-10-batches-py/data_batch_5").unlink()
+    with pytest.raises(DataError, match=r"data_batch_5: missing \(dataset 'cifar10'\)"):
+        read_cifar(root, dataset_info("cifar10"), train=True)
+    assert len(read_cifar(root, dataset_info("cifar10"), train=False)[1]) == 20  # the test batch is there
