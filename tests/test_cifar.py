@@ -1,7 +1,10 @@
-"""CIFAR-10 / CIFAR-100: the catalog and the reader of the releases' pickles (checked
-against torchvision's own classes on generated files, tests/cifar_files.py)."""
+"""CIFAR-10 / CIFAR-100: the catalog, the reader of the releases' pickles (checked against
+torchvision's own classes on generated files, tests/cifar_files.py), and the
+release-md5 switch."""
 
+import logging
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -10,9 +13,9 @@ import torchvision
 import yaml
 from cifar_files import flat_index, make_cifar10, make_cifar100, read_batch, write_batch
 
-from clpipe.catalog import DATASETS, dataset_info
+from clpipe.catalog import DATASETS, dataset_info, md5sum
 from clpipe.config import ConfigError, validate_config
-from clpipe.data import DataError, read_cifar, read_dataset
+from clpipe.data import DataError, build_tasks, read_cifar, read_dataset, verify_dataset
 from conftest import ROOT, SCHEMA
 
 TORCHVISION = {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100}
@@ -158,3 +161,62 @@ def test_a_missing_batch_is_named(trees, tmp_path):
     with pytest.raises(DataError, match=r"data_batch_5: missing \(dataset 'cifar10'\)"):
         read_cifar(root, dataset_info("cifar10"), train=True)
     assert len(read_cifar(root, dataset_info("cifar10"), train=False)[1]) == 20  # the test batch is there
+
+
+# --- the release-md5 switch --------------------------------------------------------------
+
+
+def test_files_that_are_not_the_release_stop_unless_the_switch_is_off(trees, caplog):
+    for name in ("cifar10", "cifar100"):
+        first = next(iter(dataset_info(name).files))
+        with pytest.raises(DataError, match=rf"{re.escape(first)}: md5 \w+ does not match the release's"):
+            verify_dataset(trees, name)
+        with caplog.at_level(logging.WARNING, logger="clpipe"):
+            caplog.clear()
+            sums = verify_dataset(trees, name, release_md5=False)
+        assert sums == {rel: md5sum(trees / rel) for rel in dataset_info(name).files}  # content md5s
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warned) == len(sums)  # each file named once
+        for rel in sums:
+            assert any(m.startswith(f"{trees / rel}: md5 ") and "used anyway" in m for m in warned), rel
+
+
+def test_the_data_step_reads_what_the_workflow_accepted(trees):
+    spec = {
+        "tasks": [{"dataset": "cifar10", "classes": [0, 1, 2]}, {"dataset": "cifar100", "classes": [5, 99]}],
+        "data": {
+            "validation_fraction": 0.2,
+            "split_seed": 0,
+            "max_train_per_task": None,
+            "max_test_per_task": None,
+        },
+    }
+    with pytest.raises(DataError, match="does not match the release's"):
+        build_tasks(trees, spec)
+    tasks = build_tasks(trees, spec, release_md5=False)
+    # the md5s the workflow planned with (its spec's unreleased_md5) are accepted too
+    sums = {rel: md5sum(trees / rel) for name in ("cifar10", "cifar100") for rel in dataset_info(name).files}
+    same = build_tasks(trees, {**spec, "unreleased_md5": sums})
+    for a, b in zip(tasks, same, strict=True):
+        assert all(torch.equal(a[s][k], b[s][k]) for s in ("train", "val", "test") for k in a[s])
+    changed = {**sums, "cifar-100-python/meta": "0" * 32}
+    with pytest.raises(
+        DataError, match="cifar-100-python/meta: md5 .* nor the 0{32} the workflow planned with"
+    ):
+        build_tasks(trees, {**spec, "unreleased_md5": changed})
+    cifar10, cifar100 = tasks
+    assert cifar10["train"]["x"].shape[1:] == (3, 32, 32)
+    assert len(cifar10["train"]["y"]) + len(cifar10["val"]["y"]) == 3 * 15
+    assert len(cifar10["test"]["y"]) == 3 * 2 and set(cifar100["test"]["y"].tolist()) == {5, 99}
+    x, y = read_dataset(trees, "cifar10", train=True)
+    assert torch.equal(cifar10["train"]["x"], x[cifar10["train"]["index"]])  # indices into the source
+
+
+def test_the_switch_is_a_boolean_that_defaults_to_on():
+    cfg = yaml.safe_load((ROOT / "tests/configs/growing_tiny.yaml").read_text())
+    validate_config(cfg, str(SCHEMA))
+    assert cfg["verify_release_md5"] is True
+    cfg["verify_release_md5"] = "no"
+    with pytest.raises(ConfigError) as info:
+        validate_config(cfg, str(SCHEMA))
+    assert info.value.key == "verify_release_md5"

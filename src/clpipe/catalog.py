@@ -4,7 +4,8 @@ Each entry says where the dataset lives under ``data_dir`` and what it holds. Tw
 
 - ``torchvision``: the files torchvision reads, with the md5 of each (of the
   uncompressed files). The data step checks them, so a corrupted or half-downloaded file
-  is named before any training starts.
+  is named before any training starts (config ``verify_release_md5: false`` turns a
+  mismatch into a warning, for files that are not the release's, e.g. generated ones).
   ``file_format`` says how the pipeline reads them: ``torchvision`` through the
   torchvision class (MNIST, Fashion-MNIST), ``cifar`` with its own reader of the CIFAR
   release's pickled batches (:func:`clpipe.data.read_cifar`; torchvision's classes
