@@ -7,6 +7,7 @@ import logging
 import math
 import pickle
 import re
+import types
 
 import numpy as np
 import pandas as pd
@@ -16,12 +17,13 @@ import torchvision
 import yaml
 from cifar_files import flat_index, make_cifar10, make_cifar100, read_batch, write_batch
 
-from clpipe import io
+from clpipe import io, plan
 from clpipe.catalog import DATASETS, dataset_info, md5sum
 from clpipe.config import ConfigError, validate_config
 from clpipe.data import DataError, build_tasks, read_cifar, read_dataset, verify_dataset
-from clpipe.growing import dense_parameter_count
-from clpipe.models import count_parameters
+from clpipe.growing import GrowingTaskNet, dense_parameter_count, source_schedule_parameters
+from clpipe.methods import load_method
+from clpipe.models import build_model, count_parameters
 from clpipe.steps import load_model
 from conftest import ROOT, SCHEMA, planned_jobs, snakemake, write_config
 
@@ -351,3 +353,28 @@ def test_a_changed_generated_file_rebuilds_the_data(four_run):
     finally:
         path.write_bytes(original)
     assert planned_jobs(work, cfg) == {}
+
+
+# --- the faithful experiment's network ---------------------------------------------------
+
+
+def test_the_four_dataset_experiment_grows_to_the_sources_16_2m_parameters():
+    """config/config.yaml's four_datasets_growing, built and grown as the pipeline does
+    (the model spec of its init step, then each arm's growing method before each task)."""
+    exp = validate_config(yaml.safe_load((ROOT / "config/config.yaml").read_text()), str(SCHEMA))[
+        "four_datasets_growing"
+    ]
+    assert [t.dataset for t in exp.tasks] == ["mnist", "fashion_mnist", "cifar10", "cifar100"]
+    assert "four_datasets_growing" in yaml.safe_load((ROOT / "config/config.yaml").read_text())["run"]
+    for arm in ("growing_isolated", "growing_read"):
+        torch.manual_seed(0)
+        model = build_model(plan.init_spec(exp, 0)["model"])
+        assert isinstance(model, GrowingTaskNet) and count_parameters(model) == 642_506
+        for task in range(2, exp.n_tasks + 1):
+            spec = plan.next_task_spec(exp, 0, arm, task)
+            ctx = types.SimpleNamespace(
+                task=types.SimpleNamespace(index=task, classes=exp.tasks[task - 1].classes)
+            )
+            load_method(spec["method"]).begin_task(model, None, spec["task_settings"], ctx)
+        assert model.outputs_per_task == [10, 10, 10, 100] and model.mode == arm.removeprefix("growing_")
+        assert count_parameters(model) == source_schedule_parameters() == 16_217_410
