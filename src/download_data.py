@@ -10,4 +10,5 @@ with log_to(smk.log[0]):
         data_dir=smk.params.data_dir,
         dataset=smk.wildcards.dataset,
         manifest=smk.output.manifest,
+        verify_release_md5=smk.config["verify_release_md5"],
     )

@@ -136,7 +136,12 @@ def test_the_slurm_profile_submits_one_job_per_model_sized_by_its_experiment(tmp
     for _, rule, wildcards, resources in jobs:
         if rule in ("train_first_task", "train_next_task"):
             assert resources["gpu"] == "1", (rule, wildcards)
-            expected = "24000" if wildcards["experiment"] == "split_mnist" else "4000"
+            expected = {
+                "split_mnist": "24000",
+                "split_mnist_task": "24000",
+                "split_mnist_growing": "8000",
+                "four_datasets_growing": "8000",
+            }.get(wildcards["experiment"], "4000")
             assert resources["mem_mb"] == expected, (rule, wildcards, resources)
         elif rule in ("evaluate", "compute_importance"):
             assert resources["gpu"] == "0", (rule, wildcards)

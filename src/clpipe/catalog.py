@@ -4,7 +4,12 @@ Each entry says where the dataset lives under ``data_dir`` and what it holds. Tw
 
 - ``torchvision``: the files torchvision reads, with the md5 of each (of the
   uncompressed files). The data step checks them, so a corrupted or half-downloaded file
-  is named before any training starts.
+  is named before any training starts (config ``verify_release_md5: false`` turns a
+  mismatch into a warning, for files that are not the release's, e.g. generated ones).
+  ``file_format`` says how the pipeline reads them: ``torchvision`` through the
+  torchvision class (MNIST, Fashion-MNIST), ``cifar`` with its own reader of the CIFAR
+  release's pickled batches (:func:`clpipe.data.read_cifar`; torchvision's classes
+  re-check the release md5 on every load).
 - ``image_folder``: a tree of image files in time buckets,
   ``<folder>/<images>/<bucket>/<class name>/<file>`` (CLEAR-10's release layout). There
   is no per-file md5 to check against; the workflow fingerprints each bucket by the
@@ -35,6 +40,10 @@ class DatasetInfo:
     class_names: tuple[str, ...] = ()  # image_folder: class folder names; label = position
     images: str = ""  # image_folder: the folder of buckets under ``folder``
     how_to_get: str = ""  # where to get it when no code can download it
+    file_format: str = "torchvision"  # torchvision: its class reads them; cifar: read_cifar
+    train_files: tuple[str, ...] = ()  # cifar: the training batches, in torchvision's order
+    test_files: tuple[str, ...] = ()  # cifar: the test batches
+    label_key: str = ""  # cifar: the key of the labels in each batch
 
     def bucket_dir(self, data_dir: str | Path, bucket: int) -> Path:
         return Path(data_dir) / self.folder / self.images / str(bucket)
@@ -52,6 +61,47 @@ _FASHION_FILES = {
     "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
     "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
 }
+# The CIFAR releases' python pickles, as torchvision.datasets.CIFAR10 / CIFAR100 list
+# them: the md5 of each uncompressed file, in the order torchvision reads the batches.
+_CIFAR10_TRAIN = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+}
+_CIFAR10_TEST = {"test_batch": "40351d587109b95175f43aff81a1287e"}
+_CIFAR10_META = {"batches.meta": "5ff9c542aee3614f3951f8cda6e48888"}
+_CIFAR100_TRAIN = {"train": "16019d7e3df5f24257cddd939b257f8d"}
+_CIFAR100_TEST = {"test": "f0ef6b0ae62326f3e7ffdfab6717acfc"}
+_CIFAR100_META = {"meta": "7973b15100ade9c7d40fb424638fde48"}
+
+
+def _cifar(
+    name: str,
+    torchvision_class: str,
+    folder: str,
+    n_classes: int,
+    train: dict[str, str],
+    test: dict[str, str],
+    meta: dict[str, str],
+    label_key: str,
+) -> DatasetInfo:
+    """A CIFAR release: 32 x 32 RGB images in pickled batches under ``folder``."""
+    return DatasetInfo(
+        name=name,
+        torchvision_class=torchvision_class,
+        folder=folder,
+        n_classes=n_classes,
+        channels=3,
+        size=32,
+        files={f"{folder}/{k}": v for k, v in {**train, **test, **meta}.items()},
+        file_format="cifar",
+        train_files=tuple(f"{folder}/{k}" for k in train),
+        test_files=tuple(f"{folder}/{k}" for k in test),
+        label_key=label_key,
+    )
+
 
 DATASETS: dict[str, DatasetInfo] = {
     "mnist": DatasetInfo(
@@ -71,6 +121,26 @@ DATASETS: dict[str, DatasetInfo] = {
         channels=1,
         size=28,
         files={f"FashionMNIST/raw/{k}": v for k, v in _FASHION_FILES.items()},
+    ),
+    "cifar10": _cifar(
+        name="cifar10",
+        torchvision_class="CIFAR10",
+        folder="cifar-10-batches-py",
+        n_classes=10,
+        train=_CIFAR10_TRAIN,
+        test=_CIFAR10_TEST,
+        meta=_CIFAR10_META,
+        label_key="labels",
+    ),
+    "cifar100": _cifar(
+        name="cifar100",
+        torchvision_class="CIFAR100",
+        folder="cifar-100-python",
+        n_classes=100,
+        train=_CIFAR100_TRAIN,
+        test=_CIFAR100_TEST,
+        meta=_CIFAR100_META,
+        label_key="fine_labels",  # the 100 classes (coarse_labels: the 20 superclasses)
     ),
     "clear10": DatasetInfo(
         name="clear10",

@@ -12,6 +12,7 @@ with no per-sample PIL work.
 from __future__ import annotations
 
 import logging
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,17 @@ class DataError(RuntimeError):
     """Missing or corrupted dataset files; the message names the file."""
 
 
-def verify_dataset(data_dir: str | Path, name: str) -> None:
-    """Check the dataset's files under data_dir exist and have the expected md5."""
+def verify_dataset(
+    data_dir: str | Path, name: str, release_md5: bool = True, accepted: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Check the dataset's files under data_dir exist and have the release's md5; return
+    the md5 of each file's content (an image-folder dataset: nothing to check by md5, {}).
+
+    ``release_md5=False`` (config ``verify_release_md5: false``): a file whose content
+    differs from the release is used, with a warning naming it (generated test files
+    cannot match); so is one whose md5 is the one ``accepted`` gives for its path (the
+    data step's spec lists what the workflow planned with). A missing file is an error
+    either way."""
     info = dataset_info(name)
     if info.kind == "image_folder":
         problems = layout_problems(data_dir, info, info.buckets)
@@ -39,7 +49,8 @@ def verify_dataset(data_dir: str | Path, name: str) -> None:
                 f"; ... ({len(problems)} problems)" if len(problems) > 5 else ""
             )
             raise DataError(f"dataset {name!r} in {data_dir}: {shown}. To get it: {info.how_to_get}")
-        return
+        return {}
+    sums = {}
     for rel, expected in info.files.items():
         path = Path(data_dir) / rel
         if not path.is_file():
@@ -49,11 +60,25 @@ def verify_dataset(data_dir: str | Path, name: str) -> None:
             )
         actual = md5sum(path)
         if actual != expected:
-            raise DataError(f"{path}: md5 {actual} does not match the release's {expected}; re-download it")
+            planned = (accepted or {}).get(rel)
+            if release_md5 and actual != planned:
+                also = f" nor the {planned} the workflow planned with" if planned else ""
+                raise DataError(
+                    f"{path}: md5 {actual} does not match the release's {expected}{also}; re-download it"
+                )
+            log.warning(
+                "%s: md5 %s does not match the release's %s; used anyway (verify_release_md5: false)",
+                path,
+                actual,
+                expected,
+            )
+        sums[rel] = actual
+    return sums
 
 
-def download_dataset(data_dir: str | Path, name: str) -> None:
-    """Fetch a dataset into data_dir with torchvision (needs internet)."""
+def download_dataset(data_dir: str | Path, name: str, release_md5: bool = True) -> dict[str, str]:
+    """Fetch a dataset into data_dir with torchvision (needs internet); the md5 of each
+    file (:func:`verify_dataset`)."""
     import torchvision
 
     info = dataset_info(name)
@@ -62,14 +87,16 @@ def download_dataset(data_dir: str | Path, name: str) -> None:
     cls = getattr(torchvision.datasets, info.torchvision_class)
     for train in (True, False):
         cls(root=str(data_dir), train=train, download=True)
-    verify_dataset(data_dir, name)
+    return verify_dataset(data_dir, name, release_md5)
 
 
 def read_dataset(data_dir: str | Path, name: str, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """All images (uint8, N x C x H x W) and labels (int64) of one split."""
+    info = dataset_info(name)
+    if info.file_format == "cifar":
+        return read_cifar(data_dir, info, train)
     import torchvision
 
-    info = dataset_info(name)
     cls = getattr(torchvision.datasets, info.torchvision_class)
     ds = cls(root=str(data_dir), train=train, download=False)
     x = torch.as_tensor(ds.data)
@@ -79,6 +106,68 @@ def read_dataset(data_dir: str | Path, name: str, train: bool) -> tuple[torch.Te
         x = x.permute(0, 3, 1, 2)
     y = torch.as_tensor(ds.targets, dtype=torch.int64)
     return x.contiguous(), y
+
+
+def read_cifar(data_dir: str | Path, info: DatasetInfo, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """One split of CIFAR-10 / CIFAR-100 from the release's python pickles, as
+    torchvision reads them (without its md5 check on every load: the data step checks
+    the files once): the batches in torchvision's order, each a dict whose ``data`` is
+    N x 3072 uint8 (1024 red, then green, then blue values, each 32 x 32 row-major) and
+    whose labels are ``labels`` (CIFAR-10) or ``fine_labels`` (CIFAR-100). Images come
+    back N x 3 x 32 x 32 (uint8), labels int64. A file that is not such a batch raises
+    :class:`DataError` naming it and what is wrong.
+
+    Like torchvision, this unpickles the files (``encoding="latin1"``, the release was
+    pickled by Python 2): read only files you trust, i.e. the release (whose md5 the
+    data step checks unless ``verify_release_md5`` is off)."""
+    import numpy as np
+
+    side = int(info.size)
+    pixels = info.channels * side * side
+    xs, ys = [], []
+    for rel in info.train_files if train else info.test_files:
+        path = Path(data_dir) / rel
+        try:
+            with open(path, "rb") as f:
+                entry = pickle.load(f, encoding="latin1")
+        except FileNotFoundError:
+            raise DataError(f"{path}: missing (dataset {info.name!r})") from None
+        except Exception as err:  # noqa: BLE001 -- unpickling raises anything
+            raise DataError(f"{path}: not a pickled CIFAR batch ({type(err).__name__}: {err})") from err
+        if not isinstance(entry, dict):
+            raise DataError(f"{path}: holds a {type(entry).__name__}, not a CIFAR batch (a dict)")
+        for key in ("data", info.label_key):
+            if key not in entry:
+                keys = ", ".join(map(str, entry)) or "none"
+                raise DataError(f"{path}: no {key!r} in the batch (its keys: {keys})")
+        data, labels = entry["data"], entry[info.label_key]
+        if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2):
+            what = (
+                f"a {data.dtype} array of shape {data.shape}"
+                if isinstance(data, np.ndarray)
+                else f"a {type(data).__name__}"
+            )
+            raise DataError(f"{path}: 'data' is {what}, not N x {pixels} uint8")
+        if data.shape[1] != pixels:
+            raise DataError(
+                f"{path}: 'data' has {data.shape[1]} values per image, not {pixels} "
+                f"({info.channels} x {side} x {side})"
+            )
+        try:
+            y = torch.as_tensor(np.asarray(labels, dtype=np.int64).reshape(-1))
+        except (TypeError, ValueError) as err:
+            raise DataError(f"{path}: {info.label_key!r} is not a list of integers ({err})") from err
+        if len(y) != len(data):
+            raise DataError(f"{path}: {len(y)} {info.label_key!r} for {len(data)} images")
+        bad = y[(y < 0) | (y >= info.n_classes)]
+        if len(bad):
+            raise DataError(
+                f"{path}: label {int(bad[0])} in {info.label_key!r} is not a class of "
+                f"{info.name!r} (0..{info.n_classes - 1})"
+            )
+        xs.append(torch.from_numpy(np.ascontiguousarray(data)).view(-1, info.channels, side, side))
+        ys.append(y)
+    return torch.cat(xs).contiguous(), torch.cat(ys)
 
 
 def read_bucket(
@@ -119,12 +208,15 @@ def _subsample(n: int, keep: int | None, generator: torch.Generator) -> torch.Te
     return torch.randperm(n, generator=generator)[:keep].sort().values
 
 
-def build_tasks(data_dir: str | Path, spec: dict[str, Any]) -> list[dict[str, Any]]:
+def build_tasks(data_dir: str | Path, spec: dict[str, Any], release_md5: bool = True) -> list[dict[str, Any]]:
     """Tensors for every task of an experiment, from ``plan.data_spec``.
 
     The validation split is carved from the train split with a fixed seed
     (``data.split_seed``), so every seed and arm sees the same split; the test split is
-    kept whole (or subsampled for tests) and is only ever reported.
+    kept whole (or subsampled for tests) and is only ever reported. Data files must be
+    the release's, or have the md5 the spec's ``unreleased_md5`` gives them (the
+    workflow lists there the files it accepted with ``verify_release_md5: false``), or
+    ``release_md5`` is False (:func:`verify_dataset`).
     """
     opts = spec["data"]
     cache: dict[tuple[str, bool], tuple[torch.Tensor, torch.Tensor]] = {}
@@ -135,7 +227,7 @@ def build_tasks(data_dir: str | Path, spec: dict[str, Any]) -> list[dict[str, An
         return cache[(name, train)]
 
     for name in sorted({t["dataset"] for t in spec["tasks"]}):
-        verify_dataset(data_dir, name)
+        verify_dataset(data_dir, name, release_md5, spec.get("unreleased_md5"))
 
     tasks = []
     for i, task in enumerate(spec["tasks"], start=1):

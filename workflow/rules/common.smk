@@ -1,6 +1,7 @@
 # Config validation, the results layout and the input functions (thin wrappers around
 # clpipe.plan, which the unit tests exercise).
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 from clpipe import plan
 from clpipe.catalog import DATASETS, checksums
@@ -76,21 +77,57 @@ def res(kind, key):
     return value
 
 
+_WARNED = set()  # files already named in a warning while this DAG is built
+
+
 def dataset_checksums(dataset):
     """md5 of each of the dataset's files in data_dir, checked against the release.
 
     A file that differs stops the run here, while the DAG is built: before any job
-    starts and without touching any output (a failing data job would delete its own)."""
+    starts and without touching any output (a failing data job would delete its own).
+    With `verify_release_md5: false` it is named in a warning instead (generated test
+    files cannot match the release); its own md5 is what reruns follow."""
     sums = checksums(DATA_DIR, dataset, LAYOUT.checksum_cache())
     known = DATASETS[dataset].files  # empty for image folders: nothing to check against
     for rel, md5 in sums.items():
         expected = known.get(rel, md5)
-        if md5 not in ("missing", expected):
+        if md5 in ("missing", expected):
+            continue
+        message = (
+            f"{DATA_DIR}/{rel}: md5 {md5} does not match the release's {expected} "
+            f"(dataset {dataset!r})"
+        )
+        if config["verify_release_md5"]:
             raise WorkflowError(
-                f"{DATA_DIR}/{rel}: md5 {md5} does not match the release's {expected} "
-                f"(dataset {dataset!r}); re-download it, e.g. delete it and run again"
+                f"{message}; re-download it, e.g. delete it and run again (or set "
+                "verify_release_md5: false to use files that are not the release's)"
             )
+        if rel not in _WARNED:
+            _WARNED.add(rel)
+            logger.warning(f"{message}; used anyway (verify_release_md5: false)")
     return sums
+
+
+def unreleased_md5(dataset):
+    """{file: md5} of the dataset's files whose content is not the release's (only with
+    verify_release_md5: false; otherwise the DAG stops first). Empty for the release."""
+    known = DATASETS[dataset].files
+    return {
+        rel: md5
+        for rel, md5 in dataset_checksums(dataset).items()
+        if rel in known and md5 not in ("missing", known[rel])
+    }
+
+
+def prepare_data_spec(wildcards):
+    """The data step's spec: what it builds, and the md5 of each file it reads that is
+    not the release's, so that a changed (generated) file rebuilds the data."""
+    exp = experiment(wildcards)
+    spec = plan.data_spec(exp)
+    unreleased = {}
+    for dataset in sorted({t.dataset for t in exp.tasks}):
+        unreleased.update(unreleased_md5(dataset))
+    return {**spec, "unreleased_md5": unreleased} if unreleased else spec
 
 
 def gpus(wildcards):
@@ -116,7 +153,15 @@ def model_group(owner=None, task=None):
 
 
 def dataset_manifests(wildcards):
-    return plan.dataset_manifests(LAYOUT, experiment(wildcards))
+    """The data step's manifests, ancient when the dataset's files are the release's:
+    the manifests' checksums, not their mtimes, say what the data are, and rechecking
+    the files (a new manifest) retrains nothing. A dataset with files that are not the
+    release's (verify_release_md5: false) reruns the data step, and what follows,
+    whenever its manifest is rewritten: its files' content changed."""
+    return [
+        LAYOUT.manifest(d) if unreleased_md5(d) else ancient(LAYOUT.manifest(d))
+        for d in sorted({t.dataset for t in experiment(wildcards).tasks})
+    ]
 
 
 def next_task_inputs(wildcards):
