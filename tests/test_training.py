@@ -30,15 +30,15 @@ def toy_task():
     return Task(1, "toy", (0, 1), split, Split(x[:20], y[:20], torch.arange(20)), split)
 
 
-def run(method=None, cfg=TRAIN):
+def run(method=None, cfg=TRAIN, spec=SPEC):
     make_runtime("cpu", deterministic=True, threads=1)
     g = seed_everything(7)
-    model = build_model(SPEC)
+    model = build_model(spec)
     history = train_task(
         model,
         toy_task(),
         scenario=Scenario("domain", [[0, 1]]),
-        pipeline=InputPipeline(SPEC["input"], torch.device("cpu")),
+        pipeline=InputPipeline(spec["input"], torch.device("cpu")),
         train_cfg=cfg,
         method=method or FineTune({}),
         generator=g,
@@ -292,21 +292,7 @@ VGG = {
 
 
 def train_vgg(**train_options):
-    make_runtime("cpu", deterministic=True, threads=1)
-    g = seed_everything(7)
-    model = build_model(VGG)
-    cfg = {**TRAIN, "epochs": 1, **train_options}
-    history = train_task(
-        model,
-        toy_task(),
-        scenario=Scenario("domain", [[0, 1]]),
-        pipeline=InputPipeline(VGG["input"], torch.device("cpu")),
-        train_cfg=cfg,
-        method=FineTune({}),
-        generator=g,
-        eval_batch_size=64,
-    )
-    return model, history
+    return run(cfg={**TRAIN, "epochs": 1, **train_options}, spec=VGG)
 
 
 def test_bf16_autocast_trains_in_bf16_and_keeps_fp32_weights():
