@@ -263,7 +263,8 @@ def test_a_head_per_task_cannot_train_on_batches_that_mix_tasks():
 
 
 def test_deterministic_runtime_turns_torch_deterministic_without_importing_the_compiler():
-    # torch.use_deterministic_algorithms imports torch._inductor (TorchDynamo): ~1 s per job
+    # torch.use_deterministic_algorithms imports torch._inductor (TorchDynamo): ~1 s per
+    # job that builds no optimizer (torch.optim imports it too)
     code = (
         "import sys, torch\n"
         "from clpipe.runtime import make_runtime\n"
