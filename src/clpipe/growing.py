@@ -460,7 +460,7 @@ class GrowingTaskNet(nn.Module):
             )
         if new_task > self.n_tasks and outputs < 1:
             raise ValueError(f"a new task needs head outputs, got {outputs}")
-        conv_units = [int(conv)] * len(self.convs) if isinstance(conv, int) else [int(c) for c in conv]
+        conv_units = self._conv_units(conv)
         if len(conv_units) != len(self.convs) or min([hidden, outputs, *conv_units]) < 0:
             raise ValueError(f"conv {conv}, hidden {hidden}, outputs {outputs}: one count >= 0 per layer")
         before = self.total_parameters()
@@ -499,11 +499,15 @@ class GrowingTaskNet(nn.Module):
             "parameters_added": sum(int(g["parameters_added"]) for g in steps),
         }
 
+    def _conv_units(self, conv: int | Sequence[int]) -> list[int]:
+        """Units per conv layer from one count for every layer or one count per layer."""
+        return [int(conv)] * len(self.convs) if isinstance(conv, int) else [int(c) for c in conv]
+
     def parameters_after_grow(
         self, conv: int | Sequence[int] = 64, hidden: int = 512, outputs: int = 10
     ) -> int:
         """The total a :meth:`grow` with these counts would give (nothing changes)."""
-        conv_units = [int(conv)] * len(self.convs) if isinstance(conv, int) else [int(c) for c in conv]
+        conv_units = self._conv_units(conv)
         return dense_parameter_count(
             self.in_channels,
             [layer.n_units + c for layer, c in zip(self.convs, conv_units, strict=True)],

@@ -276,13 +276,11 @@ def parameter_report(model: nn.Module, task: int) -> dict[str, int]:
     if not isinstance(model, GrowingTaskNet):
         return {"parameters_total": count_parameters(model)}
     counts = model.parameter_counts(task)
-    grown = {g["task"]: 0 for g in model.growth}
-    for g in model.growth:
-        grown[g["task"]] += int(g["parameters_added"])
-    first_column = counts.total - sum(grown.values())
+    first_column = counts.total - sum(int(g["parameters_added"]) for g in model.growth)
     return {
         "parameters_total": counts.total,
-        "parameters_added": grown.get(task, 0) + (first_column if task == 1 else 0),
+        "parameters_added": model.growth_of(task).get("parameters_added", 0)
+        + (first_column if task == 1 else 0),
         "parameters_in_use": counts.in_use,
         "parameters_trainable": counts.trainable,
     }
