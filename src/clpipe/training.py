@@ -230,6 +230,7 @@ def train_task(
     batch of the first non-finite loss.
     """
     checkpoint = checkpoint or EpochCheckpoint(None, "")
+    prefix = f"{label}: " if label else ""  # of this job's log lines and errors
     validation = validation if validation is not None else [(task.index, task.val)]
     device = task.train.x.device
     layout = memory_format(train_cfg)
@@ -263,18 +264,18 @@ def train_task(
     batch_size = int(train_cfg["batch_size"])
     per_epoch, steps = total_steps(n, train_cfg)
     n_epochs = math.ceil(steps / per_epoch)
-    done_epochs, step, history, extra = checkpoint.restore(model, optimizer, generator)
-    if schedule is not None and "schedule" in extra:
-        schedule.load_state_dict(extra["schedule"])
-    stopping.load(extra.get("early_stopping"), device)
-    if extra.get("stopped"):
+    done_epochs, step, history, resumed = checkpoint.restore(model, optimizer, generator)
+    if schedule is not None and "schedule" in resumed:
+        schedule.load_state_dict(resumed["schedule"])
+    stopping.load(resumed.get("early_stopping"), device)
+    if resumed.get("stopped"):
         done_epochs = n_epochs  # it had stopped early: nothing left to train
     first_step = step
     first_bad = torch.full((), -1, dtype=torch.int64, device=device)
     t_start = time.perf_counter()
     log.info(
         "%straining task %d: %d samples%s, batch %d, %d step(s) in %d epoch(s)",
-        f"{label}: " if label else "",
+        prefix,
         task.index,
         n,
         "" if mixed is None else f" ({len(mixed[1])} of them from earlier tasks)",
@@ -300,9 +301,9 @@ def train_task(
                 mask = masks[sample_task[idx] - 1]
             with mixed_precision:
                 logits = scenario.logits(model, inputs, task.index, mask).float()
-                extra = method.penalty(model)
+                penalty = method.penalty(model)
             loss = F.cross_entropy(logits, targets)
-            total = loss if extra is None else loss + extra.float()
+            total = loss if penalty is None else loss + penalty.float()
             bad = ~torch.isfinite(total.detach())
             first_bad = torch.where(bad & (first_bad < 0), step, first_bad)
             optimizer.zero_grad(set_to_none=True)
@@ -317,7 +318,7 @@ def train_task(
         if bad_step >= 0:
             bad_epoch, bad_batch = bad_step // per_epoch + 1, bad_step % per_epoch
             raise NonFiniteLossError(
-                f"{label + ': ' if label else ''}non-finite loss at epoch {bad_epoch}, batch {bad_batch} "
+                f"{prefix}non-finite loss at epoch {bad_epoch}, batch {bad_batch} "
                 f"(step {bad_step}) of task {task.index}; no output was written"
             )
         train_loss, train_acc = loss_sum.item() / seen, correct.item() / seen
@@ -355,14 +356,14 @@ def train_task(
             _format_seconds(eta),
         )
         stop = stopping.update(model, epoch, val_acc)
-        extra = {"early_stopping": stopping.state(), "stopped": stop}
+        loop_state = {"early_stopping": stopping.state(), "stopped": stop}
         if schedule is not None:
-            extra["schedule"] = schedule.state_dict()
-        checkpoint.save(model, optimizer, generator, epoch, step, history, extra)
+            loop_state["schedule"] = schedule.state_dict()
+        checkpoint.save(model, optimizer, generator, epoch, step, history, loop_state)
         if stop:
             log.info(
                 "%sstopping early after epoch %d: no val_acc above epoch %d's %.4f for %d epoch(s)",
-                f"{label}: " if label else "",
+                prefix,
                 epoch,
                 stopping.best_epoch,
                 stopping.best_accuracy,
@@ -370,7 +371,7 @@ def train_task(
             )
             break
     last_epoch = history[-1]["epoch"] if history else 0
-    stopping.finish(model, last_epoch, f"{label}: " if label else "")
+    stopping.finish(model, last_epoch, prefix)
     if stopping.cfg is not None:  # which epoch's weights the job's model file holds
         kept = stopping.best_epoch if stopping.best_state is not None else last_epoch
         for row in history:
