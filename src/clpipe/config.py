@@ -379,6 +379,12 @@ def _check_arms_fit_model(key: str, exp: dict[str, Any], methods, arms: dict[str
                     )
 
 
+def _needs_validation_split(key: str, what: str, exp: dict[str, Any]) -> None:
+    """``key`` (which ``what``) is refused when the experiment holds out no validation split."""
+    if exp["data"]["validation_fraction"] == 0:
+        raise ConfigError(key, f"{what}, but data.validation_fraction is 0 (no validation split)")
+
+
 def _check_methods(key: str, exp: dict[str, Any], methods: dict[str, dict[str, Any]]) -> None:
     """Method settings that depend on the rest of the experiment."""
     for name, settings in methods.items():
@@ -394,12 +400,7 @@ def _check_methods(key: str, exp: dict[str, Any], methods: dict[str, dict[str, A
                 + ("" if settings.get("mode") else " (the model's: set the method's mode to 'read')")
                 + ", where a task without units of its own reads nothing",
             )
-        if exp["data"]["validation_fraction"] == 0:
-            raise ConfigError(
-                mkey,
-                "decides on the validation split's accuracy, but data.validation_fraction is 0 "
-                "(no validation split)",
-            )
+        _needs_validation_split(mkey, "decides on the validation split's accuracy", exp)
 
 
 def _check_model(key: str, exp: dict[str, Any]) -> None:
@@ -432,11 +433,8 @@ def _check_model(key: str, exp: dict[str, Any]) -> None:
                 )
     _check_data_and_input(key, exp)
     _check_schedule(key, exp["train"])
-    if "early_stopping" in exp["train"] and exp["data"]["validation_fraction"] == 0:
-        raise ConfigError(
-            f"{key}.train.early_stopping",
-            "watches the validation split, but data.validation_fraction is 0 (no validation split)",
-        )
+    if "early_stopping" in exp["train"]:
+        _needs_validation_split(f"{key}.train.early_stopping", "watches the validation split", exp)
     opt = exp["train"]["optimizer"]
     allowed = {
         "adam": {"name", "lr", "betas", "eps", "weight_decay"},
