@@ -38,6 +38,25 @@ def load_note() -> str:
         return ""
 
 
+# The networks the per-step benchmarks time (label -> model spec, input settings): the
+# headline's VGG16 at 32 px, at the quick config's width and at full width, and the EWC
+# source's MLP at 28 px.
+MODELS: dict[str, tuple[dict, dict]] = {
+    "vgg16 1/8 width, 32 px": (
+        {"name": "vgg16", "width": 0.125, "dropout": 0.5, "init": "glorot"},
+        {"size": 32, "channels": 3},
+    ),
+    "vgg16 full width, 32 px": (
+        {"name": "vgg16", "width": 1.0, "dropout": 0.5, "init": "glorot"},
+        {"size": 32, "channels": 3},
+    ),
+    "mlp 784-256-256-256-10": (
+        {"name": "mlp", "hidden": [256, 256, 256], "output_relu": False, "init": "torch"},
+        {"size": 28, "channels": 1},
+    ),
+}
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

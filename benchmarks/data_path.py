@@ -40,7 +40,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import add_data_dir_argument, load_note, machine_line, median, sync, table  # noqa: E402
+from common import MODELS, add_data_dir_argument, load_note, machine_line, median, sync, table  # noqa: E402
 
 from clpipe.data import InputPipeline, Split, Task  # noqa: E402
 from clpipe.methods.finetune import FineTune  # noqa: E402
@@ -54,26 +54,11 @@ BATCH = 32
 OPTIMIZER = {"name": "adam", "lr": 1e-4}
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
-# label: (model spec, input config, batches per turn, target ratio project / DataLoader)
-MODELS = {
-    "vgg16 1/8 width, 32 px": (
-        {"name": "vgg16", "width": 0.125, "dropout": 0.5, "init": "glorot"},
-        {"size": 32, "channels": 3},
-        8,
-        1.0,
-    ),
-    "vgg16 full width, 32 px": (
-        {"name": "vgg16", "width": 1.0, "dropout": 0.5, "init": "glorot"},
-        {"size": 32, "channels": 3},
-        2,
-        1.0,
-    ),
-    "mlp 784-256-256-256-10": (
-        {"name": "mlp", "hidden": [256, 256, 256], "output_relu": False, "init": "torch"},
-        {"size": 28, "channels": 1},
-        32,
-        2.0,
-    ),
+# per model of common.MODELS: (batches per turn, target ratio project / DataLoader)
+TURNS_AND_TARGETS = {
+    "vgg16 1/8 width, 32 px": (8, 1.0),
+    "vgg16 full width, 32 px": (2, 1.0),
+    "mlp 784-256-256-256-10": (32, 2.0),
 }
 
 
@@ -218,7 +203,7 @@ def main() -> int:
     columns += ["project / w=0", "best DataLoader", "project / best", "target"]
     print(table(columns))
     for label in args.models:
-        model_spec, input_cfg, batches, target = MODELS[label]
+        (model_spec, input_cfg), (batches, target) = MODELS[label], TURNS_AND_TARGETS[label]
         batches = args.batches or batches
         torch.manual_seed(0)
         spec = {**model_spec, "input": input_cfg_of(input_cfg), "n_outputs": len(CLASSES)}

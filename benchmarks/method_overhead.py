@@ -35,7 +35,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine_line, table  # noqa: E402
+from common import MODELS, machine_line, sync, table  # noqa: E402
 
 from clpipe.data import InputPipeline, Split, Task  # noqa: E402
 from clpipe.evaluation import evaluate_split  # noqa: E402
@@ -55,23 +55,7 @@ SCORING_SAMPLES = {
 }
 SCORES = ("random", "el2n", "entropy", "margin")
 
-MODELS = {
-    "vgg16 1/8 width, 32 px": (
-        {"name": "vgg16", "width": 0.125, "dropout": 0.5, "init": "glorot"},
-        {"size": 32, "channels": 3},
-        32,
-    ),
-    "vgg16 full width, 32 px": (
-        {"name": "vgg16", "width": 1.0, "dropout": 0.5, "init": "glorot"},
-        {"size": 32, "channels": 3},
-        32,
-    ),
-    "mlp 784-256-256-256-10": (
-        {"name": "mlp", "hidden": [256, 256, 256], "init": "torch"},
-        {"size": 28, "channels": 1},
-        32,
-    ),
-}
+BATCH = 32  # images per timed training step
 
 
 def make_variant(kind: str, model, device):
@@ -114,8 +98,7 @@ def make_variant(kind: str, model, device):
 def timed_step(model, variant, pipeline, x, y, device) -> float:
     """Seconds for one forward, backward and optimizer step (synchronised on a GPU)."""
     opt, after_backward = variant
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    sync(device)
     t0 = time.perf_counter()
     loss = F.cross_entropy(model(pipeline(x)), y)
     opt.zero_grad(set_to_none=True)
@@ -123,8 +106,7 @@ def timed_step(model, variant, pipeline, x, y, device) -> float:
     if after_backward is not None:
         after_backward(model)
     opt.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    sync(device)
     return time.perf_counter() - t0
 
 
@@ -143,7 +125,7 @@ def main() -> int:
     columns += ["EWC (ms/step)", "EWC / plain"]
     print(table(columns))
     for label in args.models:
-        model_spec, input_cfg, batch = MODELS[label]
+        model_spec, input_cfg = MODELS[label]
         torch.manual_seed(0)
         spec = {**model_spec, "input": {**input_cfg, "normalize": None}, "n_outputs": 2}
         models = {k: build_model(spec).to(device) for k in ("plain", "mag", "ewc")}
@@ -151,8 +133,8 @@ def main() -> int:
             m.load_state_dict(models["plain"].state_dict())
         variants = {k: make_variant(k, m, device) for k, m in models.items()}
         pipeline = InputPipeline({**input_cfg, "normalize": None}, device)
-        x = torch.randint(0, 256, (batch, 1, 28, 28), dtype=torch.uint8, device=device)
-        y = torch.randint(0, 2, (batch,), device=device)
+        x = torch.randint(0, 256, (BATCH, 1, 28, 28), dtype=torch.uint8, device=device)
+        y = torch.randint(0, 2, (BATCH,), device=device)
         times: dict[str, list[float]] = {k: [] for k in models}
 
         for _ in range(3):
@@ -164,7 +146,7 @@ def main() -> int:
         med = {k: statistics.median(v) * 1000 for k, v in times.items()}
         mag, ewc = med["mag"] / med["plain"], med["ewc"] / med["plain"]
         print(
-            f"| {label} | {count_parameters(models['plain']) / 1e6:.2f}M | {batch} | {med['plain']:.1f} "
+            f"| {label} | {count_parameters(models['plain']) / 1e6:.2f}M | {BATCH} | {med['plain']:.1f} "
             f"| {med['mag']:.1f} | {mag:.3f} | {med['ewc']:.1f} | {ewc:.3f} |",
             flush=True,
         )
@@ -173,12 +155,10 @@ def main() -> int:
 
 
 def timed(fn, device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    sync(device)
     t0 = time.perf_counter()
     fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    sync(device)
     return time.perf_counter() - t0
 
 
@@ -187,7 +167,7 @@ def scoring_table(args, device: torch.device) -> None:
     print("\nreplay scoring against one evaluation pass over the same images (batch 1000):\n")
     print(table(["model", "images", "evaluation (s)", *(f"{s} / evaluation" for s in SCORES)]))
     for label in args.models:
-        model_spec, input_cfg, _ = MODELS[label]
+        model_spec, input_cfg = MODELS[label]
         torch.manual_seed(0)
         spec = {**model_spec, "input": {**input_cfg, "normalize": None}, "n_outputs": 2}
         model = build_model(spec).to(device)
