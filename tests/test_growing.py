@@ -48,6 +48,14 @@ def grow_small(model, task, init="standard"):
     return model.grow(task, conv=4, hidden=8, outputs=3, init=init)
 
 
+def three_task_net(mode):
+    """small_net grown twice, the second time by a different count per conv layer."""
+    model = small_net(mode)
+    grow_small(model, 2)
+    model.grow(3, conv=[2, 3, 4, 5], hidden=6, outputs=7)
+    return model
+
+
 def fixed_batch(n=6, seed=123):
     return torch.randn(n, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
 
@@ -247,9 +255,7 @@ def test_read_mode_counts_the_earlier_columns_a_task_reads():
 
 @pytest.mark.parametrize("mode", MODES)
 def test_masks_agree_with_the_counts(mode):
-    model = small_net(mode)
-    grow_small(model, 2)
-    model.grow(3, conv=[2, 3, 4, 5], hidden=6, outputs=7)
+    model = three_task_net(mode)
     for task in (1, 2, 3):
         counts = model.parameter_counts(task)
         in_use, trainable = model.in_use_masks(task), model.trainable_masks(task)
@@ -376,9 +382,7 @@ def expected_in_use(model, task):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_in_use_masks_are_the_columns_each_unit_may_read(mode):
-    model = small_net(mode)
-    grow_small(model, 2)
-    model.grow(3, conv=[2, 3, 4, 5], hidden=6, outputs=7)
+    model = three_task_net(mode)
     for task in (1, 2, 3):
         got, expected = model.in_use_masks(task), expected_in_use(model, task)
         assert set(got) == set(expected)
