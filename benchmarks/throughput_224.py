@@ -103,6 +103,54 @@ def images_times_passes(config: Path, data_dir: Path, size: int, width: float) -
     return out
 
 
+def measure(
+    device: torch.device,
+    variants: list[str],
+    steps: int = 20,
+    batch: int = 32,
+    size: int = 224,
+    width: float = 1.0,
+) -> dict[str, dict[str, float]]:
+    """Per variant: median images per second, step and data-path milliseconds, and the
+    data path's share of the step (the variants taken in turns, after 3 warm-up steps)."""
+    args = argparse.Namespace(size=size, width=width)
+    pipeline = InputPipeline({"size": size, "channels": 3, "normalize": None}, device)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (batch, 1, 28, 28), dtype=torch.uint8, generator=g).to(device)
+    y = torch.randint(0, 2, (batch,), generator=g).to(device)
+    runs = {name: make(VARIANTS[name], args, device) for name in variants}
+    data_s: dict[str, list[float]] = {k: [] for k in runs}
+    step_s: dict[str, list[float]] = {k: [] for k in runs}
+    for i in range(3 + steps):
+        for name, (model, opt, layout, amp) in runs.items():
+            d, s = step(model, opt, layout, amp, pipeline, x, y, g, device)
+            if i >= 3:
+                data_s[name].append(d)
+                step_s[name].append(s)
+    out = {}
+    for name in runs:
+        step_ms, data_ms = statistics.median(step_s[name]) * 1e3, statistics.median(data_s[name]) * 1e3
+        out[name] = {
+            "images_per_second": batch / (step_ms / 1e3),
+            "step_ms": step_ms,
+            "data_path_ms": data_ms,
+            "data_path_share": data_ms / step_ms,
+        }
+    return out
+
+
+def hours_per_seed(
+    config: Path, data_dir: Path, size: int, width: float, measured: dict[str, dict[str, float]]
+) -> dict[str, dict[str, float]]:
+    """Training hours per seed of each experiment of ``config`` that trains this network,
+    per variant (training steps only)."""
+    counts = images_times_passes(config, data_dir, size, width)
+    return {
+        name: {"train_images": n, **{k: n / v["images_per_second"] / 3600 for k, v in measured.items()}}
+        for name, n in counts.items()
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -122,42 +170,28 @@ def main() -> int:
         f"VGG16 width {args.width:g} at {args.size} px, batch {args.batch}, Adam; "
         f"median of {args.steps} steps\n"
     )
-    pipeline = InputPipeline({"size": args.size, "channels": 3, "normalize": None}, device)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (args.batch, 1, 28, 28), dtype=torch.uint8, generator=g).to(device)
-    y = torch.randint(0, 2, (args.batch,), generator=g).to(device)
-    runs = {name: make(VARIANTS[name], args, device) for name in args.variants}
-    data_s: dict[str, list[float]] = {k: [] for k in runs}
-    step_s: dict[str, list[float]] = {k: [] for k in runs}
-    for i in range(3 + args.steps):
-        for name, (model, opt, layout, amp) in runs.items():
-            d, s = step(model, opt, layout, amp, pipeline, x, y, g, device)
-            if i >= 3:
-                data_s[name].append(d)
-                step_s[name].append(s)
-    throughput = {k: args.batch / statistics.median(v) for k, v in step_s.items()}
+    measured = measure(device, args.variants, args.steps, args.batch, args.size, args.width)
     print(table(["variant", "images/s", "vs fp32", "step (ms)", "data path (ms)", "data path share"]))
-    base = throughput.get("fp32")
-    for name in runs:
-        step_ms, data_ms = statistics.median(step_s[name]) * 1e3, statistics.median(data_s[name]) * 1e3
-        rel = f"{throughput[name] / base:.2f}" if base else "-"
+    base = measured.get("fp32", {}).get("images_per_second")
+    for name, m in measured.items():
+        rel = f"{m['images_per_second'] / base:.2f}" if base else "-"
         print(
-            f"| {name} | {throughput[name]:,.1f} | {rel} | {step_ms:.1f} | {data_ms:.2f} "
-            f"| {data_ms / step_ms:.1%} |"
+            f"| {name} | {m['images_per_second']:,.1f} | {rel} | {m['step_ms']:.1f} "
+            f"| {m['data_path_ms']:.2f} | {m['data_path_share']:.1%} |"
         )
 
     config = args.config
-    counts = images_times_passes(config, args.data_dir.resolve(), args.size, args.width)
-    if not counts:
+    hours = hours_per_seed(config, args.data_dir.resolve(), args.size, args.width, measured)
+    if not hours:
         print(
             f"\n(no estimate: no experiment of {config} trains this network with its data in {args.data_dir})"
         )
         return 0
     print(f"\nestimated training time per seed ({config.name}; training steps only):\n")
-    print(table(["experiment", "training images x passes", *(f"{k} (h)" for k in runs)]))
-    for name, n in counts.items():
-        hours = " | ".join(f"{n / throughput[k] / 3600:.1f}" for k in runs)
-        print(f"| {name} | {n / 1e6:.2f}M | {hours} |")
+    print(table(["experiment", "training images x passes", *(f"{k} (h)" for k in measured)]))
+    for name, row in hours.items():
+        cells = " | ".join(f"{row[k]:.1f}" for k in measured)
+        print(f"| {name} | {row['train_images'] / 1e6:.2f}M | {cells} |")
     return 0
 
 

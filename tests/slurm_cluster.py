@@ -20,6 +20,7 @@ import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -118,7 +119,8 @@ class _Daemon:
 
 
 class SlurmCluster:
-    """munged + slurmctld + slurmd on this host, one node, one partition; a context manager.
+    """munged + slurmctld + slurmd on this host, one node, its partitions (and fake GPUs);
+    a context manager.
 
     ``env`` holds SLURM_CONF for SLURM's client commands; ``node`` is the node's name.
     On exit every job is cancelled and every daemon it started is stopped (SIGTERM, then
@@ -128,13 +130,18 @@ class SlurmCluster:
 
     def __init__(
         self,
-        partition: str = "test",
+        partitions: tuple[str, ...] = ("test",),
+        gpus: int = 0,
         start_timeout: float = 60.0,
         stop_timeout: float = 20.0,
         min_job_age: int = 300,
         keep: bool = False,
     ):
-        self.partition = partition
+        # every partition holds the one node; the first is the default
+        self.partitions = partitions
+        # fake GPUs (GRES gpu backed by /dev/null clones): SLURM schedules them and sets
+        # CUDA_VISIBLE_DEVICES in a job that asked for one; nothing computes on them
+        self.gpus = gpus
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         # squeue (the profile's status command) only sees a job MinJobAge s after it ends;
@@ -284,9 +291,22 @@ class SlurmCluster:
             f"MinJobAge={self.min_job_age}",
             "KillWait=5",
             "MailProg=/bin/true",
-            f"NodeName={self.node} NodeAddr=127.0.0.1 {hardware} State=UNKNOWN",
-            f"PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
+            f"NodeName={self.node} NodeAddr=127.0.0.1 {hardware}"
+            + (f" Gres=gpu:{self.gpus}" if self.gpus else "")
+            + " State=UNKNOWN",
         ]
+        lines += [
+            f"PartitionName={name} Nodes=ALL Default={'YES' if i == 0 else 'NO'} MaxTime=INFINITE State=UP"
+            for i, name in enumerate(self.partitions)
+        ]
+        if self.gpus:
+            lines.insert(1, "GresTypes=gpu")
+            gres = []
+            for i in range(self.gpus):
+                device = d / f"fakegpu{i}"
+                os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # like /dev/null
+                gres.append(f"NodeName={self.node} Name=gpu File={device}")
+            (d / "gres.conf").write_text("\n".join(gres) + "\n")
         conf = d / "slurm.conf"
         conf.write_text("\n".join(lines) + "\n")
         return conf
@@ -344,9 +364,13 @@ class SlurmCluster:
 
     def _node_idle(self) -> bool:
         try:
-            state = self._run(["sinfo", "-h", "-N", "-n", self.node, "-o", "%T"], timeout=10).stdout.strip()
+            # one line per partition the node is in
+            states = set(
+                self._run(["sinfo", "-h", "-N", "-n", self.node, "-o", "%T"], timeout=10).stdout.split()
+            )
         except subprocess.TimeoutExpired:
             return False
+        state = " ".join(sorted(states))
         if state == "idle":
             return True
         if any(s in state for s in ("drain", "inval", "down", "fail")) and not state.endswith("*"):

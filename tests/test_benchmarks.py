@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from conftest import ROOT
 
@@ -36,14 +37,14 @@ def test_method_overhead_prints_its_table():
     assert len(scoring) == 4 and all(r > 0 for r in scoring), rows[1]  # one per score
 
 
-def run_benchmark(script, *args, timeout=300):
+def run_benchmark(script, *args, timeout=300, returncode=0):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / script), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == returncode, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
 
 
@@ -147,3 +148,35 @@ def test_throughput_224_prints_variants_and_the_estimate(data_dir):
     images = float(cells[1].rstrip("M")) * 1e6
     for variant, hours in zip(speeds, cells[2:], strict=True):
         assert float(hours) == pytest.approx(images / speeds[variant] / 3600, rel=0.05, abs=0.06)
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_its_checks_on_a_cpu(tiny_run, tmp_path):
+    """The GPU acceptance check's smoke test (--allow-cpu), on the suite's finished tiny
+    run: its workflow check finds nothing left to do, then every other check runs."""
+    import json
+
+    work, cfg = tiny_run
+    data_dir = yaml.safe_load(cfg.read_text())["data_dir"]
+    out = run_benchmark(
+        "gpu_check.py", "--allow-cpu", "--work", str(work), "--data-dir", data_dir, "--steps", "1",
+        "--size", "32", "--width", "0.125", "--out", str(tmp_path / "check.json"), returncode=1,
+    )  # fmt: skip
+    report = json.loads((tmp_path / "check.json").read_text())
+    checks = {c["name"]: c for c in report["checks"]}
+    assert list(checks) == ["workflow", "determinism", "mag_frozen", "fisher", "throughput"], out
+    # on a CPU the device checks fail (no CUDA) and the rest pass: bit-identical reruns,
+    # frozen weights unmoved, the same Fisher on the same device
+    assert checks["workflow"]["passed"] is False and checks["workflow"]["evaluation_devices"][0].startswith(
+        "cpu"
+    )
+    for name in ("determinism", "mag_frozen", "fisher"):
+        assert checks[name]["passed"] is True, checks[name]
+    assert checks["mag_frozen"]["task 2 (mag_b20, 20%)"]["frozen_share"] == pytest.approx(0.2, abs=0.01)
+    assert set(checks["throughput"]["variants"]) == {
+        "fp32",
+        "bf16 autocast",
+        "channels_last",
+        "bf16 + channels_last",
+    }
+    assert report["environment"]["device"] == "cpu" and report["passed"] is False

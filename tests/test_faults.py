@@ -42,7 +42,10 @@ def small_config(data_dir, **train):
         "data_dir": str(data_dir),
         "device": "cpu",
         "seeds": [0],
-        "resources": {"train": {"mem_mb": 2000, "runtime": 10, "threads": 1}},
+        "resources": {
+            kind: {"mem_mb": 2000, "runtime": 10, "threads": 1}
+            for kind in ("train", "consolidate", "evaluate")
+        },
         "experiments": {
             "small": {
                 "dataset": "mnist",
@@ -64,8 +67,28 @@ def write(work, cfg):
     return path
 
 
+def job_processes(work, script):
+    """PIDs of the processes running a rule's script from this working directory (the
+    python that Snakemake starts for a job, not Snakemake itself)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if any(str(work).encode() in a and a.endswith(script.encode()) for a in args):
+            found.append(int(entry))
+    return found
+
+
 @pytest.mark.slow
-def test_a_job_killed_with_sigkill_resumes_and_ends_bit_identical(tmp_path, data_dir):
+def test_a_job_killed_with_sigkill_is_retried_with_more_time_and_resumes_bit_identical(tmp_path, data_dir):
+    """The job itself dies (as at a time limit, a preemption or an OOM kill) after an
+    epoch; Snakemake retries it (--retries, as the SLURM profile sets) with twice the time
+    limit, and it resumes from its epoch checkpoint to the same weights, bit for bit."""
     ref = tmp_path / "uninterrupted"
     snakemake(ref, "--cores", "1", "--configfile", str(write(ref, small_config(data_dir))))
 
@@ -73,27 +96,31 @@ def test_a_job_killed_with_sigkill_resumes_and_ends_bit_identical(tmp_path, data
     cfg = write(work, small_config(data_dir))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(work)]
     proc = subprocess.Popen(
-        [*cmd, "--cores", "1", "--configfile", str(cfg)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group: the kill takes the job with it
+        [*cmd, "--cores", "1", "--retries", "1", "--configfile", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     state = work / "results/small/seed0/scratch/task1/train.resume.pt"
-    deadline = time.time() + 300
-    while not state.exists():
-        assert proc.poll() is None, "the run ended before its first epoch checkpoint"
-        assert time.time() < deadline, "no epoch checkpoint appeared"
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    model = work / "results/small/seed0/scratch/task1/model.pt"
-    assert not model.exists(), "the job was meant to die mid-run"
-    assert io.load(state, "resume")["epoch"] < 6
-
-    snakemake(work, "--unlock", "--configfile", str(cfg))
-    snakemake(work, "--cores", "1", "--rerun-incomplete", "--configfile", str(cfg))
+    try:
+        deadline = time.time() + 300
+        while not state.exists():
+            assert proc.poll() is None, "the run ended before its first epoch checkpoint"
+            assert time.time() < deadline, "no epoch checkpoint appeared"
+            time.sleep(0.05)
+        pids = job_processes(work, "train_first_task.py")
+        assert len(pids) == 1, pids
+        os.kill(pids[0], signal.SIGKILL)
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out[-3000:]
+    assert "Error in rule train_first_task" in out and "Trying to restart job" in out, out[-3000:]
     log = (work / "results/small/seed0/scratch/task1/train.log").read_text()
-    assert "resuming after epoch" in log
+    assert "resuming after epoch" in log, log
+    assert "time limit 20 min" in log, log  # the config's 10 min, times the second attempt
     assert not state.exists(), "the epoch checkpoint is removed once the job is done"
     for node in ("scratch/task1", "finetune/task2"):
         a = io.load(ref / f"results/small/seed0/{node}/model.pt", "model")["state_dict"]

@@ -82,6 +82,28 @@ def test_a_bad_config_fails_before_any_job(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def test_fewer_threads_than_the_config_asks_are_refused_unless_allowed(tmp_path, data_dir):
+    """A CPU result depends on its threads: --cores below a step's threads is refused
+    before any job runs, naming the key; allow_fewer_threads accepts it with a warning."""
+    raw = yaml.safe_load((ROOT / "tests/configs/tiny.yaml").read_text())
+    raw["data_dir"] = str(data_dir)
+    raw["resources"]["train"]["threads"] = 2
+    cfg = tmp_path / "threads.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    proc = snakemake(tmp_path, "--cores", "1", "--configfile", str(cfg), check=False)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "experiments.tiny.resources.train.threads: 2 asked, 1 given" in text, text[-2000:]
+    assert "allow_fewer_threads" in text and "Traceback" not in text
+    assert not (tmp_path / "results").exists()
+    dry = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(cfg))  # a dry run: a warning
+    assert "dry run: threads lowered" in dry.stdout + dry.stderr
+    raw["allow_fewer_threads"] = True
+    cfg.write_text(yaml.safe_dump(raw))
+    proc = snakemake(tmp_path, "results/datasets/mnist.md5", "--cores", "1", "--configfile", str(cfg))
+    assert "threads lowered below the config's (allow_fewer_threads: true)" in proc.stdout + proc.stderr
+
+
 # --- a real run on MNIST -------------------------------------------------------------
 
 
@@ -150,6 +172,23 @@ def test_tiny_run_metrics_are_sane(tiny_run):
     assert s.loc["mag_b20", "tasks_trained"] == 2 and s.loc["mag_b20_c50", "tasks_trained"] == 3
     for col in ("acc_mean", "acc_sd", "acc_n", "bwt_mean", "fwt_mean", "forgetting_mean"):
         assert col in s.columns
+
+
+@pytest.mark.slow
+def test_tiny_run_records_where_and_how_each_result_was_made(tiny_run):
+    """Provenance: device, threads used, the checkout's commit and whether it had
+    uncommitted changes, in every model file and every metrics.csv row."""
+    work, _ = tiny_run
+    m = pd.read_csv(work / "results/tiny/metrics.csv")
+    assert set(m["threads"]) == {1}  # tests/configs/tiny.yaml's train threads
+    assert m["git_dirty"].isin([True, False]).all() or m["git_dirty"].isna().all()
+    assert m["device"].str.startswith("cpu:").all()
+    for path in (work / "results/tiny/seed0").rglob("model.pt"):
+        meta = io.load(path, "model")["meta"]
+        assert meta["threads"] == 1 and meta["device"].startswith("cpu:"), path
+        assert "git_dirty" in meta and "gpu" not in meta, path  # no GPU: no GPU details
+    log = (work / "results/tiny/seed0/scratch/task1/train.log").read_text()
+    assert "device cpu:" in log and "1 thread(s), time limit 10 min" in log, log
 
 
 @pytest.mark.slow

@@ -43,6 +43,9 @@ METRICS_COLUMNS = [
 # parameters_total for every model; parameters_added / parameters_in_use for a growing
 # network after a task (clpipe.models.evaluation_parameters), NaN otherwise.
 PARAMETER_COLUMNS = ["parameters_total", "parameters_added", "parameters_in_use"]
+# Optional provenance of the evaluated model (eval.csv has them since the GPU work):
+# the threads its training job used and whether the checkout had uncommitted changes.
+PROVENANCE_COLUMNS = ["threads", "git_dirty"]
 
 
 def collect_metrics(spec: dict[str, Any], evaluations: Iterable[str]) -> pd.DataFrame:
@@ -63,7 +66,7 @@ def collect_metrics(spec: dict[str, Any], evaluations: Iterable[str]) -> pd.Data
             raise ValueError(f"arm {arm!r}: found evaluations of {got} models, expected {expected}")
         frames.append(rows.assign(arm=arm, method=arm_spec["method"], method_type=arm_spec["method_type"]))
     out = pd.concat(frames, ignore_index=True)
-    out = out[METRICS_COLUMNS + [c for c in PARAMETER_COLUMNS if c in out.columns]]
+    out = out[METRICS_COLUMNS + [c for c in PARAMETER_COLUMNS + PROVENANCE_COLUMNS if c in out.columns]]
     arm_order = {a["name"]: i for i, a in enumerate(spec["arms"])}
     out = out.sort_values(
         by=["arm", "seed", "trained_task", "eval_task"],

@@ -36,8 +36,15 @@ def log_to(path: str | None) -> Iterator[logging.Logger]:
     # Which copy of the package runs: a second checkout or a stale install shows here.
     log.info("clpipe from %s", os.path.dirname(os.path.abspath(__file__)))
     # Where the job ran: the cluster's job id, if any (proof a step ran as a SLURM job).
+    # With its partition and the GPUs SLURM allocated it (CUDA_VISIBLE_DEVICES).
     if os.environ.get("SLURM_JOB_ID"):
-        log.info("SLURM job %s on %s", os.environ["SLURM_JOB_ID"], os.environ.get("SLURMD_NODENAME", "?"))
+        log.info(
+            "SLURM job %s on %s, partition %s, GPUs %s",
+            os.environ["SLURM_JOB_ID"],
+            os.environ.get("SLURMD_NODENAME", "?"),
+            os.environ.get("SLURM_JOB_PARTITION", "?"),
+            os.environ.get("CUDA_VISIBLE_DEVICES", "none"),
+        )
     try:
         yield log
     except BaseException:

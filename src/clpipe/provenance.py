@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -31,6 +32,24 @@ def git_commit() -> str:
 
 
 @functools.cache
+def checkout_dirty() -> bool | None:
+    """Whether the checkout this package runs from has uncommitted changes to tracked
+    files (None outside a checkout): a result made by uncommitted code says so."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip())
+
+
+@functools.cache
 def versions() -> dict[str, str]:
     import numpy
     import torch
@@ -51,11 +70,57 @@ def versions() -> dict[str, str]:
 
 
 def device_name(device) -> str:
+    """``cuda:<index>:<GPU model>`` or ``cpu:<processor>`` (the ``device`` column)."""
     import torch
 
     if device.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(device)}"
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index}:{torch.cuda.get_device_name(index)}"
     return f"cpu:{platform.processor() or platform.machine()}"
+
+
+def gpu_details(runtime) -> dict[str, Any] | None:
+    """The GPU a job ran on and the CUDA stack (None on the CPU): model, index among the
+    visible GPUs and its id there (CUDA_VISIBLE_DEVICES), the slot claimed, compute
+    capability, memory, CUDA and cuDNN versions, and whether TF32 was allowed (matmul,
+    cuDNN), which changes results in the last bits."""
+    import torch
+
+    device = runtime.device
+    if device.type != "cuda":
+        return None
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    props = torch.cuda.get_device_properties(index)
+    claim = getattr(runtime, "gpu", None)
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    return {
+        "name": props.name,
+        "index": index,
+        "visible_id": claim.gpu_id
+        if claim is not None
+        else os.environ.get("CUDA_VISIBLE_DEVICES", str(index)),
+        "slot": claim.slot if claim is not None else None,
+        "scheduler": "slurm" if os.environ.get("SLURM_JOB_ID") else "local",
+        "capability": f"{props.major}.{props.minor}",
+        "memory_mb": int(props.total_memory // 2**20),
+        "cuda": str(torch.version.cuda),
+        "cudnn": str(cudnn),
+        "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+        "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
+    }
+
+
+def describe_runtime(runtime) -> str:
+    """One log line: where the job runs (the GPU and its slot) and with how many threads."""
+    where = device_name(runtime.device)
+    details = gpu_details(runtime)
+    if details is not None:
+        where += (
+            f" (visible id {details['visible_id']}"
+            + (f", slot {details['slot']}" if details["slot"] is not None else ", the scheduler's allocation")
+            + f"; CUDA {details['cuda']}, cuDNN {details['cudnn']}, TF32 matmul {details['tf32_matmul']})"
+        )
+    return f"device {where}, {runtime.threads} thread(s)"
 
 
 def provenance(step: str, spec: dict[str, Any], runtime=None) -> dict[str, Any]:
@@ -74,6 +139,11 @@ def provenance(step: str, spec: dict[str, Any], runtime=None) -> dict[str, Any]:
     for key in ("experiment", "seed", "arm", "task"):
         if key in spec:
             meta[key] = spec[key]
+    meta["git_dirty"] = checkout_dirty()
     if runtime is not None:
         meta["device"] = device_name(runtime.device)
+        meta["threads"] = int(runtime.threads)
+        gpu = gpu_details(runtime)
+        if gpu is not None:
+            meta["gpu"] = gpu
     return meta

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sys
 from dataclasses import dataclass
 
 import torch
+
+from clpipe.gpus import GpuClaim, claim_for_this_process
+
+log = logging.getLogger("clpipe")
 
 
 @dataclass(frozen=True)
@@ -17,6 +22,7 @@ class Runtime:
     threads: int
     config_hash: str = "unknown"  # of the whole config the job ran under (provenance only)
     resume: bool = True  # training jobs keep epoch checkpoints and resume from them
+    gpu: GpuClaim | None = None  # the slot this job claimed on a machine of several GPUs
 
 
 def resolve_device(name: str) -> torch.device:
@@ -28,6 +34,19 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda"):
         raise ValueError(f"config key 'device': {name!r} is not one of auto, cpu, cuda")
     return torch.device(name)
+
+
+def gpu_for_job(
+    device: torch.device, slots_per_device: int = 1, label: str = ""
+) -> tuple[torch.device, GpuClaim | None]:
+    """The GPU a job runs on: a slot of its own among the visible GPUs (clpipe.gpus), or
+    under SLURM the allocation's first GPU; the CPU stays the CPU."""
+    if device.type != "cuda":
+        return device, None
+    claim = claim_for_this_process(torch.cuda.device_count(), slots_per_device, label=label)
+    index = 0 if claim is None else claim.index
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index), claim
 
 
 def _use_deterministic_algorithms() -> None:
@@ -49,8 +68,10 @@ def make_runtime(
     threads: int = 1,
     config_hash: str = "unknown",
     resume: bool = True,
+    gpu_slots_per_device: int = 1,
+    label: str = "",
 ) -> Runtime:
-    dev = resolve_device(device)
+    dev, claim = gpu_for_job(resolve_device(device), gpu_slots_per_device, label)
     torch.set_num_threads(max(1, threads))
     if deterministic:
         # Needed by cuBLAS for deterministic matrix products; harmless on CPU.
@@ -58,7 +79,12 @@ def make_runtime(
         _use_deterministic_algorithms()
         torch.backends.cudnn.benchmark = False
     return Runtime(
-        device=dev, deterministic=deterministic, threads=threads, config_hash=config_hash, resume=resume
+        device=dev,
+        deterministic=deterministic,
+        threads=torch.get_num_threads(),
+        config_hash=config_hash,
+        resume=resume,
+        gpu=claim,
     )
 
 
@@ -81,13 +107,25 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def runtime_for(job) -> Runtime:
-    """The runtime of a Snakemake job: device and determinism from the config, its threads."""
-    from clpipe.config import stable_hash
+    """The runtime of a Snakemake job: device and determinism from the config, its threads.
 
-    return make_runtime(
-        device=job.config.get("device", "auto"),
+    A job runs on a GPU only if it asked the scheduler for one (its ``gpu`` resource; the
+    workflow asks for one in every step that runs a model unless ``device`` is ``cpu``);
+    on a machine of several GPUs it claims one of its own (clpipe.gpus)."""
+    from clpipe.config import stable_hash
+    from clpipe.provenance import describe_runtime
+
+    wants_gpu = int(getattr(job.resources, "gpu", 0) or 0) > 0
+    device = job.config.get("device", "auto")
+    runtime = make_runtime(
+        device=device if wants_gpu else "cpu",
         deterministic=job.config.get("deterministic", True),
         threads=int(job.threads),
         config_hash=stable_hash(dict(job.config)),
         resume=job.config.get("resume", True),
+        gpu_slots_per_device=int(job.config.get("gpu_slots_per_device", 1)),
+        label=f"{job.rule} ",
     )
+    limit = getattr(job.resources, "runtime", None)  # minutes; longer on a retried attempt
+    log.info("%s%s", describe_runtime(runtime), "" if limit is None else f", time limit {limit} min")
+    return runtime

@@ -300,6 +300,10 @@ def evaluate(model_in: str, data: str, spec: dict[str, Any], output: str, runtim
                 "device": device_name(runtime.device),
                 "torch": meta.get("versions", {}).get("torch", "unknown"),
                 **parameters,
+                # how the model was made: its job's threads (a CPU result depends on
+                # them) and whether the code had uncommitted changes
+                "threads": meta.get("threads"),
+                "git_dirty": meta.get("git_dirty"),
             }
         )
         log.info("task %d: accuracy %.4f loss %.4f (n=%d)", task.index, acc, loss, len(task.test))

@@ -6,6 +6,8 @@ from snakemake.logging import logger
 from clpipe import plan
 from clpipe.catalog import DATASETS, checksums
 from clpipe.config import SCRATCH, ConfigError, validate_config
+from clpipe.gpus import allocated_gpus
+from clpipe.resources import lowered_threads, lowered_threads_message, resource
 
 # The JSON schema (which also fills in defaults), then the checks a schema cannot
 # express: all before any job is planned.
@@ -66,15 +68,54 @@ def all_outputs():
 
 
 def res(kind, key):
-    """A resource of a kind of step, as the job's experiment sets it (or the top level)."""
+    """A resource of a kind of step, as the job's experiment sets it (or the top level);
+    a retried job's runtime is the config's times the attempt (clpipe.resources)."""
 
-    def value(wildcards):
+    def value(wildcards, attempt):
         name = wildcards.get("experiment")
-        return (EXPERIMENTS[name].resources if name in EXPERIMENTS else RESOURCES)[
-            kind
-        ][key]
+        return resource(EXPERIMENTS, RESOURCES, kind, key, name, attempt)
 
     return value
+
+
+def limit_gpus_inside_a_cluster_job():
+    """Inside a cluster job, its steps share the GPUs the scheduler gave it.
+
+    The SLURM plugin starts a group job in its allocation with the group's steps but
+    without --resources (snakemake-executor-plugin-slurm 2.8), so there the group's
+    parallel GPU steps would be summed (--gpus=2 in a --gpus=1 allocation, refused by
+    srun). With the allocation's GPU count as the limit they run one after the other, as
+    the submission's own calculation (profiles/slurm: gpu scoped local, limit 1) planned.
+    """
+    if workflow.is_main_process:
+        return
+    if workflow.global_resources.get("gpu").value is None:
+        workflow.register_resource("gpu", allocated_gpus())
+
+
+def check_threads():
+    """Name, before any job runs, the steps whose threads Snakemake would lower below
+    the config's (--cores, --max-threads): refused unless allow_fewer_threads is set."""
+    if not workflow.is_main_process:
+        return
+    found = lowered_threads(
+        EXPERIMENTS,
+        run_experiments(),
+        workflow.resource_settings.cores,
+        workflow.resource_settings.max_threads,
+    )
+    if not found:
+        return
+    if workflow.output_settings.dryrun:  # workflow.dryrun is not known yet here
+        logger.warning(
+            "dry run: "
+            + lowered_threads_message(found, allowed=True).split(". ")[0]
+            + " (a dry run without --cores assumes 1)"
+        )
+    elif config["allow_fewer_threads"]:
+        logger.warning(lowered_threads_message(found, allowed=True))
+    else:
+        raise WorkflowError(lowered_threads_message(found, allowed=False))
 
 
 _WARNED = set()  # files already named in a warning while this DAG is built

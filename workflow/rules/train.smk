@@ -14,10 +14,10 @@ rule init_model:
         "../../envs/torch.yaml"
     threads: 1
     resources:
+        # no GPU: the init is drawn on the CPU, the same on every device (its group's
+        # evaluation asks for the GPU)
         mem_mb=res("consolidate", "mem_mb"),
         runtime=res("consolidate", "runtime"),
-        # its group evaluates the random init: on the GPU, like every other model
-        gpu=gpus,
     params:
         spec=lambda w: plan.init_spec(experiment(w), int(w.seed)),
     script:
