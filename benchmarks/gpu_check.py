@@ -56,9 +56,11 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(HERE))
 
-from clpipe import io, plan, steps  # noqa: E402
+from clpipe import io, plan  # noqa: E402
 from clpipe.config import validate_config  # noqa: E402
 from clpipe.runtime import make_runtime  # noqa: E402
+from clpipe.steps.consolidate import compute_importance  # noqa: E402
+from clpipe.steps.train import train_first_task  # noqa: E402
 
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
@@ -193,7 +195,7 @@ def check_determinism(work: Path, cfg: dict, device: str) -> dict:
     states = [io.load(results / "seed0/scratch/task1/model.pt", "model")["state_dict"]]
     for i in range(2):
         out = work / f"again{i}"
-        steps.train_first_task(
+        train_first_task(
             str(results / "seed0/scratch/task0/model.pt"),
             str(results / "data/tasks.pt"),
             spec,
@@ -245,7 +247,7 @@ def check_fisher(work: Path, cfg: dict, device: str) -> dict:
     fisher = {}
     for where in ("cpu", device):
         out = work / f"fisher_{where}.pt"
-        steps.compute_importance(
+        compute_importance(
             str(results / "seed0/scratch/task1/model.pt"),
             str(results / "data/tasks.pt"),
             None,

@@ -1,13 +1,13 @@
 """Rule compute_importance: what a method keeps from a trained task (MAG: freezing values)."""
 
-from clpipe import steps
 from clpipe.logs import log_to
 from clpipe.runtime import runtime_for
+from clpipe.steps.consolidate import compute_importance
 
 smk = snakemake  # noqa: F821 -- the job object Snakemake injects into scripts
 
 with log_to(smk.log[0]):
-    steps.compute_importance(
+    compute_importance(
         model_in=smk.input.model,
         data=smk.input.data,
         progress=smk.input.get("progress"),

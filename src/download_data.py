@@ -1,12 +1,12 @@
 """Rule download_data: check a dataset in data_dir, download it if missing, write its md5s."""
 
-from clpipe import steps
 from clpipe.logs import log_to
+from clpipe.steps.data import download_data
 
 smk = snakemake  # noqa: F821 -- the job object Snakemake injects into scripts
 
 with log_to(smk.log[0]):
-    steps.download_data(
+    download_data(
         data_dir=smk.params.data_dir,
         dataset=smk.wildcards.dataset,
         manifest=smk.output.manifest,

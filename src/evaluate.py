@@ -1,13 +1,13 @@
 """Rule evaluate: test accuracy and loss of one model on every task."""
 
-from clpipe import steps
 from clpipe.logs import log_to
 from clpipe.runtime import runtime_for
+from clpipe.steps.evaluate import evaluate
 
 smk = snakemake  # noqa: F821 -- the job object Snakemake injects into scripts
 
 with log_to(smk.log[0]):
-    steps.evaluate(
+    evaluate(
         model_in=smk.input.model,
         data=smk.input.data,
         spec=smk.params.spec,

@@ -1,13 +1,13 @@
 """Rule train_first_task: train task 1 from the random init (shared by every arm)."""
 
-from clpipe import steps
 from clpipe.logs import log_to
 from clpipe.runtime import runtime_for
+from clpipe.steps.train import train_first_task
 
 smk = snakemake  # noqa: F821 -- the job object Snakemake injects into scripts
 
 with log_to(smk.log[0]):
-    steps.train_first_task(
+    train_first_task(
         model_in=smk.input.model,
         data=smk.input.data,
         spec=smk.params.spec,

@@ -1,13 +1,13 @@
 """Rule train_next_task: train a later task of an arm with its method."""
 
-from clpipe import steps
 from clpipe.logs import log_to
 from clpipe.runtime import runtime_for
+from clpipe.steps.train import train_next_task
 
 smk = snakemake  # noqa: F821 -- the job object Snakemake injects into scripts
 
 with log_to(smk.log[0]):
-    steps.train_next_task(
+    train_next_task(
         model_in=smk.input.model,
         data=smk.input.data,
         importance=smk.input.get("importance"),

@@ -1,12 +1,12 @@
 """Rule update_progress: merge a task's record into the method's running state (MAG: frozen set)."""
 
-from clpipe import steps
 from clpipe.logs import log_to
+from clpipe.steps.consolidate import update_progress
 
 smk = snakemake  # noqa: F821 -- the job object Snakemake injects into scripts
 
 with log_to(smk.log[0]):
-    steps.update_progress(
+    update_progress(
         record=smk.input.record,
         previous=smk.input.get("previous"),
         spec=smk.params.spec,

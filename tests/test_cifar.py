@@ -19,12 +19,12 @@ from cifar_files import flat_index, make_cifar10, make_cifar100, read_batch, wri
 
 from clpipe import io, plan
 from clpipe.catalog import DATASETS, dataset_info, md5sum
+from clpipe.checkpoints import load_model
 from clpipe.config import ConfigError, validate_config
 from clpipe.data import DataError, build_tasks, read_cifar, read_dataset, verify_dataset
 from clpipe.growing import GrowingTaskNet, dense_parameter_count, source_schedule_parameters
 from clpipe.methods import load_method
 from clpipe.models import build_model, count_parameters
-from clpipe.steps import load_model
 from conftest import ROOT, SCHEMA, planned_jobs, snakemake, write_config
 
 TORCHVISION = {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100}

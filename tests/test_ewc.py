@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clpipe import io, steps
+from clpipe import io
 from clpipe.data import InputPipeline, Split, Task
 from clpipe.methods.base import TaskContext
 from clpipe.methods.ewc import (
@@ -18,6 +18,9 @@ from clpipe.methods.ewc import (
 from clpipe.models import build_model
 from clpipe.runtime import make_runtime
 from clpipe.scenarios import Scenario
+from clpipe.steps.consolidate import compute_importance
+from clpipe.steps.init import init_model
+from clpipe.steps.train import train_first_task, train_next_task
 
 INPUT = {"size": 8, "channels": 1, "normalize": None}
 
@@ -195,8 +198,8 @@ def test_lambda_zero_trains_exactly_like_fine_tuning(tmp_path):
         "train": {"epochs": 2, "batch_size": 16, "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9}},
     }
     p = lambda name: str(tmp_path / name)  # noqa: E731
-    steps.init_model({"experiment": "toy", "seed": 0, "model": model_spec}, p("init.pt"), runtime)
-    steps.train_first_task(p("init.pt"), data, {**base, "task": 1}, p("a.pt"), p("a.csv"), runtime)
+    init_model({"experiment": "toy", "seed": 0, "model": model_spec}, p("init.pt"), runtime)
+    train_first_task(p("init.pt"), data, {**base, "task": 1}, p("a.pt"), p("a.csv"), runtime)
     ewc = {
         "type": "ewc",
         "fisher_labels": "empirical",
@@ -205,7 +208,7 @@ def test_lambda_zero_trains_exactly_like_fine_tuning(tmp_path):
         "online": False,
         "decay": 1.0,
     }
-    steps.compute_importance(
+    compute_importance(
         p("a.pt"), data, None, None, {**base, "task": 1, "method": ewc}, p("fisher.pt"), runtime
     )
     for name, method, imp, settings in (
@@ -214,7 +217,7 @@ def test_lambda_zero_trains_exactly_like_fine_tuning(tmp_path):
         ("ewc1", ewc, p("fisher.pt"), {"lambda": 100.0}),
     ):
         spec = {**base, "task": 2, "arm": name, "method": method, "task_settings": settings}
-        steps.train_next_task(
+        train_next_task(
             p("a.pt"), data, imp, spec, p(f"{name}.pt"), p(f"{name}.csv"), p(f"{name}.rec"), runtime
         )
     weights = {n: io.load(p(f"{n}.pt"), "model")["state_dict"] for n in ("finetune", "ewc0", "ewc1")}

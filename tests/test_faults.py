@@ -13,8 +13,11 @@ import yaml
 from test_config import BAD_CONFIGS, mutate
 from test_workflow import SNAKEFILE, snakemake
 
-from clpipe import io, steps
+from clpipe import io
 from clpipe.runtime import make_runtime
+from clpipe.steps.consolidate import compute_importance
+from clpipe.steps.init import init_model
+from clpipe.steps.train import train_first_task, train_next_task
 from conftest import ROOT
 
 
@@ -181,8 +184,8 @@ def trained(tmp_path):
         "input": inp,
         "n_outputs": 2,
     }
-    steps.init_model({"experiment": "toy", "seed": 0, "model": spec}, p("init.pt"), runtime)
-    steps.train_first_task(p("init.pt"), p("tasks.pt"), {**base, "task": 1}, p("a.pt"), p("a.csv"), runtime)
+    init_model({"experiment": "toy", "seed": 0, "model": spec}, p("init.pt"), runtime)
+    train_first_task(p("init.pt"), p("tasks.pt"), {**base, "task": 1}, p("a.pt"), p("a.csv"), runtime)
     ewc = {
         "type": "ewc",
         "fisher_labels": "empirical",
@@ -191,7 +194,7 @@ def trained(tmp_path):
         "online": False,
         "decay": 1.0,
     }
-    steps.compute_importance(
+    compute_importance(
         p("a.pt"), p("tasks.pt"), None, None, {**base, "task": 1, "method": ewc}, p("f.pt"), runtime
     )
     spec_b = {**base, "task": 2, "arm": "ewc", "method": ewc, "task_settings": {"lambda": 1.0}}
@@ -203,9 +206,7 @@ def test_a_truncated_fisher_file_is_named_with_its_step(trained):
     data = open(p("f.pt"), "rb").read()
     open(p("f.pt"), "wb").write(data[: len(data) // 3])
     with pytest.raises(io.FileFormatError, match=r"f.pt: cannot be read .*\(compute_importance\)"):
-        steps.train_next_task(
-            p("a.pt"), p("tasks.pt"), p("f.pt"), spec, p("b.pt"), p("b.csv"), p("b.rec"), runtime
-        )
+        train_next_task(p("a.pt"), p("tasks.pt"), p("f.pt"), spec, p("b.pt"), p("b.csv"), p("b.rec"), runtime)
     assert not os.path.exists(p("b.pt"))
 
 
@@ -215,9 +216,7 @@ def test_a_corrupted_model_is_named(trained):
         f.seek(200)
         f.write(os.urandom(400))
     with pytest.raises(io.FileFormatError, match=r"a.pt: cannot be read as a clpipe model file"):
-        steps.train_next_task(
-            p("a.pt"), p("tasks.pt"), p("f.pt"), spec, p("b.pt"), p("b.csv"), p("b.rec"), runtime
-        )
+        train_next_task(p("a.pt"), p("tasks.pt"), p("f.pt"), spec, p("b.pt"), p("b.csv"), p("b.rec"), runtime)
 
 
 def test_a_fisher_file_of_another_architecture_is_refused_with_names_and_shapes(trained):
@@ -226,9 +225,7 @@ def test_a_fisher_file_of_another_architecture_is_refused_with_names_and_shapes(
     imp["terms"][0]["fisher"]["net.1.weight"] = torch.zeros(9, 64)
     io.save(p("g.pt"), "importance", imp["meta"], terms=imp["terms"], online=False, labels="empirical")
     with pytest.raises(ValueError, match=r"net.1.weight: shape \(9, 64\) but the model has \(8, 64\)"):
-        steps.train_next_task(
-            p("a.pt"), p("tasks.pt"), p("g.pt"), spec, p("b.pt"), p("b.csv"), p("b.rec"), runtime
-        )
+        train_next_task(p("a.pt"), p("tasks.pt"), p("g.pt"), spec, p("b.pt"), p("b.csv"), p("b.rec"), runtime)
 
 
 def test_a_model_file_where_an_importance_file_belongs_is_refused(trained):
@@ -236,9 +233,7 @@ def test_a_model_file_where_an_importance_file_belongs_is_refused(trained):
     with pytest.raises(
         io.FileFormatError, match=r"a.pt: is a 'clpipe.model/1' file .* expected 'clpipe.importance/1'"
     ):
-        steps.train_next_task(
-            p("a.pt"), p("tasks.pt"), p("a.pt"), spec, p("b.pt"), p("b.csv"), p("b.rec"), runtime
-        )
+        train_next_task(p("a.pt"), p("tasks.pt"), p("a.pt"), spec, p("b.pt"), p("b.csv"), p("b.rec"), runtime)
 
 
 @pytest.mark.slow

@@ -285,7 +285,7 @@ def test_checkpoint_round_trip_is_bit_identical(mode, tmp_path):
     expected = task_outputs(model, x)
     rebuilt = GrowingTaskNet.from_spec(spec)
     rebuilt.load_state_dict(saved["state"], strict=True)
-    on_meta = GrowingTaskNet.from_spec(spec, device="meta")  # as clpipe.steps.load_model does
+    on_meta = GrowingTaskNet.from_spec(spec, device="meta")  # as clpipe.checkpoints.load_model does
     on_meta.load_state_dict(saved["state"], strict=True, assign=True)
     for other in (rebuilt, on_meta):
         got = task_outputs(other, x)
@@ -296,7 +296,7 @@ def test_checkpoint_round_trip_is_bit_identical(mode, tmp_path):
 
 def test_moving_and_casting_the_network_keeps_its_outputs():
     """``.to()`` / ``.double()`` go through nn.Module._apply, which the layers must not
-    shadow (clpipe.steps.load_model moves every model to its device)."""
+    shadow (clpipe.checkpoints.load_model moves every model to its device)."""
     model = small_net("read")
     grow_small(model, 2)
     x = fixed_batch()

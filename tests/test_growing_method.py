@@ -9,6 +9,7 @@ import torch
 
 from clpipe import io
 from clpipe.aggregate import PARAMETER_COLUMNS
+from clpipe.checkpoints import load_model, save_model
 from clpipe.data import InputPipeline, Split, Task
 from clpipe.growing import GrowingTaskNet, dense_parameter_count, schedule_totals
 from clpipe.methods import load_method
@@ -17,7 +18,7 @@ from clpipe.methods.growing import GrowingNetwork
 from clpipe.models import build_model, count_parameters, evaluation_parameters, parameter_report, spec_of
 from clpipe.runtime import make_runtime, seed_everything
 from clpipe.scenarios import Scenario
-from clpipe.steps import _train, load_model, save_model
+from clpipe.steps.train import _train
 from clpipe.training import train_task
 
 INPUT = {"size": 8, "channels": 1, "normalize": {"mean": [0.5], "std": [0.5]}}

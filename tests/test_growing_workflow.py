@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from clpipe import io
+from clpipe.checkpoints import load_model
 from clpipe.growing import GrowingTaskNet, dense_parameter_count
-from clpipe.steps import load_model
 from conftest import ROOT, snakemake, write_config
 
 K, POOLED, IN = 3, 2, 1  # kernel, pooled size, input channels of growing_tiny

@@ -3,9 +3,9 @@
 import torch
 from torch import nn
 
+from clpipe.checkpoints import load_model, save_model
 from clpipe.models import VGG16, build_model, count_parameters
 from clpipe.runtime import seed_everything
-from clpipe.steps import load_model, save_model
 
 
 def spec(**kw):

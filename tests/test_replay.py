@@ -5,10 +5,13 @@ import math
 import pytest
 import torch
 
-from clpipe import io, steps
+from clpipe import io
 from clpipe.methods import REGISTRY
 from clpipe.methods.replay import BUFFER_KEYS, ExperienceReplay, empty_buffer, hardness, preference, select
 from clpipe.runtime import make_runtime
+from clpipe.steps.consolidate import compute_importance
+from clpipe.steps.init import init_model
+from clpipe.steps.train import train_first_task, train_next_task
 
 INPUT = {"size": 8, "channels": 1, "normalize": None}
 
@@ -157,19 +160,17 @@ def run_arms(tmp_path, scenario, methods):
         "train": {"epochs": 2, "batch_size": 16, "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9}},
     }
     p = lambda name: str(tmp_path / name)  # noqa: E731
-    steps.init_model(
-        {"experiment": "toy", "seed": 0, "model": {**model, "n_outputs": outputs}}, p("i.pt"), runtime
-    )
-    steps.train_first_task(p("i.pt"), data, {**base, "task": 1}, p("a.pt"), p("a.csv"), runtime)
+    init_model({"experiment": "toy", "seed": 0, "model": {**model, "n_outputs": outputs}}, p("i.pt"), runtime)
+    train_first_task(p("i.pt"), data, {**base, "task": 1}, p("a.pt"), p("a.csv"), runtime)
     out = {}
     for name, method in methods.items():
         imp = None
         if method["type"] == "replay":
             imp = p(f"{name}.buf")
             spec = {**base, "task": 1, "method": method}
-            steps.compute_importance(p("a.pt"), data, None, None, spec, imp, runtime)
+            compute_importance(p("a.pt"), data, None, None, spec, imp, runtime)
         spec = {**base, "task": 2, "arm": name, "method": method, "task_settings": {}}
-        steps.train_next_task(
+        train_next_task(
             p("a.pt"), data, imp, spec, p(f"{name}.pt"), p(f"{name}.csv"), p(f"{name}.r"), runtime
         )
         out[name] = io.load(p(f"{name}.pt"), "model")["state_dict"]
@@ -215,7 +216,7 @@ def test_buffer_entries_point_at_the_tasks_training_samples(tmp_path):
 
 def test_a_buffer_from_other_data_is_refused(tmp_path):
     from clpipe.data import load_tasks
-    from clpipe.steps import _context
+    from clpipe.steps.context import task_context as _context
 
     data = toy_data(tmp_path)
     tasks = load_tasks(data)
@@ -232,7 +233,7 @@ def test_scoring_costs_one_evaluation_pass(tmp_path):
     """compute_importance runs the model once per evaluation batch, in inference mode."""
     from clpipe.data import load_tasks
     from clpipe.models import build_model
-    from clpipe.steps import _context
+    from clpipe.steps.context import task_context as _context
 
     tasks = load_tasks(toy_data(tmp_path))
     runtime = make_runtime("cpu", deterministic=True, threads=1)

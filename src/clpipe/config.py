@@ -11,8 +11,6 @@ single job runs. Torch-free: the workflow imports this while it builds the DAG.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -590,9 +588,3 @@ def validate_config(config: dict[str, Any], schema_path: str) -> dict[str, Exper
             path.append(named.group(1))
         raise ConfigError(_dotted(path), error.message)
     return check_config(config)
-
-
-def stable_hash(obj: Any) -> str:
-    """Short hash of a JSON-serialisable object, independent of dict order."""
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]

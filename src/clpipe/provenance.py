@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from clpipe import __version__
-from clpipe.config import stable_hash
+from clpipe.hashing import stable_hash
 
 
 @functools.cache

@@ -112,7 +112,7 @@ def runtime_for(job) -> Runtime:
     A job runs on a GPU only if it asked the scheduler for one (its ``gpu`` resource; the
     workflow asks for one in every step that runs a model unless ``device`` is ``cpu``);
     on a machine of several GPUs it claims one of its own (clpipe.gpus)."""
-    from clpipe.config import stable_hash
+    from clpipe.hashing import stable_hash
     from clpipe.provenance import describe_runtime
 
     wants_gpu = int(getattr(job.resources, "gpu", 0) or 0) > 0

@@ -1,0 +1,49 @@
+"""Steps compute_importance and update_progress: what a method keeps after a task."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from clpipe import io
+from clpipe.checkpoints import load_model
+from clpipe.data import load_tasks
+from clpipe.methods import load_method
+from clpipe.provenance import provenance
+from clpipe.runtime import Runtime, derive_seed, seed_everything
+from clpipe.steps.context import task_context
+
+log = logging.getLogger("clpipe")
+
+
+def compute_importance(
+    model_in: str,
+    data: str,
+    progress: str | None,
+    previous: str | None,
+    spec: dict[str, Any],
+    output: str,
+    runtime: Runtime,
+) -> None:
+    method = load_method(spec["method"])
+    generator = seed_everything(derive_seed(spec["seed"], "importance", spec["task"]))
+    model, _ = load_model(model_in, runtime.device)
+    tasks = load_tasks(data)
+    _, _, ctx = task_context(spec, tasks, runtime, generator, model)
+    prog = io.load(progress, "progress") if progress else None
+    prev = io.load(previous, "importance") if previous else None
+    t0 = time.perf_counter()
+    result = method.compute_importance(model, ctx, prev, prog)
+    log.info(
+        "%s importance of task %d in %.1f s", spec["method"]["type"], spec["task"], time.perf_counter() - t0
+    )
+    io.save(output, "importance", provenance("compute_importance", spec, runtime), **result)
+
+
+def update_progress(record: str, previous: str | None, spec: dict[str, Any], output: str) -> None:
+    method = load_method(spec["method"])
+    rec = io.load(record, "record")
+    prev = io.load(previous, "progress") if previous else None
+    result = method.update_progress(prev, rec)
+    io.save(output, "progress", provenance("update_progress", spec), **result)

@@ -1,0 +1,134 @@
+"""Steps train_first_task and train_next_task: one task of one arm, any method."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import pandas as pd
+
+from clpipe import io
+from clpipe.checkpoints import load_model, save_model
+from clpipe.data import load_tasks
+from clpipe.hashing import stable_hash
+from clpipe.methods import load_method
+from clpipe.methods.base import ContinualMethod
+from clpipe.methods.finetune import FineTune
+from clpipe.models import parameter_report, spec_of
+from clpipe.provenance import provenance
+from clpipe.runtime import Runtime, derive_seed, seed_everything
+from clpipe.steps.context import task_context
+from clpipe.training import EpochCheckpoint, train_task
+
+log = logging.getLogger("clpipe")
+
+
+def _file_identity(path: str | None) -> list[Any] | None:
+    if path is None:
+        return None
+    st = os.stat(path)
+    return [path, st.st_size, st.st_mtime_ns]
+
+
+def _train(
+    step: str,
+    *,
+    model_in: str,
+    data: str,
+    spec: dict[str, Any],
+    method: ContinualMethod,
+    importance: str | None,
+    model_out: str,
+    history_out: str,
+    runtime: Runtime,
+) -> dict[str, Any]:
+    """Train one task (the two training rules); returns the method's record of it."""
+    consolidated = io.load(importance, "importance") if importance else None
+    # Seeded by run seed and task only (not the arm): two arms that do the same thing
+    # on a task give bit-identical results.
+    generator = seed_everything(derive_seed(spec["seed"], "train", spec["task"]))
+    model, loaded = load_model(model_in, runtime.device)
+    tasks = load_tasks(data)
+    scenario, pipeline, ctx = task_context(spec, tasks, runtime, generator, model)
+    method.begin_task(model, consolidated, spec.get("task_settings", {}), ctx)
+    label = f"{spec['experiment']} seed {spec['seed']} {spec.get('arm', 'scratch')} task {spec['task']}"
+    # Epoch checkpoints beside the outputs (not an output: Snakemake leaves it alone when
+    # it reruns the killed job), valid for exactly this job and these input files.
+    epochs = EpochCheckpoint(
+        os.path.join(os.path.dirname(model_out), "train.resume.pt") if runtime.resume else None,
+        stable_hash({"spec": spec, "inputs": [_file_identity(p) for p in (model_in, data, importance)]}),
+    )
+    t0 = time.perf_counter()
+    history = train_task(
+        model,
+        ctx.task,
+        scenario=scenario,
+        pipeline=pipeline,
+        train_cfg=spec["train"],
+        method=method,
+        generator=generator,
+        eval_batch_size=ctx.batch_size,
+        label=label,
+        checkpoint=epochs,
+        validation=method.validation_splits(ctx),
+    )
+    record = method.end_task(model)
+    meta = provenance(step, spec, runtime)
+    meta["train_seconds"] = time.perf_counter() - t0
+    # a network that grew for this task is stored as what it is now: the next step
+    # rebuilds it from the file alone
+    save_model(model_out, model, spec_of(model, loaded["model_spec"]), meta)
+    frame = pd.DataFrame(history).assign(
+        experiment=spec["experiment"],
+        seed=spec["seed"],
+        arm=spec.get("arm", "scratch"),
+        task=spec["task"],
+        **parameter_report(model, spec["task"]),
+    )
+    io.save_csv(history_out, frame)
+    epochs.discard()
+    return record
+
+
+def train_first_task(
+    model_in: str, data: str, spec: dict[str, Any], model_out: str, history_out: str, runtime: Runtime
+) -> None:
+    """Task 1 from the random init, plain training; shared by every arm."""
+    _train(
+        "train_first_task",
+        model_in=model_in,
+        data=data,
+        spec=spec,
+        method=FineTune({}),
+        importance=None,
+        model_out=model_out,
+        history_out=history_out,
+        runtime=runtime,
+    )
+
+
+def train_next_task(
+    model_in: str,
+    data: str,
+    importance: str | None,
+    spec: dict[str, Any],
+    model_out: str,
+    history_out: str,
+    record_out: str,
+    runtime: Runtime,
+) -> None:
+    """A later task of an arm: its method, what the last task consolidated, its settings."""
+    record = _train(
+        "train_next_task",
+        model_in=model_in,
+        data=data,
+        spec=spec,
+        method=load_method(spec["method"]),
+        importance=importance,
+        model_out=model_out,
+        history_out=history_out,
+        runtime=runtime,
+    )
+    io.save(record_out, "record", provenance("train_next_task", spec, runtime), **record)
