@@ -1,9 +1,13 @@
 """Rule aggregate: every evaluation of an experiment into metrics.csv and summary tables."""
 
-from clpipe.aggregate import write_tables
-from clpipe.logs import log_to
+import sys
 
 smk = snakemake  # noqa: F821 -- the job object Snakemake injects into scripts
+# this workflow's clpipe (src/, beside this script) first, ahead of any installed one
+sys.path.insert(0, smk.scriptdir)
+
+from clpipe.aggregate import write_tables
+from clpipe.logs import log_to
 
 with log_to(smk.log[0]):
     write_tables(

@@ -1,10 +1,14 @@
 """Rule compute_importance: what a method keeps from a trained task (MAG: freezing values)."""
 
+import sys
+
+smk = snakemake  # noqa: F821 -- the job object Snakemake injects into scripts
+# this workflow's clpipe (src/, beside this script) first, ahead of any installed one
+sys.path.insert(0, smk.scriptdir)
+
 from clpipe.logs import log_to
 from clpipe.runtime import runtime_for
 from clpipe.steps.consolidate import compute_importance
-
-smk = snakemake  # noqa: F821 -- the job object Snakemake injects into scripts
 
 with log_to(smk.log[0]):
     compute_importance(

@@ -1,9 +1,13 @@
 """Rule download_data: check a dataset in data_dir, download it if missing, write its md5s."""
 
-from clpipe.logs import log_to
-from clpipe.steps.data import download_data
+import sys
 
 smk = snakemake  # noqa: F821 -- the job object Snakemake injects into scripts
+# this workflow's clpipe (src/, beside this script) first, ahead of any installed one
+sys.path.insert(0, smk.scriptdir)
+
+from clpipe.logs import log_to
+from clpipe.steps.download import download_data
 
 with log_to(smk.log[0]):
     download_data(

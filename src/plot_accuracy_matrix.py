@@ -1,9 +1,13 @@
 """Rule plot_accuracy_matrix: one arm's accuracy matrix as an annotated heatmap."""
 
-from clpipe.figures import draw_accuracy_matrix
-from clpipe.logs import log_to
+import sys
 
 smk = snakemake  # noqa: F821 -- the job object Snakemake injects into scripts
+# this workflow's clpipe (src/, beside this script) first, ahead of any installed one
+sys.path.insert(0, smk.scriptdir)
+
+from clpipe.figures import draw_accuracy_matrix
+from clpipe.logs import log_to
 
 with log_to(smk.log[0]):
     draw_accuracy_matrix(

@@ -1,11 +1,14 @@
 """Rule plot_experiment: forgetting, method comparison and training-curve figures."""
 
 import os
+import sys
+
+smk = snakemake  # noqa: F821 -- the job object Snakemake injects into scripts
+# this workflow's clpipe (src/, beside this script) first, ahead of any installed one
+sys.path.insert(0, smk.scriptdir)
 
 from clpipe.figures import draw_experiment
 from clpipe.logs import log_to
-
-smk = snakemake  # noqa: F821 -- the job object Snakemake injects into scripts
 
 with log_to(smk.log[0]):
     draw_experiment(

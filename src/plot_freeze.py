@@ -1,9 +1,13 @@
 """Rule plot_freeze: ACC and forgetting against the share of weights frozen (MAG)."""
 
-from clpipe.figures import draw_freeze
-from clpipe.logs import log_to
+import sys
 
 smk = snakemake  # noqa: F821 -- the job object Snakemake injects into scripts
+# this workflow's clpipe (src/, beside this script) first, ahead of any installed one
+sys.path.insert(0, smk.scriptdir)
+
+from clpipe.figures import draw_freeze
+from clpipe.logs import log_to
 
 with log_to(smk.log[0]):
     draw_freeze(

@@ -1,9 +1,13 @@
 """Rule prepare_data: decode an experiment's tasks into one tensor file, once."""
 
-from clpipe.logs import log_to
-from clpipe.steps.data import prepare_data
+import sys
 
 smk = snakemake  # noqa: F821 -- the job object Snakemake injects into scripts
+# this workflow's clpipe (src/, beside this script) first, ahead of any installed one
+sys.path.insert(0, smk.scriptdir)
+
+from clpipe.logs import log_to
+from clpipe.steps.prepare import prepare_data
 
 with log_to(smk.log[0]):
     prepare_data(

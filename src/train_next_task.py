@@ -1,10 +1,14 @@
 """Rule train_next_task: train a later task of an arm with its method."""
 
+import sys
+
+smk = snakemake  # noqa: F821 -- the job object Snakemake injects into scripts
+# this workflow's clpipe (src/, beside this script) first, ahead of any installed one
+sys.path.insert(0, smk.scriptdir)
+
 from clpipe.logs import log_to
 from clpipe.runtime import runtime_for
 from clpipe.steps.train import train_next_task
-
-smk = snakemake  # noqa: F821 -- the job object Snakemake injects into scripts
 
 with log_to(smk.log[0]):
     train_next_task(

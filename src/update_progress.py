@@ -1,9 +1,13 @@
 """Rule update_progress: merge a task's record into the method's running state (MAG: frozen set)."""
 
-from clpipe.logs import log_to
-from clpipe.steps.consolidate import update_progress
+import sys
 
 smk = snakemake  # noqa: F821 -- the job object Snakemake injects into scripts
+# this workflow's clpipe (src/, beside this script) first, ahead of any installed one
+sys.path.insert(0, smk.scriptdir)
+
+from clpipe.logs import log_to
+from clpipe.steps.consolidate import update_progress
 
 with log_to(smk.log[0]):
     update_progress(

@@ -83,3 +83,15 @@ def test_model_steps_ask_for_a_gpu_and_short_steps_ride_in_a_group():
             )
         elif rule in ("aggregate",) or rule.startswith("plot_"):
             assert group and group.group(1) == '"figures"', f"rule {rule}: not in the figures group"
+
+
+def test_the_version_is_in_one_place():
+    """pyproject.toml reads the version from clpipe/__init__.py; the installed metadata agrees."""
+    from importlib.metadata import version
+
+    import clpipe
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and project["dynamic"] == ["version"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", clpipe.__version__)
+    assert version("clpipe") == clpipe.__version__, "reinstall: pip install -e \".[test]\""

@@ -176,3 +176,178 @@ def test_an_edited_script_reruns_its_rule_and_what_follows(finished):
     assert "Nothing to be done" in proc.stdout + proc.stderr
     out = run(repo, work, "-n", "--configfile", str(work / "config.yaml"), "-R", "aggregate").stdout
     assert "rule aggregate:" in out and "rule train_next_task:" not in out
+
+
+# --- edits of the clpipe package: exactly the jobs whose code includes the module --------
+
+FIGURES = {"plot_experiment": 1, "plot_accuracy_matrix": 4, "plot_freeze": 1}  # 4 arms, MAG among them
+
+
+def edit_package(repo, module, change):
+    """Apply ``change`` (text -> text) to a module of the copy's clpipe; returns a function
+    that puts the original back."""
+    path = repo / "src" / "clpipe" / module
+    original = path.read_text()
+    path.write_text(change(original))
+    return lambda: path.write_text(original)
+
+
+def planned(repo, work, cfg_path):
+    counts, planned_jobs = jobs(repo, work, cfg_path)
+    return {k: v for k, v in counts.items() if k != "all"}, planned_jobs
+
+
+def test_a_method_file_edited_reruns_that_methods_jobs_and_nothing_of_the_others(finished):
+    repo, work, cfg = finished
+    restore = edit_package(repo, "methods/ewc.py", lambda s: s + "\n_EDITED = True\n")
+    try:
+        counts, planned_jobs = planned(repo, work, work / "config.yaml")
+    finally:
+        restore()
+    # the EWC arm's tasks 2 and 3, its Fisher after task 1 and after task 2, the two
+    # models' evaluations, then the tables and figures
+    assert counts == {"train_next_task": 2, "compute_importance": 2, "evaluate": 2, "aggregate": 1, **FIGURES}
+    for rule, wc in planned_jobs:
+        if rule in ("train_next_task", "evaluate"):
+            assert wc.get("arm", wc.get("owner")) == "ewc", (rule, wc)
+        if rule == "compute_importance":
+            assert wc["method"] == "ewc", wc
+
+
+def test_the_training_loop_edited_reruns_every_training_and_what_follows(finished):
+    repo, work, cfg = finished
+    restore = edit_package(repo, "training.py", lambda s: s + "\n_EDITED = True\n")
+    try:
+        counts, _ = planned(repo, work, work / "config.yaml")
+    finally:
+        restore()
+    # 7 trainings (task 1; finetune 2, 3; mag_b20 2; mag_b20_c50 3; ewc 2, 3), their
+    # consolidation steps, the 7 trained models' evaluations; not the init or the data
+    assert counts == {
+        "train_first_task": 1,
+        "train_next_task": 6,
+        "compute_importance": 4,
+        "update_progress": 1,
+        "evaluate": 7,
+        "aggregate": 1,
+        **FIGURES,
+    }
+
+
+def test_the_models_or_the_data_path_edited_rerun_every_model(finished):
+    repo, work, cfg = finished
+    everything = {
+        "train_first_task": 1,
+        "train_next_task": 6,
+        "compute_importance": 4,
+        "update_progress": 1,
+        "evaluate": 8,  # the init's too: it is a model, and it reads the tasks file
+        "aggregate": 1,
+        **FIGURES,
+    }
+    # the models: the init too; the data path: the data step, not the init it does not feed
+    for module, first in (("models.py", {"init_model": 1}), ("data.py", {"prepare_data": 1})):
+        restore = edit_package(repo, module, lambda s: s + "\n_EDITED = True\n")
+        try:
+            counts, _ = planned(repo, work, work / "config.yaml")
+        finally:
+            restore()
+        assert counts == {**everything, **first}, (module, counts)
+
+
+def test_the_metrics_edited_rerun_the_tables_and_figures_only(finished):
+    repo, work, cfg = finished
+    for module in ("metrics.py", "aggregate.py"):
+        restore = edit_package(repo, module, lambda s: s + "\n_EDITED = True\n")
+        try:
+            counts, _ = planned(repo, work, work / "config.yaml")
+        finally:
+            restore()
+        assert counts == {"aggregate": 1, **FIGURES}, (module, counts)
+
+
+def test_the_figures_edited_rerun_the_figures_only(finished):
+    repo, work, cfg = finished
+    restore = edit_package(repo, "figures.py", lambda s: s + "\n_EDITED = True\n")
+    try:
+        counts, _ = planned(repo, work, work / "config.yaml")
+    finally:
+        restore()
+    assert counts == FIGURES
+
+
+def test_comments_docstrings_formatting_and_the_version_rerun_nothing(finished):
+    repo, work, cfg = finished
+
+    def cosmetic(source):
+        out = source.replace('"""The training loop', '"""The training loop (reworded)', 1)
+        out = out.replace("\ndef ", "\n# a comment\n\ndef ", 1)
+        signature = "(self, path: str | None, key: str):"
+        return out.replace(signature, "(\n        self, path: str | None, key: str\n    ):", 1)
+
+    restore = [
+        edit_package(repo, "training.py", cosmetic),
+        edit_package(repo, "__init__.py", lambda s: s.replace('__version__ = "', '__version__ = "9', 1)),
+    ]
+    try:
+        edited = (repo / "src/clpipe/training.py").read_text()
+        assert "(reworded)" in edited and "# a comment" in edited and "key: str\n    ):" in edited
+        proc = run(repo, work, "-n", "--configfile", str(work / "config.yaml"))
+    finally:
+        for r in restore:
+            r()
+    assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-2000:]
+
+
+def test_touch_and_cleanup_metadata_accept_a_code_edit_and_forcing_still_works(finished):
+    repo, work, cfg = finished
+    restore = edit_package(repo, "figures.py", lambda s: s + "\n_EDITED = True\n")
+    try:
+        figures = [str(p.relative_to(work)) for p in (work / "results/tiny/figures").rglob("*.png")]
+        figures += [str(p.relative_to(work)) for p in (work / "results/tiny/figures").rglob("*.svg")]
+        run(repo, work, "--cleanup-metadata", *figures, "--configfile", str(work / "config.yaml"))
+        proc = run(repo, work, "-n", "--configfile", str(work / "config.yaml"))
+        assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-2000:]
+        restore()
+        restore = edit_package(repo, "metrics.py", lambda s: s + "\n_EDITED = True\n")
+        run(repo, work, "--touch", "--cores", "1", "--configfile", str(work / "config.yaml"))
+        proc = run(repo, work, "-n", "--configfile", str(work / "config.yaml"))
+        assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-2000:]
+        out = run(repo, work, "-n", "--configfile", str(work / "config.yaml"), "-R", "plot_freeze").stdout
+        assert "rule plot_freeze:" in out and "rule aggregate:" not in out
+    finally:
+        restore()
+
+
+def test_a_fingerprint_is_the_same_for_any_copy_of_the_code(tmp_path):
+    """Not the checkout's folder, not the files' times: two copies, one touched, agree;
+    a real change of one module changes exactly the jobs that run it."""
+    from clpipe import fingerprint as fp
+    from clpipe.methods import REGISTRY
+
+    methods = tuple(sorted({t.implementation.split(":")[0] for t in REGISTRY.values()}))
+    copies = []
+    for name in ("one", "elsewhere/two"):
+        shutil.copytree(ROOT / "src", tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        copies.append(tmp_path / name)
+    for f in (copies[1] / "clpipe").rglob("*.py"):
+        os.utime(f, (1e9, 1e9))
+
+    def codes(src):
+        files = fp.module_files(src / "clpipe")
+        return {
+            (script, own): fp.fingerprint(fp.code_modules(src / script, own, methods, files), files)
+            for script, own in [
+                ("train_next_task.py", "clpipe.methods.mag"),
+                ("train_next_task.py", "clpipe.methods.ewc"),
+                ("evaluate.py", None),
+                ("aggregate.py", None),
+            ]
+        }
+
+    assert codes(copies[0]) == codes(copies[1])
+    mag = copies[1] / "clpipe/methods/mag.py"
+    mag.write_text(mag.read_text() + "\n_EDITED = True\n")
+    fp._parsed.cache_clear()
+    changed = {k for k, v in codes(copies[1]).items() if v != codes(copies[0])[k]}
+    assert changed == {("train_next_task.py", "clpipe.methods.mag")}

@@ -1,12 +1,16 @@
 """The Snakemake workflow: its shape, which jobs it plans, and a real run end to end."""
 
+import os
 import re
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 import torch
 import yaml
 
+import clpipe
 from clpipe import io
 from conftest import ROOT, SNAKEFILE, planned_jobs, snakemake, write_config  # noqa: F401 (re-exported)
 
@@ -183,6 +187,7 @@ def test_tiny_run_records_where_and_how_each_result_was_made(tiny_run):
     assert set(m["threads"]) == {1}  # tests/configs/tiny.yaml's train threads
     assert m["git_dirty"].isin([True, False]).all() or m["git_dirty"].isna().all()
     assert m["device"].str.startswith("cpu:").all()
+    assert set(m["clpipe_version"]) == {clpipe.__version__}
     for path in (work / "results/tiny/seed0").rglob("model.pt"):
         meta = io.load(path, "model")["meta"]
         assert meta["threads"] == 1 and meta["device"].startswith("cpu:"), path
@@ -283,11 +288,17 @@ def test_snakemake_lint_is_clean(tmp_path):
     assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr, proc.stdout
 
 
-def test_jobs_import_this_checkout_first(monkeypatch):
-    from clpipe.checkout import prefer_this_checkout
-
-    monkeypatch.setenv("PYTHONPATH", "/elsewhere:/work/src")
-    prefer_this_checkout("/work/src")
-    import os
-
-    assert os.environ["PYTHONPATH"].split(os.pathsep) == ["/work/src", "/elsewhere"]
+def test_jobs_import_this_workflows_clpipe_ahead_of_any_other(tmp_path, data_dir):
+    """Another clpipe first on PYTHONPATH (another checkout, a stale install) is not the
+    one the DAG or the jobs use: each rule's script puts its own src/ first."""
+    fake = tmp_path / "elsewhere" / "clpipe"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('the wrong clpipe was imported')\n")
+    cfg = write_config(tmp_path / "c.yaml", ROOT / "tests/configs/tiny.yaml", data_dir=str(data_dir))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(tmp_path),
+           "results/datasets/mnist.md5", "--cores", "1", "--configfile", str(cfg)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(fake.parent)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    log = (tmp_path / "results/datasets/mnist.log").read_text()
+    assert f"clpipe from {ROOT / 'src' / 'clpipe'}" in log, log

@@ -44,8 +44,9 @@ METRICS_COLUMNS = [
 # network after a task (clpipe.models.evaluation_parameters), NaN otherwise.
 PARAMETER_COLUMNS = ["parameters_total", "parameters_added", "parameters_in_use"]
 # Optional provenance of the evaluated model (eval.csv has them since the GPU work):
-# the threads its training job used and whether the checkout had uncommitted changes.
-PROVENANCE_COLUMNS = ["threads", "git_dirty"]
+# the threads its training job used, whether the checkout had uncommitted changes, and
+# the clpipe release that made it.
+PROVENANCE_COLUMNS = ["threads", "git_dirty", "clpipe_version"]
 
 
 def collect_metrics(spec: dict[str, Any], evaluations: Iterable[str]) -> pd.DataFrame:

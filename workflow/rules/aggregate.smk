@@ -50,6 +50,7 @@ rule aggregate:
         mem_mb=res("aggregate", "mem_mb"),
         runtime=res("aggregate", "runtime"),
     params:
+        code=code("aggregate.py"),
         spec=lambda w: plan.aggregate_spec(experiment(w)),
     script:
         "../../src/aggregate.py"

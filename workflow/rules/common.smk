@@ -6,6 +6,8 @@ from snakemake.logging import logger
 from clpipe import plan
 from clpipe.catalog import DATASETS, checksums
 from clpipe.config import SCRATCH, ConfigError, validate_config
+from clpipe.fingerprint import job_code
+from clpipe.methods import REGISTRY
 from clpipe.gpus import allocated_gpus
 from clpipe.resources import lowered_threads, lowered_threads_message, resource
 
@@ -173,6 +175,36 @@ def prepare_data_spec(wildcards):
     for dataset in sorted({t.dataset for t in exp.tasks}):
         unreleased.update(unreleased_md5(dataset))
     return {**spec, "unreleased_md5": unreleased} if unreleased else spec
+
+
+# The module of each method's implementation: a job runs its own method's module only.
+METHOD_MODULES = tuple(
+    sorted({t.implementation.split(":")[0] for t in REGISTRY.values()})
+)
+
+
+def code(script, method=None, besides=None):
+    """A job's rerun trigger for the package code it runs: the fingerprint of the
+    clpipe modules its script imports, recursively, and of its method's module
+    (clpipe.fingerprint). ``method``: the method type, or how the job's wildcards name
+    it. ``besides``: a script whose modules are left out (see download_data)."""
+    path = str(SRC / script)
+    other = str(SRC / besides) if besides else None
+
+    def value(wildcards):
+        kind = method(wildcards) if callable(method) else method
+        own = REGISTRY[kind].implementation.split(":")[0] if kind else None
+        return job_code(path, own, METHOD_MODULES, other)
+
+    return value
+
+
+def arm_method(wildcards):
+    return experiment(wildcards).method_of(wildcards.arm)["type"]
+
+
+def named_method(wildcards):
+    return experiment(wildcards).methods[wildcards.method]["type"]
 
 
 def gpus(wildcards):

@@ -21,6 +21,7 @@ rule compute_importance:
         runtime=res("consolidate", "runtime"),
         gpu=gpus,
     params:
+        code=code("compute_importance.py", method=named_method),
         spec=lambda w: plan.importance_spec(
             experiment(w), int(w.seed), int(w.task), w.method
         ),
@@ -46,6 +47,7 @@ rule update_progress:
         mem_mb=res("consolidate", "mem_mb"),
         runtime=res("consolidate", "runtime"),
     params:
+        code=code("update_progress.py", method=arm_method),
         spec=lambda w: plan.progress_spec(
             experiment(w), int(w.seed), w.arm, int(w.task)
         ),

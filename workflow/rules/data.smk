@@ -2,8 +2,6 @@
 
 
 rule download_data:
-    # Checks the dataset's files under data_dir (md5), downloads them with torchvision
-    # when missing, and writes their checksums: the manifest is what later steps depend on.
     output:
         manifest=LAYOUT.manifest("{dataset}"),
     log:
@@ -12,6 +10,11 @@ rule download_data:
         f"{LAYOUT.results}/datasets/{{dataset}}.benchmark.tsv"
     wildcard_constraints:
         dataset="|".join(DATASETS),
+    # Checks the dataset's files under data_dir (md5), downloads them with torchvision
+    # when missing, and writes their checksums: the manifest is what later steps depend on.
+    # On a cluster it runs on the submitting node: compute nodes often cannot reach the
+    # internet to fetch a dataset (a rule's own localrule, so it holds in a module too).
+    localrule: True
     conda:
         "../../envs/torch.yaml"
     threads: 1
@@ -19,6 +22,11 @@ rule download_data:
         mem_mb=res("data", "mem_mb"),
         runtime=res("data", "runtime"),
     params:
+        # The code only download_data runs: a change of code it shares with the data
+        # step reruns that step (and what follows), not this one. Snakemake 9.27 does
+        # not check the own params of a job whose only link to a rerun job is an
+        # ancient input (dag.py: it is masked), so the two must not change together.
+        code=code("download_data.py", besides="prepare_data.py"),
         data_dir=DATA_DIR,
         # The files' md5 sums: a touched file, same content, reruns nothing; a file
         # whose content differs from the release stops the run before any job starts
@@ -48,6 +56,7 @@ rule prepare_data:
         mem_mb=res("data", "mem_mb"),
         runtime=res("data", "runtime"),
     params:
+        code=code("prepare_data.py"),
         data_dir=DATA_DIR,
         # plan.data_spec, plus the md5 of each file that is not the release's (only
         # with verify_release_md5: false): a changed generated file rebuilds the data.

@@ -21,6 +21,7 @@ rule evaluate:
         runtime=res("evaluate", "runtime"),
         gpu=gpus,
     params:
+        code=code("evaluate.py"),
         spec=lambda w: plan.evaluation_spec(
             experiment(w), int(w.seed), w.owner, int(w.task)
         ),

@@ -47,6 +47,7 @@ rule plot_experiment:
         mem_mb=res("aggregate", "mem_mb"),
         runtime=res("aggregate", "runtime"),
     params:
+        code=code("plot_experiment.py"),
         spec=lambda w: plan.figures_spec(experiment(w)),
     script:
         "../../src/plot_experiment.py"
@@ -76,6 +77,8 @@ rule plot_accuracy_matrix:
     resources:
         mem_mb=res("aggregate", "mem_mb"),
         runtime=res("aggregate", "runtime"),
+    params:
+        code=code("plot_accuracy_matrix.py"),
     script:
         "../../src/plot_accuracy_matrix.py"
 
@@ -105,6 +108,7 @@ rule plot_freeze:
         mem_mb=res("aggregate", "mem_mb"),
         runtime=res("aggregate", "runtime"),
     params:
+        code=code("plot_freeze.py"),
         spec=lambda w: plan.figures_spec(experiment(w)),
     script:
         "../../src/plot_freeze.py"

@@ -19,6 +19,7 @@ rule init_model:
         mem_mb=res("consolidate", "mem_mb"),
         runtime=res("consolidate", "runtime"),
     params:
+        code=code("init_model.py"),
         spec=lambda w: plan.init_spec(experiment(w), int(w.seed)),
     script:
         "../../src/init_model.py"
@@ -45,6 +46,7 @@ rule train_first_task:
         runtime=res("train", "runtime"),
         gpu=gpus,
     params:
+        code=code("train_first_task.py", method="finetune"),
         spec=lambda w: plan.training_spec(experiment(w), int(w.seed), 1),
     script:
         "../../src/train_first_task.py"
@@ -71,6 +73,7 @@ rule train_next_task:
         runtime=res("train", "runtime"),
         gpu=gpus,
     params:
+        code=code("train_next_task.py", method=arm_method),
         spec=lambda w: plan.next_task_spec(
             experiment(w), int(w.seed), w.arm, int(w.task)
         ),

@@ -1,7 +1,7 @@
 """The workflow's steps as functions: read files, call the library, write files.
 
 One module per kind of step, as the rules are grouped (``workflow/rules/*.smk``):
-``data`` (download_data, prepare_data), ``init`` (init_model), ``train``
+``download`` and ``prepare`` (the data steps), ``init`` (init_model), ``train``
 (train_first_task, train_next_task), ``consolidate`` (compute_importance,
 update_progress) and ``evaluate``. Each rule's script in ``src/`` unpacks Snakemake's
 inputs, outputs and params and calls one function here; the same functions can be

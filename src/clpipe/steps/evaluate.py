@@ -56,6 +56,7 @@ def evaluate(model_in: str, data: str, spec: dict[str, Any], output: str, runtim
                 # them) and whether the code had uncommitted changes
                 "threads": meta.get("threads"),
                 "git_dirty": meta.get("git_dirty"),
+                "clpipe_version": meta.get("versions", {}).get("clpipe", "unknown"),
             }
         )
         log.info("task %d: accuracy %.4f loss %.4f (n=%d)", task.index, acc, loss, len(task.test))

@@ -1,16 +1,14 @@
-"""Steps of the datasets: check (or fetch) a dataset's files, decode an experiment's tasks."""
+"""Step download_data: check a dataset's files in data_dir (fetch them when missing) and
+write their checksums, the manifest the data step depends on."""
 
 from __future__ import annotations
 
 import logging
 import os
-import time
-from typing import Any
 
 from clpipe import io
 from clpipe.catalog import checksums, dataset_info
-from clpipe.data import build_tasks, download_dataset, verify_dataset
-from clpipe.provenance import provenance
+from clpipe.data import download_dataset, verify_dataset
 
 log = logging.getLogger("clpipe")
 
@@ -40,10 +38,3 @@ def download_data(data_dir: str, dataset: str, manifest: str, verify_release_md5
             len(sums) - differ,
         )
     io.atomic_write(manifest, lambda f: f.writelines(lines), mode="w")
-
-
-def prepare_data(data_dir: str, spec: dict[str, Any], output: str) -> None:
-    t0 = time.perf_counter()
-    tasks = build_tasks(data_dir, spec)
-    io.save(output, "tasks", provenance("prepare_data", spec), tasks=tasks, spec=spec)
-    log.info("wrote %s in %.1f s", output, time.perf_counter() - t0)

@@ -1,0 +1,178 @@
+"""Fingerprints of the package code each job runs: its rerun trigger (torch-free).
+
+Snakemake reruns a job when its script changes, but almost all of the logic lives in
+this package. So every rule also passes, as a param, the fingerprint of the package
+modules its job can execute: the modules its script imports and everything they
+import in turn (found by reading the source, not by importing it), and for a job of a
+method, that method's own module. Editing one module reruns exactly the jobs whose
+code includes it (and, through their outputs, what follows them):
+
+- a method's file: the jobs of that method only (training, its importance and
+  progress steps); every other method's module is left out of a job's code, though
+  the registry names them all, since a job runs one method;
+- the training loop, the models, the data path: every training job;
+- the metrics or the aggregation: the aggregation and the figures; the figures: the
+  figures.
+
+What is hashed is each module's *code*, not its text: the source parsed, docstrings
+removed, and printed back (``ast.unparse``). Comments, docstrings, blank lines and
+formatting cannot change a result, so changing them reruns nothing. Two modules never
+count: the package's ``__init__`` (it holds the version, which every result records
+but which changes no result) and ``clpipe.logs`` (log lines). The fingerprint names
+modules, not paths: it is the same for any checkout of the same code, whatever its
+folder, its files' times or the machine (for the same Python minor version: how a
+parsed module prints back may change between versions).
+
+Which clpipe: the one the workflow imports, which is the one its jobs import (each
+rule's script puts its own folder, the workflow's ``src/``, first on ``sys.path``). A
+clpipe installed elsewhere is fingerprinted the same way, from the ``.py`` files it
+was installed with (a copy without its sources is refused: nothing to fingerprint).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+
+PACKAGE = "clpipe"
+# Modules that cannot change a result: the version string, the log format.
+NOT_RESULTS = frozenset({PACKAGE, f"{PACKAGE}.logs"})
+
+
+@functools.cache
+def package_root() -> Path:
+    """The folder of the clpipe this process imports (a checkout's src/clpipe or an
+    installed copy)."""
+    import clpipe
+
+    return Path(clpipe.__file__).resolve().parent
+
+
+@functools.cache
+def module_files(root: Path | None = None) -> dict[str, Path]:
+    """Every module of the package: dotted name -> its source file."""
+    root = root or package_root()
+    found = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join([PACKAGE, *parts])] = path
+    return found
+
+
+class _Docstrings(ast.NodeTransformer):
+    """Drops every statement that is only a string (docstrings and the like)."""
+
+    def generic_visit(self, node):
+        super().generic_visit(node)
+        for field in ("body", "orelse", "finalbody"):
+            block = getattr(node, field, None)
+            if isinstance(block, list):
+                kept = [
+                    s
+                    for s in block
+                    if not (
+                        isinstance(s, ast.Expr)
+                        and isinstance(s.value, ast.Constant)
+                        and isinstance(s.value.value, str)
+                    )
+                ]
+                setattr(node, field, kept or [ast.Pass()])
+        return node
+
+
+@functools.cache
+def _parsed(path: Path) -> tuple[str, tuple[str, ...]]:
+    """(the module's code without docstrings, comments or formatting; the clpipe
+    modules it imports, anywhere in it)."""
+    source = path.read_bytes()
+    try:
+        tree = ast.parse(source, filename=str(path))
+    except SyntaxError:  # hashed as it is; the job itself will say what is wrong
+        return hashlib.sha256(source).hexdigest(), ()
+    imports = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imports += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            imports.append(node.module)
+            imports += [f"{node.module}.{alias.name}" for alias in node.names]
+    code = ast.unparse(_Docstrings().visit(tree))
+    return code, tuple(sorted({i for i in imports if i == PACKAGE or i.startswith(PACKAGE + ".")}))
+
+
+def imports_of(name: str, files: dict[str, Path]) -> set[str]:
+    """The package's modules ``name`` imports (``from clpipe import io`` is clpipe.io;
+    ``from clpipe.data import X`` is clpipe.data)."""
+    return {m for m in _parsed(files[name])[1] if m in files}
+
+
+def closure(
+    roots: Iterable[str], files: dict[str, Path] | None = None, leave_out: Iterable[str] = ()
+) -> list[str]:
+    """The modules ``roots`` can run: themselves and what they import, recursively;
+    ``leave_out`` (and what only they import) is not followed."""
+    files = files or module_files()
+    skip = set(leave_out)
+    seen: set[str] = set()
+    todo = [r for r in roots if r in files and r not in skip]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo += [m for m in imports_of(name, files) if m not in seen and m not in skip]
+    return sorted(seen)
+
+
+def script_imports(script: Path, files: dict[str, Path] | None = None) -> list[str]:
+    """The package modules a rule's script imports."""
+    files = files or module_files()
+    return sorted(m for m in _parsed(Path(script))[1] if m in files)
+
+
+def code_modules(
+    script: Path,
+    method_module: str | None,
+    method_modules: Iterable[str],
+    files: dict[str, Path] | None = None,
+) -> list[str]:
+    """The modules a job of ``script`` runs, for a job of the method implemented in
+    ``method_module`` (None: no method). Every other method's module is left out,
+    unless the job's own method imports it."""
+    files = files or module_files()
+    if not files:
+        raise RuntimeError(f"{package_root()}: no .py sources of clpipe to fingerprint the jobs' code by")
+    own = closure([method_module], files) if method_module else []
+    others = set(method_modules) - set(own)
+    roots = script_imports(script, files) + ([method_module] if method_module else [])
+    return [m for m in closure(roots, files, leave_out=others) if m not in NOT_RESULTS]
+
+
+def fingerprint(modules: Iterable[str], files: dict[str, Path] | None = None) -> str:
+    """A short hash of the code of ``modules`` (by name, not path)."""
+    files = files or module_files()
+    digest = hashlib.sha256()
+    for name in sorted(modules):
+        digest.update(f"{name}\0{_parsed(files[name])[0]}\0".encode())
+    return digest.hexdigest()[:16]
+
+
+@functools.cache
+def job_code(
+    script: str,
+    method_module: str | None = None,
+    method_modules: tuple[str, ...] = (),
+    besides: str | None = None,
+) -> str:
+    """The rerun trigger of a job: the fingerprint of the package code it runs (less
+    the modules a job of script ``besides`` runs too, if given)."""
+    modules = code_modules(Path(script), method_module, method_modules)
+    if besides is not None:
+        shared = set(code_modules(Path(besides), None, method_modules))
+        modules = [m for m in modules if m not in shared]
+    return fingerprint(modules)

@@ -1,0 +1,68 @@
+"""The code each job's rerun trigger covers (clpipe.fingerprint), without running a job."""
+
+import subprocess
+import sys
+
+from clpipe import fingerprint as fp
+from clpipe.methods import REGISTRY
+from conftest import ROOT
+
+SRC = ROOT / "src"
+METHODS = tuple(sorted({t.implementation.split(":")[0] for t in REGISTRY.values()}))
+
+
+def modules(script, method=None):
+    own = REGISTRY[method].implementation.split(":")[0] if method else None
+    return set(fp.code_modules(SRC / script, own, METHODS))
+
+
+def test_a_job_runs_its_own_method_and_no_other():
+    mag = modules("train_next_task.py", "mag")
+    assert "clpipe.methods.mag" in mag and "clpipe.methods.base" in mag
+    assert not {"clpipe.methods.ewc", "clpipe.methods.replay", "clpipe.methods.finetune"} & mag
+    assert "clpipe.methods.finetune" in modules("train_first_task.py", "finetune")
+    assert modules("compute_importance.py", "ewc") & set(METHODS) == {"clpipe.methods.ewc"}
+
+
+def test_the_dag_side_and_the_logs_are_in_no_jobs_code():
+    for script in sorted(p.name for p in SRC.glob("*.py")):
+        found = modules(script)
+        dag_side = {"clpipe.config", "clpipe.plan", "clpipe.fingerprint", "clpipe.logs", "clpipe"}
+        assert not dag_side & found, script
+
+
+def test_tables_and_figures_run_no_training_code():
+    assert modules("aggregate.py") == {"clpipe.aggregate", "clpipe.io", "clpipe.metrics"}
+    for plot in ("plot_experiment.py", "plot_freeze.py", "plot_accuracy_matrix.py"):
+        found = modules(plot)
+        assert "clpipe.figures" in found
+        assert not {"clpipe.training", "clpipe.aggregate", "clpipe.models"} & found, plot
+
+
+def test_docstrings_and_comments_are_not_code(tmp_path):
+    a = tmp_path / "a.py"
+    b = tmp_path / "b.py"
+    a.write_text('"""Doc."""\n\ndef f(x):\n    """Doc of f."""\n    return x + 1  # why\n')
+    b.write_text("def f(\n    x,\n):\n    return x+1\n")
+    c = tmp_path / "c.py"
+    c.write_text("def f(x):\n    return x + 2\n")
+    assert fp._parsed(a)[0] == fp._parsed(b)[0] != fp._parsed(c)[0]
+
+
+def test_fingerprints_are_built_without_torch_and_quickly():
+    code = f"""
+import sys, time, pathlib
+sys.path.insert(0, {str(SRC)!r})
+t = time.perf_counter()
+from clpipe.fingerprint import job_code
+from clpipe.methods import REGISTRY
+m = tuple(sorted({{t.implementation.split(':')[0] for t in REGISTRY.values()}}))
+for s in pathlib.Path({str(SRC)!r}).glob('*.py'):
+    for own in (None,) + m:
+        job_code(str(s), own, m)
+print('torch' in sys.modules, time.perf_counter() - t)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = proc.stdout.split()
+    assert out[0] == "False"  # the workflow builds its DAG without torch
+    assert float(out[1]) < 2.0, out  # every script x every method (measured: ~0.1 s)
