@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from clpipe import io
+from clpipe.layout import identity_of
 from clpipe.metrics import ALL_METRICS, LABELS, METRICS, all_metrics, mean_sd_sem
 
 METRICS_COLUMNS = [
@@ -49,12 +51,75 @@ PARAMETER_COLUMNS = ["parameters_total", "parameters_added", "parameters_in_use"
 PROVENANCE_COLUMNS = ["threads", "git_dirty", "clpipe_version"]
 
 
+class EvaluationFileError(io.FileFormatError):
+    """An evaluation (or training history) file that is not what its job should have made."""
+
+
+EVALUATION_REQUIRED = ("experiment", "seed", "owner", "trained_task", "eval_task", "accuracy", "loss", "n")
+
+
+def _read_table(path: str, what: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except (OSError, ValueError) as err:  # missing, empty, not CSV
+        raise EvaluationFileError(
+            f"{path}: cannot be read as {what} ({type(err).__name__}: {err}); delete it and rerun its step"
+        ) from None
+
+
+def read_evaluation(path: str, n_tasks: int | None = None) -> pd.DataFrame:
+    """One model's eval.csv, checked: the model its path names, one row per task of the
+    experiment (eval_task 1..n_tasks, each once), accuracy in [0, 1] and a finite loss
+    (both NaN only where the model cannot answer for a task: a growing network before it
+    grew for it). A file that fails is named with what is wrong, never used."""
+    frame = _read_table(path, "an evaluation (eval.csv)")
+    missing = [c for c in EVALUATION_REQUIRED if c not in frame.columns]
+    if missing:
+        raise EvaluationFileError(
+            f"{path}: has no column(s) {', '.join(missing)}; not an eval.csv of this pipeline"
+        )
+    expected = identity_of(path)
+    if expected is not None:
+        columns = {"experiment": "experiment", "seed": "seed", "owner": "owner", "task": "trained_task"}
+        for key, column in columns.items():
+            wrong = sorted(set(frame[column].astype(str)) - {str(expected[key])})
+            if wrong:
+                raise EvaluationFileError(
+                    f"{path}: its rows are for {column} {', '.join(wrong)}, but this file belongs to "
+                    f"{key} {expected[key]}; it was copied or moved here. Delete it and rerun evaluate"
+                )
+    tasks = list(frame["eval_task"])
+    if n_tasks is not None:
+        lacking = sorted(set(range(1, n_tasks + 1)) - set(tasks))
+        extra = sorted(
+            {t for t in tasks if t not in range(1, n_tasks + 1)} | {t for t in tasks if tasks.count(t) > 1}
+        )
+        if lacking or extra:
+            parts = ([f"no row for task(s) {lacking}"] if lacking else []) + (
+                [f"extra or repeated row(s) for task(s) {extra}"] if extra else []
+            )
+            raise EvaluationFileError(
+                f"{path}: {'; '.join(parts)} (the experiment has tasks 1..{n_tasks}); rerun evaluate"
+            )
+    acc, loss = frame["accuracy"].astype(float), frame["loss"].astype(float)
+    answered = acc.notna() | loss.notna()
+    bad = frame[answered & ~(acc.between(0, 1) & loss.map(math.isfinite) & (loss >= 0))]
+    if len(bad):
+        row = bad.iloc[0]
+        raise EvaluationFileError(
+            f"{path}: task {row['eval_task']} has accuracy {row['accuracy']} and loss {row['loss']} "
+            "(an accuracy is in [0, 1] and a loss finite and >= 0); rerun evaluate"
+        )
+    return frame
+
+
 def collect_metrics(spec: dict[str, Any], evaluations: Iterable[str]) -> pd.DataFrame:
     """metrics.csv: each arm's rows from the evaluations of the models in its history.
 
     ``spec`` is plan.aggregate_spec: the experiment, its seeds and its arms in order.
     """
-    nodes = pd.concat([pd.read_csv(p) for p in evaluations], ignore_index=True)
+    frames = [read_evaluation(p, spec.get("n_tasks")) for p in evaluations]
+    nodes = pd.concat(frames, ignore_index=True)
     nodes = nodes[(nodes["experiment"] == spec["experiment"]) & nodes["seed"].isin(spec["seeds"])]
     frames = []
     for arm_spec in spec["arms"]:
@@ -64,7 +129,7 @@ def collect_metrics(spec: dict[str, Any], evaluations: Iterable[str]) -> pd.Data
         expected = len(lineage) * len(spec["seeds"])
         got = rows.groupby(["seed", "trained_task"]).ngroups
         if got != expected:
-            raise ValueError(f"arm {arm!r}: found evaluations of {got} models, expected {expected}")
+            raise EvaluationFileError(f"arm {arm!r}: found evaluations of {got} models, expected {expected}")
         frames.append(rows.assign(arm=arm, method=arm_spec["method"], method_type=arm_spec["method_type"]))
     out = pd.concat(frames, ignore_index=True)
     out = out[METRICS_COLUMNS + [c for c in PARAMETER_COLUMNS + PROVENANCE_COLUMNS if c in out.columns]]
@@ -298,7 +363,19 @@ def collect_training(spec: dict[str, Any], histories: Iterable[str]) -> pd.DataF
 
     A shared model (e.g. task 1 from scratch) is listed once, under its owner.
     """
-    frames = [pd.read_csv(p) for p in histories]
+    frames = [_read_table(p, "a training history (history.csv)") for p in histories]
+    for path, frame in zip(histories, frames, strict=True):
+        node = identity_of(path)
+        if node is None or "arm" not in frame.columns:
+            continue
+        wrong = sorted(set(frame["arm"].astype(str)) - {node["owner"]}) + sorted(
+            set(frame["seed"].astype(str)) - {str(node["seed"])}
+        )
+        if wrong:
+            raise EvaluationFileError(
+                f"{path}: its rows are for arm or seed {', '.join(wrong)}, but this file belongs to "
+                f"{node['owner']} seed {node['seed']}; it was copied or moved here. Rerun its training"
+            )
     if not frames:
         return pd.DataFrame(columns=["experiment", "seed", "arm", "task", "epoch"])
     table = pd.concat(frames, ignore_index=True)
@@ -325,12 +402,19 @@ def write_tables(
     matrix_html_out: str,
 ) -> None:
     """The aggregate step: metrics.csv, summary.csv, accuracy_matrix.csv, training.csv,
-    summary.md, and HTML renderings of the summary and the matrices for the report."""
-    io.save_csv(training_out, collect_training(spec, histories))
+    summary.md, and HTML renderings of the summary and the matrices for the report.
+
+    Everything is computed before anything is written; each table is also kept under
+    the experiment's last_good/, which stays readable if a later aggregation fails."""
+    training = collect_training(spec, histories)
     metrics = collect_metrics(spec, evaluations)
-    io.save_csv(metrics_out, metrics)
     texts = tables_from_metrics(metrics, tuple(spec.get("report_metrics", METRICS)))
+    texts["metrics.csv"] = metrics.to_csv(index=False, lineterminator="\n")
+    texts["training.csv"] = training.to_csv(index=False, lineterminator="\n")
+    experiment_dir = Path(metrics_out).parent
     for name, path in (
+        ("metrics.csv", metrics_out),
+        ("training.csv", training_out),
         ("summary.csv", summary_out),
         ("accuracy_matrix.csv", matrix_out),
         ("summary.md", markdown_out),
@@ -338,6 +422,7 @@ def write_tables(
         ("accuracy_matrix.html", matrix_html_out),
     ):
         io.atomic_write(path, lambda f, t=texts[name]: f.write(t), mode="w")
+        io.keep_last_good(path, experiment_dir)
 
 
 def tables_from_metrics(metrics: pd.DataFrame, shown=METRICS) -> dict[str, str]:

@@ -243,13 +243,18 @@ def md5sum(path: str | Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def checksums(data_dir: str | Path, name: str, cache_file: str | Path | None = None) -> dict[str, str]:
+def checksums(
+    data_dir: str | Path, name: str, cache_file: str | Path | None = None, write_cache: bool = True
+) -> dict[str, str]:
     """md5 of each of the dataset's files under data_dir ("missing" if absent); for an
     image_folder dataset, the fingerprint of each bucket.
 
     The workflow passes these to the data step as params, so Snakemake reruns it when a
     file's *content* changes, not when it is merely touched. Sums are cached in
-    ``cache_file`` by path, size and mtime, so only new or touched files are read.
+    ``cache_file`` by path, size and mtime, so only new or touched files are read. A
+    cached sum that differs from the release's is never trusted: the file is read again
+    (a damaged cache must not blame an intact file), and the cache keeps the fresh sum.
+    ``write_cache=False`` (a dry run) leaves the cache file as it is.
     """
     info = dataset_info(name)
     if info.kind == "image_folder":
@@ -270,14 +275,14 @@ def checksums(data_dir: str | Path, name: str, cache_file: str | Path | None = N
             continue
         st = path.stat()
         key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-        if key not in cache:
+        if key not in cache or cache[key] != info.files[rel]:
             stale = [k for k in cache if k.startswith(f"{path.resolve()}|")]
             for k in stale:  # one entry per file: the cache does not grow with every touch
                 del cache[k]
             cache[key] = md5sum(path)
             changed = True
         out[rel] = cache[key]
-    if changed and cache_file is not None:
+    if changed and cache_file is not None and write_cache:
         Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
         tmp = f"{cache_file}.{os.getpid()}.tmp"
         Path(tmp).write_text(json.dumps(cache, indent=0, sort_keys=True))

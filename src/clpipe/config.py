@@ -16,17 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clpipe.catalog import DATASETS
+from clpipe.config_input import boolean_hint, check_finite, check_names
+from clpipe.errors import ConfigError
 from clpipe.methods import REGISTRY, REQUIRED, ArmSettingError, MethodTraits
 
 SCRATCH = "scratch"  # owner of the models every arm shares (random init, first task)
-
-
-class ConfigError(ValueError):
-    """A configuration value the pipeline cannot run with; ``key`` is its dotted path."""
-
-    def __init__(self, key: str, message: str):
-        self.key = key
-        super().__init__(f"config key '{key}': {message}")
 
 
 @dataclass(frozen=True)
@@ -377,10 +371,50 @@ def _check_arms_fit_model(key: str, exp: dict[str, Any], methods, arms: dict[str
                     )
 
 
+def _validation_size(data: dict[str, Any]) -> int | None:
+    """Validation samples of a task when the config caps its training samples (the data
+    step keeps round(fraction x n) of n; None: the dataset's size decides)."""
+    cap = data.get("max_train_per_task")
+    return None if cap is None else int(round(data["validation_fraction"] * cap))
+
+
 def _needs_validation_split(key: str, what: str, exp: dict[str, Any]) -> None:
     """``key`` (which ``what``) is refused when the experiment holds out no validation split."""
-    if exp["data"]["validation_fraction"] == 0:
+    data = exp["data"]
+    if data["validation_fraction"] == 0:
         raise ConfigError(key, f"{what}, but data.validation_fraction is 0 (no validation split)")
+    if _validation_size(data) == 0:
+        raise ConfigError(
+            key,
+            f"{what}, but the validation split is empty: data.validation_fraction "
+            f"{data['validation_fraction']:g} of data.max_train_per_task {data['max_train_per_task']} "
+            "rounds to 0",
+        )
+
+
+def _check_meaningful(key: str, exp: dict[str, Any], tasks: list[TaskSpec]) -> None:
+    """Configs whose results could not mean anything: a head that cannot be wrong (fewer
+    than two outputs), a task of one class where the scenario labels within the task, a
+    task left with no training samples."""
+    scenario = exp["scenario"]
+    if scenario in ("domain", "task"):
+        for t in tasks:
+            if len(t.classes) < 2:
+                raise ConfigError(
+                    f"{key}.tasks[{t.index - 1}]",
+                    f"task {t.index} has one class ({t.classes[0]}); in the {scenario!r} scenario a task's "
+                    "labels are its own classes, so a model could not be wrong on it (accuracy 1.0 without "
+                    "learning anything): give every task at least two classes",
+                )
+    elif sum(len(t.classes) for t in tasks) < 2:
+        raise ConfigError(f"{key}.tasks", "one class in all: a head needs at least two outputs to be wrong")
+    data = exp["data"]
+    cap, val = data.get("max_train_per_task"), _validation_size(data)
+    if cap is not None and cap - val < 1:
+        raise ConfigError(
+            f"{key}.data.validation_fraction",
+            f"{data['validation_fraction']:g} of data.max_train_per_task {cap} leaves no training samples",
+        )
 
 
 def _check_methods(key: str, exp: dict[str, Any], methods: dict[str, dict[str, Any]]) -> None:
@@ -497,6 +531,7 @@ def check_experiment(
 ) -> Experiment:
     key = f"experiments.{name}"
     tasks = _resolve_tasks(key, exp)
+    _check_meaningful(key, exp, tasks)
     _check_model(key, exp)
     methods = _resolve_methods(key, exp)
     _check_methods(key, exp, methods)
@@ -557,7 +592,10 @@ def _validator_with_defaults(schema: dict[str, Any]):
 
 def _integer_seeds_from_the_command_line(config: dict[str, Any]) -> None:
     """``--config seeds=[0,1]`` gives strings (Snakemake parses lists as plain YAML text)."""
-    holders = [config] + [e for e in (config.get("experiments") or {}).values() if isinstance(e, dict)]
+    experiments = config.get("experiments")
+    holders = [config] + [
+        e for e in (experiments.values() if isinstance(experiments, dict) else ()) if isinstance(e, dict)
+    ]
     for holder in holders:
         seeds = holder.get("seeds")
         if isinstance(seeds, list):
@@ -575,7 +613,12 @@ def validate_config(config: dict[str, Any], schema_path: str) -> dict[str, Exper
 
     with open(schema_path) as f:
         schema = yaml.safe_load(f)
+    if not isinstance(config, dict):
+        raise ConfigError(
+            "(top level)", f"a config is a mapping of keys to values, not {type(config).__name__}"
+        )
     _integer_seeds_from_the_command_line(config)
+    check_finite(config)
     validator = _validator_with_defaults(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is not None:
@@ -586,5 +629,11 @@ def validate_config(config: dict[str, Any], schema_path: str) -> dict[str, Exper
         )
         if named and error.validator in ("required", "additionalProperties"):
             path.append(named.group(1))
-        raise ConfigError(_dotted(path), error.message)
+        hint = (
+            boolean_hint(error.instance)
+            if error.validator == "type" and "boolean" in str(error.validator_value)
+            else ""
+        )
+        raise ConfigError(_dotted(path), error.message + hint)
+    check_names(config)
     return check_config(config)

@@ -22,11 +22,12 @@ import torch.nn.functional as F
 
 from clpipe import io
 from clpipe.catalog import DatasetInfo, bucket_files, dataset_info, layout_problems, md5sum
+from clpipe.errors import InputError
 
 log = logging.getLogger("clpipe")
 
 
-class DataError(RuntimeError):
+class DataError(InputError, RuntimeError):
     """Missing or corrupted dataset files; the message names the file."""
 
 
@@ -85,8 +86,16 @@ def download_dataset(data_dir: str | Path, name: str, release_md5: bool = True) 
     if info.torchvision_class is None:
         raise DataError(f"dataset {name!r} cannot be downloaded by the pipeline: {info.how_to_get}")
     cls = getattr(torchvision.datasets, info.torchvision_class)
-    for train in (True, False):
-        cls(root=str(data_dir), train=train, download=True)
+    try:
+        for train in (True, False):
+            cls(root=str(data_dir), train=train, download=True)
+    except Exception as err:  # no internet, a proxy, a full disk: say what to do instead
+        raise DataError(
+            f"dataset {name!r}: could not download it into {data_dir} ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else 'no detail'}); without internet, copy its "
+            f"files into {Path(data_dir) / info.folder} (torchvision's layout), or set config key "
+            "'data_dir' to a folder that has them"
+        ) from None
     return verify_dataset(data_dir, name, release_md5)
 
 

@@ -65,11 +65,14 @@ def arm_colors(arms: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def save(fig, stem: str | Path) -> list[str]:
-    """Write ``stem``.png and ``stem``.svg (no timestamps: same data, same bytes)."""
+    """Write ``stem``.png and ``stem``.svg (no timestamps: same data, same bytes), and a
+    copy of each under the experiment's last_good/ (clpipe.io.keep_last_good)."""
     paths = []
+    experiment_dir = next(p.parent for p in Path(stem).parents if p.name == "figures")
     for ext, metadata in (("png", {"Software": None}), ("svg", {"Date": None, "Creator": None})):
         path = f"{stem}.{ext}"
         io.atomic_write(path, lambda f, e=ext, m=metadata: fig.savefig(f, format=e, metadata=m))
+        io.keep_last_good(path, experiment_dir)
         paths.append(path)
     plt.close(fig)
     return paths

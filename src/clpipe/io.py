@@ -12,10 +12,14 @@ from __future__ import annotations
 import contextlib
 import io as _io
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from clpipe.errors import InputError
+from clpipe.layout import identity_of
 
 FORMAT_VERSION = 1
 
@@ -31,7 +35,7 @@ MADE_BY = {
 }
 
 
-class FileFormatError(RuntimeError):
+class FileFormatError(InputError, RuntimeError):
     """A pipeline file that cannot be used; the message names the file."""
 
 
@@ -39,11 +43,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
     """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it.
 
     A job killed halfway leaves at most a stray temporary file, never a half-written
-    ``path``.
+    ``path``; the next write of ``path`` removes it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_leftovers(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
@@ -56,9 +61,54 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
         raise
 
 
+def remove_leftovers(path: Path) -> list[Path]:
+    """Delete the temporary files an earlier writer of ``path`` left when it was killed
+    mid-write (SIGKILL, out of memory: no cleanup runs); a temporary file names its
+    writer's process, so one still being written by a live process is kept."""
+    removed = []
+    for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        parts = tmp.name[len(path.name) + 2 :].split(".")
+        if not parts[0].isdigit():
+            continue
+        try:
+            os.kill(int(parts[0]), 0)
+            continue  # its writer is alive
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # another user's live process
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
+
+
+LAST_GOOD = "last_good"
+
+
+def keep_last_good(path: str | os.PathLike, experiment_dir: str | os.PathLike) -> Path:
+    """Copy a table or figure the step just wrote to ``<experiment>/last_good/``, where
+    Snakemake leaves it alone: a later run of the step deletes its outputs before it
+    starts, and if it then fails, the last good results stay readable there."""
+    path, experiment_dir = Path(path), Path(experiment_dir)
+    target = experiment_dir / LAST_GOOD / path.relative_to(experiment_dir)
+    data = path.read_bytes()
+    atomic_write(target, lambda f: f.write(data))
+    return target
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
 def save(path: str | os.PathLike, kind: str, meta: dict[str, Any], **payload: Any) -> None:
+    """Write a pipeline file; its meta records the model (or data) its path belongs to,
+    which every later reader checks (:func:`load`)."""
     import torch  # here, not at the top: the analysis steps use this module without torch
 
+    node = identity_of(path)
+    if node is not None:
+        meta = {**meta, "node": node}
     obj = {"format": f"clpipe.{kind}/{FORMAT_VERSION}", "meta": meta, **payload}
     buffer = _io.BytesIO()
     torch.save(obj, buffer)
@@ -82,12 +132,21 @@ def _describe(meta: Any) -> str:
 
 
 def _reason(err: Exception) -> str:
-    """The informative line of a torch.load error (its first lines are boilerplate)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    for line in lines:
-        if "GLOBAL" in line:  # weights_only refused an object that is not plain data
-            line = line.removeprefix("WeightsUnpickler error: ").split(". Please use")[0]
-            return f"refused to load a Python object: {line}"
+    """The informative part of a torch.load error (its first lines are boilerplate, and
+    its advice to load with weights_only=False would run whatever code the file holds)."""
+    text = str(err)
+    if "Weights only load failed" in text or "WeightsUnpickler" in text or "GLOBAL" in text:
+        found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:Check the documentation|$)", text, re.S)
+        detail = found.group(1) if found else text
+        # torch's advice around it (load it with weights_only=False: run its code) is left out
+        sentences = re.split(r"(?<=\.)\s+", " ".join(detail.split()))
+        detail = " ".join(x for x in sentences if "GLOBAL" in x or "nsupported" in x) or "not plain data"
+        detail = detail.split(" Please use")[0].rstrip(".")
+        return (
+            f"refused to load it: it holds Python objects, not only tensors and plain values ({detail}), "
+            "and loading those could run code; this pipeline never writes such a file"
+        )
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     return f"{type(err).__name__}: {lines[0] if lines else 'no detail'}"
 
 
@@ -116,7 +175,41 @@ def load(path: str | os.PathLike, kind: str) -> dict[str, Any]:
         raise FileFormatError(
             f"{path}: is a {obj['format']!r} file ({_describe(obj.get('meta'))}), expected {expected!r}"
         )
+    check_identity(path, obj.get("meta"), made_by)
     return obj
+
+
+def _made_for(meta: Any) -> dict[str, Any]:
+    """The model a file was made for: its recorded node, or (files written before nodes
+    were recorded) what its spec's keys say."""
+    if not isinstance(meta, dict):
+        return {}
+    if isinstance(meta.get("node"), dict):
+        return meta["node"]
+    found = {k: meta[k] for k in ("experiment", "seed", "task") if k in meta}
+    if "arm" in meta:
+        found["owner"] = meta["arm"]
+    return found
+
+
+def _node_text(node: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {node[k]}" for k in ("experiment", "seed", "owner", "task", "method") if k in node)
+
+
+def check_identity(path: str | os.PathLike, meta: Any, made_by: str = "the step that makes it") -> None:
+    """Refuse a file whose recorded node is not the one its path belongs to (a file
+    swapped with another arm's, or copied in from another experiment or seed)."""
+    expected = identity_of(path)
+    if expected is None:
+        return
+    found = _made_for(meta)
+    differ = [k for k in expected if k in found and found[k] != expected[k]]
+    if differ:
+        raise FileFormatError(
+            f"{path}: was made for {_node_text(found)}, but its place is {_node_text(expected)}'s; "
+            f"it was copied or moved here from another run, experiment, seed or arm. Delete it and "
+            f"rerun the step that makes it ({made_by})"
+        )
 
 
 def describe(obj: dict[str, Any]) -> str:

@@ -11,6 +11,8 @@ import os
 import sys
 from collections.abc import Iterator
 
+from clpipe.errors import InputError
+
 log = logging.getLogger("clpipe")
 
 
@@ -47,6 +49,11 @@ def log_to(path: str | None) -> Iterator[logging.Logger]:
         )
     try:
         yield log
+    except InputError as err:
+        # the input's problem, named with its remedy: the message alone, no traceback
+        log.error("%s", err)
+        print(f"clpipe: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
     except BaseException:
         log.exception("step failed")
         raise

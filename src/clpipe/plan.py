@@ -1,78 +1,20 @@
-"""Where every file of a run lives, and what each job needs (torch-free).
+"""What each job needs: its spec (Snakemake params) and the files it reads (torch-free).
 
-A trained model is a *node*: (experiment, seed, owner, task). ``owner`` is the arm
-whose job trained that task, or ``scratch`` for the models all arms share (the random
-init, task 0, and the first task trained from scratch, task 1). The path says the
-history::
-
-    <results>/<experiment>/seed<seed>/<owner>/task<t>/model.pt
-    <results>/<experiment>/seed<seed>/<owner>/task<t>/<method>/importance.pt
-    <results>/<experiment>/seed<seed>/<arm>/task<t>/progress.pt
-
-An arm that starts from another arm reads its parent's files, so a shared step is one
-job. The workflow's input functions (workflow/rules/common.smk) are thin wrappers
-around the functions here, which the unit tests exercise directly.
+Paths come from :class:`clpipe.layout.Layout`: a trained model is a *node*
+(experiment, seed, owner, task), and an arm that starts from another arm reads its
+parent's files, so a shared step is one job. The workflow's input functions
+(workflow/rules/common.smk) are thin wrappers around the functions here, which the
+unit tests exercise directly.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import Any
 
 from clpipe.config import SCRATCH, Experiment
+from clpipe.layout import Layout
 from clpipe.methods import REGISTRY
-
-
-@dataclass(frozen=True)
-class Layout:
-    results: str
-
-    def experiment_file(self, exp: str, name: str) -> str:
-        return f"{self.results}/{exp}/{name}"
-
-    def manifest(self, dataset: str) -> str:
-        return f"{self.results}/datasets/{dataset}.md5"
-
-    def checksum_cache(self) -> str:
-        """md5 sums of dataset files by path, size and mtime (read by the workflow)."""
-        return f"{self.results}/datasets/checksum-cache.json"
-
-    def data(self, exp: str) -> str:
-        return self.experiment_file(exp, "data/tasks.pt")
-
-    def node_file(self, exp: str, seed: int, owner: str, task: int, name: str) -> str:
-        """A file of the model trained on ``task`` by ``owner`` (an arm or scratch)."""
-        return f"{self.results}/{exp}/seed{seed}/{owner}/task{task}/{name}"
-
-    def model(self, exp: str, seed: int, owner: str, task: int) -> str:
-        return self.node_file(exp, seed, owner, task, "model.pt")
-
-    def evaluation(self, exp: str, seed: int, owner: str, task: int) -> str:
-        return self.node_file(exp, seed, owner, task, "eval.csv")
-
-    def importance(self, exp: str, seed: int, owner: str, task: int, method: str) -> str:
-        return self.node_file(exp, seed, owner, task, f"{method}/importance.pt")
-
-    def history(self, exp: str, seed: int, owner: str, task: int) -> str:
-        return self.node_file(exp, seed, owner, task, "history.csv")
-
-    def record(self, exp: str, seed: int, arm: str, task: int) -> str:
-        return self.node_file(exp, seed, arm, task, "record.pt")
-
-    def progress(self, exp: str, seed: int, arm: str, task: int) -> str:
-        return self.node_file(exp, seed, arm, task, "progress.pt")
-
-    def aggregate_outputs(self, exp: str) -> dict[str, str]:
-        return {
-            "metrics": self.experiment_file(exp, "metrics.csv"),
-            "summary": self.experiment_file(exp, "summary.csv"),
-            "matrix": self.experiment_file(exp, "accuracy_matrix.csv"),
-            "training": self.experiment_file(exp, "training.csv"),
-            "markdown": self.experiment_file(exp, "summary.md"),
-            "summary_html": self.experiment_file(exp, "summary.html"),
-            "matrix_html": self.experiment_file(exp, "accuracy_matrix.html"),
-        }
 
 
 def dataset_manifests(layout: Layout, exp: Experiment) -> list[str]:
@@ -258,6 +200,7 @@ def aggregate_spec(exp: Experiment) -> dict[str, Any]:
     report = exp.raw.get("report", {}).get("metrics")
     return ({} if report is None else {"report_metrics": list(report)}) | {
         "experiment": exp.name,
+        "n_tasks": exp.n_tasks,
         "seeds": list(exp.seeds),
         "arms": [
             {

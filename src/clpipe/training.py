@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clpipe.data import InputPipeline, Split, Task
+from clpipe.errors import InputError
 from clpipe.evaluation import evaluate_split
 from clpipe.methods.base import ContinualMethod
 from clpipe.optim import build_optimizer
@@ -40,7 +41,7 @@ def memory_format(train_cfg: dict[str, Any]) -> torch.memory_format:
     return torch.channels_last if train_cfg.get("channels_last", False) else torch.contiguous_format
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(InputError, FloatingPointError):
     """The loss became NaN or infinite; nothing downstream may use this job's output."""
 
 

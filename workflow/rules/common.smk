@@ -1,27 +1,51 @@
 # Config validation, the results layout and the input functions (thin wrappers around
 # clpipe.plan, which the unit tests exercise).
-from snakemake.exceptions import WorkflowError
+import sys
+
 from snakemake.logging import logger
 
-from clpipe import plan
+from clpipe import plan, run_folder
 from clpipe.catalog import DATASETS, checksums
-from clpipe.config import SCRATCH, ConfigError, validate_config
+from clpipe.config import SCRATCH, validate_config
+from clpipe.config_input import check_config_files, check_data_dir, normalized_path
+from clpipe.errors import InputError
 from clpipe.fingerprint import job_code
 from clpipe.methods import REGISTRY
 from clpipe.gpus import allocated_gpus
 from clpipe.resources import lowered_threads, lowered_threads_message, resource
 
-# The JSON schema (which also fills in defaults), then the checks a schema cannot
-# express: all before any job is planned.
+
+def refuse(message):
+    """Stop before any job runs with one message and no traceback: what is wrong with
+    the input and what to do (a WorkflowError would print the workflow's lines too)."""
+    logger.error(message)
+    sys.exit(1)
+
+
+# The config files read again strictly, the JSON schema (which also fills in defaults),
+# the checks a schema cannot express, one spelling per folder and a results folder that
+# is safe to write: all before any job is planned.
 try:
+    check_config_files(workflow.configfiles)
     EXPERIMENTS = validate_config(
         config, workflow.source_path("../schemas/config.schema.yaml")
     )
-except ConfigError as err:
-    raise WorkflowError(f"invalid configuration: {err}") from None
+    config["results_dir"] = normalized_path(config["results_dir"])
+    config["data_dir"] = normalized_path(config["data_dir"])
+    check_data_dir(config["data_dir"])
+    run_folder.check_results_dir(
+        config["results_dir"],
+        config["data_dir"],
+        SRC.parent,
+        config["allow_foreign_files"],
+    )
+except InputError as err:
+    refuse(f"invalid configuration: {err}")
 
 LAYOUT = plan.Layout(config["results_dir"])
-DATA_DIR = config["data_dir"].rstrip("/")
+DATA_DIR = config["data_dir"]
+DRY_RUN = workflow.output_settings.dryrun  # workflow.dryrun is not known yet here
+
 RESOURCES = config["resources"]
 NAME = "[A-Za-z][A-Za-z0-9_.-]*"
 
@@ -49,10 +73,10 @@ def experiment(wildcards):
     try:
         return EXPERIMENTS[wildcards.experiment]
     except KeyError:
-        raise WorkflowError(
+        refuse(
             f"no experiment {wildcards.experiment!r} in the config "
             f"(experiments: {', '.join(EXPERIMENTS)})"
-        ) from None
+        )
 
 
 def run_experiments():
@@ -95,6 +119,18 @@ def limit_gpus_inside_a_cluster_job():
         workflow.register_resource("gpu", allocated_gpus())
 
 
+def hold_results_folder():
+    """One run at a time in a results folder (clpipe.run_folder), taken once every check
+    has passed; a dry run takes nothing and writes nothing."""
+    if not workflow.is_main_process or DRY_RUN:
+        return
+    try:
+        run_folder.hold(LAYOUT.results)
+    except InputError as err:
+        refuse(str(err))
+    run_folder.mark(LAYOUT.results)
+
+
 def check_threads():
     """Name, before any job runs, the steps whose threads Snakemake would lower below
     the config's (--cores, --max-threads): refused unless allow_fewer_threads is set."""
@@ -108,7 +144,7 @@ def check_threads():
     )
     if not found:
         return
-    if workflow.output_settings.dryrun:  # workflow.dryrun is not known yet here
+    if DRY_RUN:
         logger.warning(
             "dry run: "
             + lowered_threads_message(found, allowed=True).split(". ")[0]
@@ -117,7 +153,7 @@ def check_threads():
     elif config["allow_fewer_threads"]:
         logger.warning(lowered_threads_message(found, allowed=True))
     else:
-        raise WorkflowError(lowered_threads_message(found, allowed=False))
+        refuse(lowered_threads_message(found, allowed=False))
 
 
 _WARNED = set()  # files already named in a warning while this DAG is built
@@ -130,7 +166,9 @@ def dataset_checksums(dataset):
     starts and without touching any output (a failing data job would delete its own).
     With `verify_release_md5: false` it is named in a warning instead (generated test
     files cannot match the release); its own md5 is what reruns follow."""
-    sums = checksums(DATA_DIR, dataset, LAYOUT.checksum_cache())
+    sums = checksums(
+        DATA_DIR, dataset, LAYOUT.checksum_cache(), write_cache=not DRY_RUN
+    )
     known = DATASETS[dataset].files  # empty for image folders: nothing to check against
     for rel, md5 in sums.items():
         expected = known.get(rel, md5)
@@ -141,7 +179,7 @@ def dataset_checksums(dataset):
             f"(dataset {dataset!r})"
         )
         if config["verify_release_md5"]:
-            raise WorkflowError(
+            refuse(
                 f"{message}; re-download it, e.g. delete it and run again (or set "
                 "verify_release_md5: false to use files that are not the release's)"
             )
@@ -254,9 +292,7 @@ def next_task_inputs(wildcards):
 def importance_inputs(wildcards):
     exp = experiment(wildcards)
     if wildcards.method not in exp.methods:
-        raise WorkflowError(
-            f"experiment {exp.name!r} has no method {wildcards.method!r}"
-        )
+        refuse(f"experiment {exp.name!r} has no method {wildcards.method!r}")
     return plan.importance_inputs(
         LAYOUT,
         exp,

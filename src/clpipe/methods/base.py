@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from clpipe.data import InputPipeline, Split, Task
+from clpipe.errors import InputError
 from clpipe.scenarios import Scenario
 
 
@@ -119,7 +120,7 @@ def training_samples(
     return torch.cat(xs).to(ctx.device), torch.cat(ys).to(ctx.device), torch.cat(ids).to(ctx.device)
 
 
-class TensorMismatchError(ValueError):
+class TensorMismatchError(InputError, ValueError):
     """Tensors from a file do not fit the model (another architecture or arm)."""
 
 
