@@ -94,4 +94,4 @@ def test_the_version_is_in_one_place():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert "version" not in project and project["dynamic"] == ["version"]
     assert re.fullmatch(r"\d+\.\d+\.\d+", clpipe.__version__)
-    assert version("clpipe") == clpipe.__version__, "reinstall: pip install -e \".[test]\""
+    assert version("clpipe") == clpipe.__version__, 'reinstall: pip install -e ".[test]"'
