@@ -18,4 +18,5 @@ with log_to(smk.log[0]):
         model_out=smk.output.model,
         history_out=smk.output.history,
         runtime=runtime_for(smk),
+        scripts_dir=smk.scriptdir,  # it also evaluates its model, for the evaluate rule
     )

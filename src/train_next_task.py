@@ -20,4 +20,5 @@ with log_to(smk.log[0]):
         history_out=smk.output.history,
         record_out=smk.output.record,
         runtime=runtime_for(smk),
+        scripts_dir=smk.scriptdir,  # it also evaluates its model, for the evaluate rule
     )

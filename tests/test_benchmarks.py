@@ -180,3 +180,19 @@ def test_gpu_check_runs_its_checks_on_a_cpu(tiny_run, tmp_path):
         "bf16 + channels_last",
     }
     assert report["environment"]["device"] == "cpu" and report["passed"] is False
+
+
+@pytest.mark.slow
+def test_small_experiment_times_the_pipeline_against_one_plain_process(data_dir, tmp_path):
+    """benchmarks/small_experiment.py on a shortened protocol (2 tasks, 20 iterations)."""
+    import json
+
+    out = run_benchmark(
+        "small_experiment.py", "--data-dir", str(data_dir), "--cores", "2", "--repeats", "1",
+        "--iterations", "20", "--tasks", "2", "--json", str(tmp_path / "figures.json"), timeout=600,
+    )  # fmt: skip
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    run = figures["runs"][0]
+    assert run["counts"]["train_next_task"] == 2 and run["counts"]["evaluate"] == 4, run["counts"]
+    assert 0 < run["efficiency"] < 1 and figures["plain"]["wall"] > 0
+    assert "pipeline at --cores 2 / plain process:" in out and "| evaluate | 4 |" in out

@@ -21,7 +21,8 @@ from clpipe import io, plan
 from clpipe.catalog import DATASETS, dataset_info, md5sum
 from clpipe.checkpoints import load_model
 from clpipe.config import ConfigError, validate_config
-from clpipe.data import DataError, build_tasks, read_cifar, read_dataset, verify_dataset
+from clpipe.data import build_tasks, read_cifar, read_dataset
+from clpipe.datasets import DataError, verify_dataset
 from clpipe.growing import GrowingTaskNet, dense_parameter_count, source_schedule_parameters
 from clpipe.methods import load_method
 from clpipe.models import build_model, count_parameters

@@ -12,7 +12,8 @@ from PIL import Image
 
 from clpipe import io
 from clpipe.catalog import bucket_files, checksums, dataset_info
-from clpipe.data import DataError, InputPipeline, build_tasks, download_dataset, read_bucket, verify_dataset
+from clpipe.data import InputPipeline, build_tasks, read_bucket
+from clpipe.datasets import DataError, download_dataset, verify_dataset
 from conftest import ROOT, snakemake, write_config
 
 INFO = dataset_info("clear10")

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clpipe.data import DataError, InputPipeline, build_tasks, verify_dataset
+from clpipe.data import InputPipeline, build_tasks
+from clpipe.datasets import DataError, verify_dataset
 from clpipe.scenarios import Scenario
 
 HEADLINE = [[0, 1], [2, 3], [4, 5]]
@@ -117,3 +118,32 @@ def test_checksums_follow_content_not_mtime(tmp_path):
     assert len(json.loads(cache.read_text())) == len(files)  # one cache entry per file
     target.unlink()
     assert checksums(tmp_path, "mnist", cache)[files[0]] == "missing"
+
+
+def test_the_idx_reader_reads_mnist_as_torchvision_does(data_dir):
+    """clpipe.data.read_idx (no torchvision import) against torchvision's own classes."""
+    import torchvision
+
+    from clpipe.data import read_dataset
+
+    datasets = torchvision.datasets
+    for name, cls in (("mnist", datasets.MNIST), ("fashion_mnist", datasets.FashionMNIST)):
+        if not (data_dir / cls.__name__ / "raw" / "t10k-images-idx3-ubyte").is_file():
+            continue
+        for train in (True, False):
+            x, y = read_dataset(data_dir, name, train)
+            ds = cls(root=str(data_dir), train=train, download=False)
+            assert torch.equal(x[:, 0], ds.data) and torch.equal(y, ds.targets), (name, train)
+            assert x.shape[1] == 1 and x.dtype == torch.uint8 and y.dtype == torch.int64
+
+
+def test_a_truncated_idx_file_is_named(tmp_path):
+    from clpipe.data import read_idx
+
+    path = tmp_path / "t10k-labels-idx1-ubyte"
+    path.write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 5, 1, 2, 3]))  # 5 labels announced, 3 there
+    with pytest.raises(DataError, match="3 bytes of values for shape \\[5\\]; truncated"):
+        read_idx(path)
+    path.write_bytes(b"\x89PNG....")
+    with pytest.raises(DataError, match="not an idx file"):
+        read_idx(path)

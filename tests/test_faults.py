@@ -403,6 +403,7 @@ def small_config(data_dir, **train):
     return {
         "data_dir": str(data_dir),
         "device": "cpu",
+        "epoch_checkpoint_seconds": 0,  # a checkpoint after every epoch: the kill comes after one
         "seeds": [0],
         "resources": {
             kind: {"mem_mb": 2000, "runtime": 10, "threads": 1}

@@ -85,3 +85,27 @@ def test_a_raw_pickle_is_refused_without_torchs_advice_to_trust_it(tmp_path):
     with pytest.raises(io.FileFormatError, match="model.pt: .*refused to load it") as err:
         io.load(p, "model")
     assert "weights_only" not in str(err.value) and "trusted source" not in str(err.value)
+
+
+def test_an_evaluation_cache_is_used_only_for_its_own_evaluation(tmp_path):
+    """The rows a training job leaves count only for the same model file and data, the
+    same spec and code, the same device kind and (on a CPU) threads."""
+    import json
+
+    from clpipe.steps import evaluate as ev
+
+    model, data = tmp_path / "model.pt", tmp_path / "tasks.pt"
+    model.write_bytes(b"m" * 3000000)
+    data.write_bytes(b"d" * 10)
+    spec = {"experiment": "x", "task": 2, "eval": {"batch_size": 100}}
+    key = ev.cache_key(str(model), str(data), spec, "code1", "cpu", 2)
+    (tmp_path / ev.CACHE).write_text(json.dumps({"format": ev.CACHE_FORMAT, "key": key, "rows": [{"a": 1}]}))
+    assert ev.cached_rows(str(model), str(data), spec, "code1", "cpu", 2) == [{"a": 1}]
+    assert ev.cached_rows(str(model), str(data), spec, "code1", "auto", 2) == [{"a": 1}]
+    assert ev.cached_rows(str(model), str(data), spec, "code2", "cpu", 2) is None  # other code
+    assert ev.cached_rows(str(model), str(data), spec, "code1", "cpu", 1) is None  # other threads
+    assert ev.cached_rows(str(model), str(data), spec, "code1", "cuda", 2) is None  # other device
+    other = dict(spec, eval={"batch_size": 7})
+    assert ev.cached_rows(str(model), str(data), other, "code1", "cpu", 2) is None  # other spec
+    model.write_bytes(b"m" * 2999999 + b"x")  # another model file of the same size
+    assert ev.cached_rows(str(model), str(data), spec, "code1", "cpu", 2) is None

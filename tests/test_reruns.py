@@ -282,8 +282,9 @@ def test_comments_docstrings_formatting_and_the_version_rerun_nothing(finished):
     def cosmetic(source):
         out = source.replace('"""The training loop', '"""The training loop (reworded)', 1)
         out = out.replace("\ndef ", "\n# a comment\n\ndef ", 1)
-        signature = "(self, path: str | None, key: str):"
-        return out.replace(signature, "(\n        self, path: str | None, key: str\n    ):", 1)
+        signature = "(self, path: str | None, key: str, every_s: float = 0.0):"
+        wrapped = "(\n        self, path: str | None, key: str, every_s: float = 0.0\n    ):"
+        return out.replace(signature, wrapped, 1)
 
     restore = [
         edit_package(repo, "training.py", cosmetic),
@@ -291,7 +292,7 @@ def test_comments_docstrings_formatting_and_the_version_rerun_nothing(finished):
     ]
     try:
         edited = (repo / "src/clpipe/training.py").read_text()
-        assert "(reworded)" in edited and "# a comment" in edited and "key: str\n    ):" in edited
+        assert "(reworded)" in edited and "# a comment" in edited and "= 0.0\n    ):" in edited
         proc = run(repo, work, "-n", "--configfile", str(work / "config.yaml"))
     finally:
         for r in restore:

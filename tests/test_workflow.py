@@ -302,3 +302,36 @@ def test_jobs_import_this_workflows_clpipe_ahead_of_any_other(tmp_path, data_dir
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     log = (tmp_path / "results/datasets/mnist.log").read_text()
     assert f"clpipe from {ROOT / 'src' / 'clpipe'}" in log, log
+
+
+@pytest.mark.slow
+def test_a_model_is_evaluated_where_it_is_trained_and_the_rows_are_the_same(tiny_run):
+    """Each training job evaluates the model file it wrote; the evaluate rule uses those
+    rows when they are its own evaluation's (clpipe.steps.evaluate) -- and they equal a
+    fresh evaluation of the file, bit for bit."""
+    from clpipe.runtime import make_runtime
+    from clpipe.steps.evaluate import evaluation_rows
+
+    work, cfg = tiny_run
+    node = work / "results/tiny/seed0"
+    used = {p.parent.relative_to(node).as_posix() for p in node.rglob("evaluate.log")
+            if "the rows its training job computed" in p.read_text()}  # fmt: skip
+    trained = {p.parent.relative_to(node).as_posix() for p in node.rglob("train.log")}
+    assert used == trained and "scratch/task0" not in used  # the init has no training job
+    exp = yaml.safe_load(cfg.read_text())
+    runtime = make_runtime("cpu", deterministic=True, threads=1)
+    for rel in ("scratch/task1", "mag_b20_c50/task3", "joint/task3"):
+        owner, task = rel.split("/")
+        spec = {
+            "experiment": "tiny", "seed": 0, "task": int(task[4:]), "owner": owner,
+            "scenario": exp["experiments"]["tiny"]["scenario"],
+            "tasks": exp["experiments"]["tiny"]["tasks"],
+            "input": {"size": 32, "channels": 3, "normalize": None},
+            "eval": {"batch_size": 1000},
+        }  # fmt: skip
+        fresh = evaluation_rows(
+            str(node / rel / "model.pt"), str(work / "results/tiny/data/tasks.pt"), spec, runtime
+        )
+        written = pd.read_csv(node / rel / "eval.csv")
+        assert list(written["accuracy"]) == [r["accuracy"] for r in fresh], rel
+        assert list(written["loss"]) == [r["loss"] for r in fresh], rel

@@ -6,10 +6,11 @@ Each entry says where the dataset lives under ``data_dir`` and what it holds. Tw
   uncompressed files). The data step checks them, so a corrupted or half-downloaded file
   is named before any training starts (config ``verify_release_md5: false`` turns a
   mismatch into a warning, for files that are not the release's, e.g. generated ones).
-  ``file_format`` says how the pipeline reads them: ``torchvision`` through the
-  torchvision class (MNIST, Fashion-MNIST), ``cifar`` with its own reader of the CIFAR
-  release's pickled batches (:func:`clpipe.data.read_cifar`; torchvision's classes
-  re-check the release md5 on every load).
+  ``file_format`` says how the pipeline reads them, with its own readers (torchvision
+  is only for downloading): ``idx`` for MNIST and Fashion-MNIST
+  (:func:`clpipe.data.read_idx`: importing torchvision costs about a second), ``cifar``
+  for the CIFAR release's pickled batches (:func:`clpipe.data.read_cifar`;
+  torchvision's classes re-check the release md5 on every load).
 - ``image_folder``: a tree of image files in time buckets,
   ``<folder>/<images>/<bucket>/<class name>/<file>`` (CLEAR-10's release layout). There
   is no per-file md5 to check against; the workflow fingerprints each bucket by the
@@ -40,7 +41,7 @@ class DatasetInfo:
     class_names: tuple[str, ...] = ()  # image_folder: class folder names; label = position
     images: str = ""  # image_folder: the folder of buckets under ``folder``
     how_to_get: str = ""  # where to get it when no code can download it
-    file_format: str = "torchvision"  # torchvision: its class reads them; cifar: read_cifar
+    file_format: str = "idx"  # idx: MNIST's format, read_idx; cifar: the pickles, read_cifar
     train_files: tuple[str, ...] = ()  # cifar: the training batches, in torchvision's order
     test_files: tuple[str, ...] = ()  # cifar: the test batches
     label_key: str = ""  # cifar: the key of the labels in each batch

@@ -12,6 +12,7 @@ with no per-sample PIL work.
 from __future__ import annotations
 
 import logging
+import math
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,82 +22,10 @@ import torch
 import torch.nn.functional as F
 
 from clpipe import io
-from clpipe.catalog import DatasetInfo, bucket_files, dataset_info, layout_problems, md5sum
-from clpipe.errors import InputError
+from clpipe.catalog import DatasetInfo, bucket_files, dataset_info
+from clpipe.datasets import DataError, verify_dataset
 
 log = logging.getLogger("clpipe")
-
-
-class DataError(InputError, RuntimeError):
-    """Missing or corrupted dataset files; the message names the file."""
-
-
-def verify_dataset(
-    data_dir: str | Path, name: str, release_md5: bool = True, accepted: dict[str, str] | None = None
-) -> dict[str, str]:
-    """Check the dataset's files under data_dir exist and have the release's md5; return
-    the md5 of each file's content (an image-folder dataset: nothing to check by md5, {}).
-
-    ``release_md5=False`` (config ``verify_release_md5: false``): a file whose content
-    differs from the release is used, with a warning naming it (generated test files
-    cannot match); so is one whose md5 is the one ``accepted`` gives for its path (the
-    data step's spec lists what the workflow planned with). A missing file is an error
-    either way."""
-    info = dataset_info(name)
-    if info.kind == "image_folder":
-        problems = layout_problems(data_dir, info, info.buckets)
-        if problems:
-            shown = "; ".join(problems[:5]) + (
-                f"; ... ({len(problems)} problems)" if len(problems) > 5 else ""
-            )
-            raise DataError(f"dataset {name!r} in {data_dir}: {shown}. To get it: {info.how_to_get}")
-        return {}
-    sums = {}
-    for rel, expected in info.files.items():
-        path = Path(data_dir) / rel
-        if not path.is_file():
-            raise DataError(
-                f"{path}: missing (dataset {name!r}; set config key 'data_dir' to the folder "
-                f"holding {info.folder}/, or let the download_data rule fetch it)"
-            )
-        actual = md5sum(path)
-        if actual != expected:
-            planned = (accepted or {}).get(rel)
-            if release_md5 and actual != planned:
-                also = f" nor the {planned} the workflow planned with" if planned else ""
-                raise DataError(
-                    f"{path}: md5 {actual} does not match the release's {expected}{also}; re-download it"
-                )
-            log.warning(
-                "%s: md5 %s does not match the release's %s; used anyway (verify_release_md5: false)",
-                path,
-                actual,
-                expected,
-            )
-        sums[rel] = actual
-    return sums
-
-
-def download_dataset(data_dir: str | Path, name: str, release_md5: bool = True) -> dict[str, str]:
-    """Fetch a dataset into data_dir with torchvision (needs internet); the md5 of each
-    file (:func:`verify_dataset`)."""
-    import torchvision
-
-    info = dataset_info(name)
-    if info.torchvision_class is None:
-        raise DataError(f"dataset {name!r} cannot be downloaded by the pipeline: {info.how_to_get}")
-    cls = getattr(torchvision.datasets, info.torchvision_class)
-    try:
-        for train in (True, False):
-            cls(root=str(data_dir), train=train, download=True)
-    except Exception as err:  # no internet, a proxy, a full disk: say what to do instead
-        raise DataError(
-            f"dataset {name!r}: could not download it into {data_dir} ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else 'no detail'}); without internet, copy its "
-            f"files into {Path(data_dir) / info.folder} (torchvision's layout), or set config key "
-            "'data_dir' to a folder that has them"
-        ) from None
-    return verify_dataset(data_dir, name, release_md5)
 
 
 def read_dataset(data_dir: str | Path, name: str, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,17 +33,36 @@ def read_dataset(data_dir: str | Path, name: str, train: bool) -> tuple[torch.Te
     info = dataset_info(name)
     if info.file_format == "cifar":
         return read_cifar(data_dir, info, train)
-    import torchvision
+    prefix = "train" if train else "t10k"
+    folder = Path(data_dir) / info.folder / "raw"
+    x = read_idx(folder / f"{prefix}-images-idx3-ubyte")
+    y = read_idx(folder / f"{prefix}-labels-idx1-ubyte").to(torch.int64)
+    if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+        raise DataError(f"{folder}: {tuple(x.shape)} images for {tuple(y.shape)} labels ({prefix} split)")
+    return x.unsqueeze(1).contiguous(), y  # N x 1 x H x W
 
-    cls = getattr(torchvision.datasets, info.torchvision_class)
-    ds = cls(root=str(data_dir), train=train, download=False)
-    x = torch.as_tensor(ds.data)
-    if x.ndim == 3:  # gray: N x H x W
-        x = x.unsqueeze(1)
-    elif x.ndim == 4 and x.shape[-1] in (1, 3):  # N x H x W x C (numpy layout)
-        x = x.permute(0, 3, 1, 2)
-    y = torch.as_tensor(ds.targets, dtype=torch.int64)
-    return x.contiguous(), y
+
+IDX_TYPES = {0x08: torch.uint8}  # the idx type codes MNIST and Fashion-MNIST use
+
+
+def read_idx(path: str | Path) -> torch.Tensor:
+    """An idx file (MNIST's format: a big-endian header of type and dimensions, then the
+    values), read as torchvision reads it but without importing torchvision (which pulls
+    in torch's compiler stack: about a second of every data step)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_TYPES:
+        raise DataError(f"{path}: not an idx file of unsigned bytes (its header: {raw[:4].hex()})")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    start = 4 + 4 * ndim
+    count = math.prod(dims)
+    if len(raw) != start + count:
+        raise DataError(f"{path}: {len(raw) - start} bytes of values for shape {dims}; truncated or damaged")
+    return torch.frombuffer(bytearray(raw[start:]), dtype=IDX_TYPES[raw[2]]).reshape(dims)
 
 
 def read_cifar(data_dir: str | Path, info: DatasetInfo, train: bool) -> tuple[torch.Tensor, torch.Tensor]:

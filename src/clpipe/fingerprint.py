@@ -105,6 +105,11 @@ def _parsed(path: Path) -> tuple[str, tuple[str, ...]]:
     return code, tuple(sorted({i for i in imports if i == PACKAGE or i.startswith(PACKAGE + ".")}))
 
 
+def code_of_file(path: str | Path) -> str:
+    """A Python file's code, without docstrings, comments or formatting."""
+    return _parsed(Path(path))[0]
+
+
 def imports_of(name: str, files: dict[str, Path]) -> set[str]:
     """The package's modules ``name`` imports (``from clpipe import io`` is clpipe.io;
     ``from clpipe.data import X`` is clpipe.data)."""

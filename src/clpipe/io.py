@@ -121,6 +121,28 @@ def save_csv(path: str | os.PathLike, frame) -> None:
     atomic_write(path, lambda f: f.write(text), mode="w")
 
 
+def save_rows(path: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
+    """Write rows (dicts with the same keys) as CSV atomically, the way pandas writes a
+    DataFrame of them (NaN and None as empty fields), without importing pandas: the
+    steps that write a table of their own (training history, evaluation) stay light."""
+    import csv
+    import math
+
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+
+    def cell(value: Any) -> Any:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return ""
+        return value
+
+    def write(f) -> None:
+        out = csv.writer(f, lineterminator="\n")
+        out.writerow(columns)
+        out.writerows([cell(row.get(c)) for c in columns] for row in rows)
+
+    atomic_write(path, write, mode="w")
+
+
 def _describe(meta: Any) -> str:
     if not isinstance(meta, dict):
         return "unknown step"

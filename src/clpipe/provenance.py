@@ -6,6 +6,7 @@ import functools
 import os
 import platform
 import subprocess
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -51,21 +52,21 @@ def checkout_dirty() -> bool | None:
 
 @functools.cache
 def versions() -> dict[str, str]:
-    import numpy
+    """The versions that make a result: Python, clpipe, torch (the one running), numpy and
+    torchvision (as installed: read from their metadata, since importing torchvision
+    pulls in torch's compiler stack, about a second, in steps that never use it)."""
     import torch
 
     found = {
         "python": platform.python_version(),
         "clpipe": __version__,
         "torch": str(torch.__version__),  # a str subclass that weights_only loading refuses
-        "numpy": str(numpy.__version__),
     }
-    try:
-        import torchvision
-
-        found["torchvision"] = str(torchvision.__version__)
-    except Exception:  # torchvision is optional for most steps
-        found["torchvision"] = "unavailable"
+    for package in ("numpy", "torchvision"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "unavailable"
     return found
 
 

@@ -22,6 +22,7 @@ class Runtime:
     threads: int
     config_hash: str = "unknown"  # of the whole config the job ran under (provenance only)
     resume: bool = True  # training jobs keep epoch checkpoints and resume from them
+    checkpoint_every_s: float = 0.0  # ... saved at most this often (seconds; 0: every epoch)
     gpu: GpuClaim | None = None  # the slot this job claimed on a machine of several GPUs
 
 
@@ -70,6 +71,7 @@ def make_runtime(
     resume: bool = True,
     gpu_slots_per_device: int = 1,
     label: str = "",
+    checkpoint_every_s: float = 0.0,
 ) -> Runtime:
     dev, claim = gpu_for_job(resolve_device(device), gpu_slots_per_device, label)
     torch.set_num_threads(max(1, threads))
@@ -85,6 +87,7 @@ def make_runtime(
         config_hash=config_hash,
         resume=resume,
         gpu=claim,
+        checkpoint_every_s=checkpoint_every_s,
     )
 
 
@@ -125,6 +128,7 @@ def runtime_for(job) -> Runtime:
         resume=job.config.get("resume", True),
         gpu_slots_per_device=int(job.config.get("gpu_slots_per_device", 1)),
         label=f"{job.rule} ",
+        checkpoint_every_s=float(job.config.get("epoch_checkpoint_seconds", 0)),
     )
     limit = getattr(job.resources, "runtime", None)  # minutes; longer on a retried attempt
     log.info("%s%s", describe_runtime(runtime), "" if limit is None else f", time limit {limit} min")

@@ -62,9 +62,14 @@ class EpochCheckpoint:
     with the same weights, bit for bit on a CPU, as one that was never interrupted.
     """
 
-    def __init__(self, path: str | None, key: str):
+    def __init__(self, path: str | None, key: str, every_s: float = 0.0):
         self.path = path
         self.key = key
+        # Save after an epoch only once this many seconds passed since the last save (or
+        # the start): a job of short epochs would otherwise spend more time writing
+        # checkpoints than a kill could cost it. 0: after every epoch.
+        self.every_s = every_s
+        self._last = time.monotonic()
 
     def restore(self, model: nn.Module, optimizer, generator: torch.Generator):
         """(epochs done, steps done, history, extra) -- (0, 0, [], {}) when there is
@@ -101,8 +106,9 @@ class EpochCheckpoint:
     def save(self, model, optimizer, generator, epoch: int, step: int, history, extra=None) -> None:
         from clpipe import io
 
-        if self.path is None:
+        if self.path is None or time.monotonic() - self._last < self.every_s:
             return
+        self._last = time.monotonic()
         io.save(
             self.path,
             "resume",

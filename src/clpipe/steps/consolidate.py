@@ -35,10 +35,10 @@ def compute_importance(
     prev = io.load(previous, "importance") if previous else None
     t0 = time.perf_counter()
     result = method.compute_importance(model, ctx, prev, prog)
-    log.info(
-        "%s importance of task %d in %.1f s", spec["method"]["type"], spec["task"], time.perf_counter() - t0
-    )
-    io.save(output, "importance", provenance("compute_importance", spec, runtime), **result)
+    seconds = time.perf_counter() - t0
+    log.info("%s importance of task %d in %.1f s", spec["method"]["type"], spec["task"], seconds)
+    meta = provenance("compute_importance", spec, runtime) | {"compute_seconds": seconds}
+    io.save(output, "importance", meta, **result)
 
 
 def update_progress(record: str, previous: str | None, spec: dict[str, Any], output: str) -> None:

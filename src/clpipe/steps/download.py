@@ -8,7 +8,7 @@ import os
 
 from clpipe import io
 from clpipe.catalog import checksums, dataset_info
-from clpipe.data import download_dataset, verify_dataset
+from clpipe.datasets import download_dataset, verify_dataset
 
 log = logging.getLogger("clpipe")
 

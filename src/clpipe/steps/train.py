@@ -7,8 +7,6 @@ import os
 import time
 from typing import Any
 
-import pandas as pd
-
 from clpipe import io
 from clpipe.checkpoints import load_model, save_model
 from clpipe.data import load_tasks
@@ -20,6 +18,7 @@ from clpipe.models import parameter_report, spec_of
 from clpipe.provenance import provenance
 from clpipe.runtime import Runtime, derive_seed, seed_everything
 from clpipe.steps.context import task_context
+from clpipe.steps.evaluate import TASK_SPEC_KEYS, write_cache
 from clpipe.training import EpochCheckpoint, train_task
 
 log = logging.getLogger("clpipe")
@@ -43,8 +42,12 @@ def _train(
     model_out: str,
     history_out: str,
     runtime: Runtime,
+    scripts_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Train one task (the two training rules); returns the method's record of it."""
+    """Train one task (the two training rules); returns the method's record of it.
+
+    With ``scripts_dir`` (the rule scripts' folder) it also evaluates the model file it
+    wrote, for the evaluate rule to use (clpipe.steps.evaluate)."""
     consolidated = io.load(importance, "importance") if importance else None
     # Seeded by run seed and task only (not the arm): two arms that do the same thing
     # on a task give bit-identical results.
@@ -59,6 +62,7 @@ def _train(
     epochs = EpochCheckpoint(
         os.path.join(os.path.dirname(model_out), "train.resume.pt") if runtime.resume else None,
         stable_hash({"spec": spec, "inputs": [_file_identity(p) for p in (model_in, data, importance)]}),
+        every_s=runtime.checkpoint_every_s,
     )
     t0 = time.perf_counter()
     history = train_task(
@@ -80,20 +84,29 @@ def _train(
     # a network that grew for this task is stored as what it is now: the next step
     # rebuilds it from the file alone
     save_model(model_out, model, spec_of(model, loaded["model_spec"]), meta)
-    frame = pd.DataFrame(history).assign(
-        experiment=spec["experiment"],
-        seed=spec["seed"],
-        arm=spec.get("arm", "scratch"),
-        task=spec["task"],
+    job = {
+        "experiment": spec["experiment"],
+        "seed": spec["seed"],
+        "arm": spec.get("arm", "scratch"),
+        "task": spec["task"],
         **parameter_report(model, spec["task"]),
-    )
-    io.save_csv(history_out, frame)
+    }
+    io.save_rows(history_out, [{**row, **job} for row in history])
     epochs.discard()
+    if scripts_dir is not None:
+        evaluation = {k: spec[k] for k in TASK_SPEC_KEYS} | {"owner": job["arm"]}
+        write_cache(model_out, data, evaluation, runtime, scripts_dir)
     return record
 
 
 def train_first_task(
-    model_in: str, data: str, spec: dict[str, Any], model_out: str, history_out: str, runtime: Runtime
+    model_in: str,
+    data: str,
+    spec: dict[str, Any],
+    model_out: str,
+    history_out: str,
+    runtime: Runtime,
+    scripts_dir: str | None = None,
 ) -> None:
     """Task 1 from the random init, plain training; shared by every arm."""
     _train(
@@ -106,6 +119,7 @@ def train_first_task(
         model_out=model_out,
         history_out=history_out,
         runtime=runtime,
+        scripts_dir=scripts_dir,
     )
 
 
@@ -118,6 +132,7 @@ def train_next_task(
     history_out: str,
     record_out: str,
     runtime: Runtime,
+    scripts_dir: str | None = None,
 ) -> None:
     """A later task of an arm: its method, what the last task consolidated, its settings."""
     record = _train(
@@ -130,5 +145,6 @@ def train_next_task(
         model_out=model_out,
         history_out=history_out,
         runtime=runtime,
+        scripts_dir=scripts_dir,
     )
     io.save(record_out, "record", provenance("train_next_task", spec, runtime), **record)
