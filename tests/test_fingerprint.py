@@ -8,12 +8,16 @@ from clpipe.methods import REGISTRY
 from conftest import ROOT
 
 SRC = ROOT / "src"
-METHODS = tuple(sorted({t.implementation.split(":")[0] for t in REGISTRY.values()}))
+METHODS = fp.method_modules()
 
 
 def modules(script, method=None):
     own = REGISTRY[method].implementation.split(":")[0] if method else None
     return set(fp.code_modules(SRC / script, own, METHODS))
+
+
+def test_the_methods_modules_are_the_registrys():
+    assert set(METHODS) == {t.implementation.split(":")[0] for t in REGISTRY.values()}
 
 
 def test_a_job_runs_its_own_method_and_no_other():

@@ -25,7 +25,7 @@ from clpipe.gpus import claim_slot
 start = time.monotonic()
 claim = claim_slot({ids!r}, {slots}, directory={folder!r}, poll_s=0.01, timeout_s=60)
 got = time.time()
-print("CLAIMED", flush=True)
+print("CLAIMED", claim.gpu_id, flush=True)
 time.sleep({hold})
 record = dict(pid=os.getpid(), gpu=claim.gpu_id, index=claim.index, slot=claim.slot,
               start=got, end=time.time(), waited=claim.waited_s)
@@ -87,17 +87,21 @@ def test_slots_spread_over_gpus_before_sharing_one(tmp_path):
 def test_a_killed_jobs_slot_is_free_at_once(tmp_path):
     ids = ["GPU-aaaa", "GPU-bbbb"]  # CUDA_VISIBLE_DEVICES may name GPUs by UUID
     holders = [job(tmp_path, ids, 1, 600, out="holders.jsonl") for _ in ids]
+    held = {}
     for h in holders:
-        assert h.stdout.readline().strip() == "CLAIMED"
+        word, gpu = h.stdout.readline().split()
+        assert word == "CLAIMED"
+        held[gpu] = h
+    assert set(held) == set(ids)
     with pytest.raises(TimeoutError, match="no free GPU slot among 2"):
         gpus.claim_slot(ids, 1, directory=tmp_path / "locks", poll_s=0.05, timeout_s=0.5)
-    os.kill(holders[1].pid, signal.SIGKILL)
-    holders[1].wait()
+    os.kill(held["GPU-bbbb"].pid, signal.SIGKILL)
+    held["GPU-bbbb"].wait()
     t0 = time.monotonic()
     claim = gpus.claim_slot(ids, 1, directory=tmp_path / "locks", poll_s=0.05, timeout_s=10)
     assert claim.gpu_id == "GPU-bbbb" and time.monotonic() - t0 < 1.0
-    holders[0].kill()
-    holders[0].wait()
+    held["GPU-aaaa"].kill()
+    held["GPU-aaaa"].wait()
 
 
 def test_visible_gpus_follow_cuda_visible_devices():

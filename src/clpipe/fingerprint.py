@@ -18,7 +18,7 @@ What is hashed is each module's *code*, not its text: the source parsed, docstri
 removed, and printed back (``ast.unparse``). Comments, docstrings, blank lines and
 formatting cannot change a result, so changing them reruns nothing. Two modules never
 count: the package's ``__init__`` (it holds the version, which every result records
-but which changes no result) and ``clpipe.logs`` (log lines). The fingerprint names
+but which changes no result), ``clpipe.logs`` (log lines) and this module. The fingerprint names
 modules, not paths: it is the same for any checkout of the same code, whatever its
 folder, its files' times or the machine (for the same Python minor version: how a
 parsed module prints back may change between versions).
@@ -38,8 +38,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 PACKAGE = "clpipe"
-# Modules that cannot change a result: the version string, the log format.
-NOT_RESULTS = frozenset({PACKAGE, f"{PACKAGE}.logs"})
+# Modules that cannot change a result: the version string, the log format, and this
+# module (it decides what reruns, and when a step may reuse an earlier one's work).
+NOT_RESULTS = frozenset({PACKAGE, f"{PACKAGE}.logs", f"{PACKAGE}.fingerprint"})
 
 
 @functools.cache
@@ -108,6 +109,14 @@ def _parsed(path: Path) -> tuple[str, tuple[str, ...]]:
 def code_of_file(path: str | Path) -> str:
     """A Python file's code, without docstrings, comments or formatting."""
     return _parsed(Path(path))[0]
+
+
+def method_modules(files: dict[str, Path] | None = None) -> tuple[str, ...]:
+    """The modules of the methods: every module of clpipe.methods but its registry and
+    the interface they share (one method, one file)."""
+    files = files or module_files()
+    shared = {f"{PACKAGE}.methods", f"{PACKAGE}.methods.base"}
+    return tuple(sorted(m for m in files if m.startswith(f"{PACKAGE}.methods.") and m not in shared))
 
 
 def imports_of(name: str, files: dict[str, Path]) -> set[str]:

@@ -9,7 +9,7 @@ from clpipe.catalog import DATASETS, checksums
 from clpipe.config import SCRATCH, validate_config
 from clpipe.config_input import check_config_files, check_data_dir, normalized_path
 from clpipe.errors import InputError
-from clpipe.fingerprint import job_code
+from clpipe.fingerprint import job_code, method_modules
 from clpipe.methods import REGISTRY
 from clpipe.gpus import allocated_gpus
 from clpipe.resources import lowered_threads, lowered_threads_message, resource
@@ -215,10 +215,8 @@ def prepare_data_spec(wildcards):
     return {**spec, "unreleased_md5": unreleased} if unreleased else spec
 
 
-# The module of each method's implementation: a job runs its own method's module only.
-METHOD_MODULES = tuple(
-    sorted({t.implementation.split(":")[0] for t in REGISTRY.values()})
-)
+# The methods' modules: a job runs its own method's module only.
+METHOD_MODULES = method_modules()
 
 
 def code(script, method=None, besides=None):

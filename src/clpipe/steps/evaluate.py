@@ -108,13 +108,11 @@ def _content(path: str, edge: int = 1 << 20) -> list:
 
 def step_code(scripts_dir: str | os.PathLike) -> str:
     """The code this step runs: its script and the clpipe modules it imports."""
-    from clpipe.fingerprint import code_of_file, job_code
+    from clpipe.fingerprint import code_of_file, job_code, method_modules
     from clpipe.hashing import stable_hash
-    from clpipe.methods import REGISTRY
 
-    methods = tuple(sorted({t.implementation.split(":")[0] for t in REGISTRY.values()}))
     script = Path(scripts_dir) / "evaluate.py"
-    return stable_hash([job_code(str(script), None, methods), code_of_file(script)])
+    return stable_hash([job_code(str(script), None, method_modules()), code_of_file(script)])
 
 
 def cache_key(model_in: str, data: str, spec: dict[str, Any], code: str, device: str, threads: int) -> dict:
