@@ -6,6 +6,10 @@ smk = snakemake  # noqa: F821 -- the job object Snakemake injects into scripts
 # this workflow's clpipe (src/, beside this script) first, ahead of any installed one
 sys.path.insert(0, smk.scriptdir)
 
+from clpipe.cpu_isa import pin  # noqa: I001 -- before anything imports torch
+
+pin(smk.config.get("cpu_isa", "avx2"))
+
 from clpipe.logs import log_to
 from clpipe.steps.download import download_data
 

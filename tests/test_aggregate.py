@@ -1,5 +1,6 @@
 """From node evaluations to metrics.csv and the tables over seeds."""
 
+import io
 import math
 
 import numpy as np
@@ -144,7 +145,8 @@ def test_tables(tmp_path, experiment):
     text = open(out["md"]).read()
     assert "| mag_b20 | mag | 2 |" in text and "| – |" in text  # task 3 untrained by mag_b20
     page = open(out["sh"]).read()
-    assert page.count("<tr") == 1 + 3 and "<td>mag_b20</td>" in page
+    assert page.split("</table>")[0].count("<tr") == 1 + 3 and "<td>mag_b20</td>" in page
+    assert "<h3>Paired differences against finetune</h3>" in page  # the default reference
     assert open(out["mh"]).read().count("<h3>") == 3
 
 
@@ -240,17 +242,109 @@ def test_the_parameters_per_task_table_of_a_growing_network():
     assert lines[0] == (
         "| arm | task | accuracy after the task | parameters added | parameters in use | parameters total |"
     )
-    assert lines[2] == "| g | 1 | 0.605 ± 0.007 | 100 | 100 | 100 |"
-    assert lines[3] == "| g | 2 | 0.705 ± 0.007 | 50 | 60 ± 1 | 150 |"
+    # mean ± SEM (sd / sqrt(2) for 2 seeds)
+    assert lines[2] == "| g | 1 | 0.605 ± 0.005 | 100 | 100 | 100 |"
+    assert lines[3] == "| g | 2 | 0.705 ± 0.005 | 50 | 60 ± 0.5 | 150 |"
     html = tables_from_metrics(metrics)["summary.html"]
-    assert "<h3>Parameters per task</h3>" in html and "<td>60 ± 1</td>" in html
+    assert "<h3>Parameters per task</h3>" in html and "<td>60 ± 0.5</td>" in html
     # a network that decides its own growth may grow for one seed and not for another
     differing = parameters_per_task(growing_metrics({0: 20, 1: 1020})).set_index("task")
     assert differing.loc[2, "parameters_added_mean"] == 520
     assert (
-        "| g | 2 | 0.705 ± 0.007 | 520 ± 707 | 60 ± 1 | 620 ± 707 |"
+        "| g | 2 | 0.705 ± 0.005 | 520 ± 500 | 60 ± 0.5 | 620 ± 500 |"
         in tables_from_metrics(growing_metrics({0: 20, 1: 1020}))["summary.md"]
     )
     # the summary table above it is what it was without the parameter columns
     plain = tables_from_metrics(metrics.drop(columns=PARAMETER_COLUMNS))
     assert md.startswith(plain["summary.md"]) and "Parameters" not in plain["summary.md"]
+
+
+# --- paired comparisons and choices on the validation split, on hand-made tables ---------
+
+
+def _hand_made(arms, seeds=(0, 1, 2, 3, 4), n_tasks=2):
+    """metrics.csv rows: arms -> (per-seed test accuracy offset, per-seed validation accuracy)."""
+    rows = []
+    for arm, (test, val) in arms.items():
+        for seed in seeds:
+            for trained in range(n_tasks + 1):
+                for task in range(1, n_tasks + 1):
+                    acc = 0.5 if trained == 0 else 0.6 + 0.1 * (task == trained) + 0.01 * seed + test(seed)
+                    rows.append({
+                        "experiment": "x", "method": arm.split("_")[0], "method_type": arm.split("_")[0],
+                        "arm": arm, "seed": seed, "trained_task": trained, "eval_task": task,
+                        "accuracy": acc, "loss": 1.0, "n": 10, "owner": arm, "dataset": "d", "classes": "",
+                        "spec_hash": "", "config_hash": "", "git_commit": "", "device": "cpu", "torch": "",
+                        "val_accuracy": val(seed), "val_loss": 1.0, "val_n": 5,
+                    })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_equal_arms_differ_by_an_interval_that_covers_zero():
+    from clpipe.aggregate import paired_comparisons
+
+    m = _hand_made({"finetune": (lambda s: 0.0, lambda s: 0.5), "ewc_a": (lambda s: 0.0, lambda s: 0.5)})
+    row = paired_comparisons(m, ["finetune"]).iloc[0]
+    assert row["acc_mean"] == 0 and row["acc_low"] <= 0 <= row["acc_high"] and row["acc_p_holm"] == 1.0
+    assert row["acc_n"] == 5
+
+
+def test_a_constant_shift_is_reported_as_exactly_that_shift():
+    from clpipe.aggregate import paired_comparisons
+
+    m = _hand_made({"finetune": (lambda s: 0.0, lambda s: 0.5), "ewc_a": (lambda s: 0.05, lambda s: 0.5)})
+    row = paired_comparisons(m, ["finetune"]).iloc[0]
+    assert row["acc_mean"] == pytest.approx(0.05) and row["acc_low"] == pytest.approx(0.05)
+    assert row["acc_high"] == pytest.approx(0.05) and row["acc_sem"] == pytest.approx(0, abs=1e-12)
+    tables = tables_from_metrics(m)
+    assert "## Paired differences against finetune" in tables["summary.md"]
+    assert "| ewc_a | +0.050 [+0.050, +0.050] (p 0) |" in tables["summary.md"]
+    s = pd.read_csv(io.StringIO(tables["summary.csv"])).set_index("arm")
+    assert s.loc["ewc_a", "acc_vs_finetune_diff"] == pytest.approx(0.05)
+    assert s.loc["ewc_a", "acc_vs_finetune_n"] == 5
+
+
+def test_holm_corrects_across_the_arms_compared_with_a_reference():
+    from clpipe.aggregate import paired_comparisons
+
+    noise = [0.01, -0.02, 0.015, 0.0, -0.005]
+    m = _hand_made({
+        "finetune": (lambda s: 0.0, lambda s: 0.5),
+        "ewc_a": (lambda s: 0.02 + noise[s], lambda s: 0.5),
+        "ewc_b": (lambda s: 0.03 + noise[::-1][s], lambda s: 0.5),
+    })  # fmt: skip
+    c = paired_comparisons(m, ["finetune"]).set_index("arm")
+    raw = sorted(c["acc_p"])
+    assert sorted(c["acc_p_holm"]) == pytest.approx([min(1, 2 * raw[0]), max(min(1, 2 * raw[0]), raw[1])])
+
+
+def test_a_choice_on_validation_ignores_the_test_split():
+    from clpipe.aggregate import SELECTED_FROM, select_members, selection_table
+
+    # seeds 0-2 validate best with lambda a, 3-4 with b; test accuracy prefers b everywhere
+    m = _hand_made({
+        "ewc_a": (lambda s: 0.0, lambda s: 0.9 if s < 3 else 0.7),
+        "ewc_b": (lambda s: 0.2, lambda s: 0.8),
+    })  # fmt: skip
+    groups = {"ewc_selected": ["ewc_a", "ewc_b"]}
+    kinds = {"ewc_selected": ("ewc", "ewc")}
+
+    def chosen(metrics):
+        picked = select_members(metrics, groups, kinds)
+        both = pd.concat([metrics.assign(**{SELECTED_FROM: None}), picked], ignore_index=True)
+        return both, list(selection_table(both)["chosen"])
+
+    both, picks = chosen(m)
+    assert picks == ["ewc_a", "ewc_a", "ewc_a", "ewc_b", "ewc_b"]
+    # the test labels shuffled (every test accuracy changed): the same choices
+    shuffled = m.assign(accuracy=m["accuracy"].sample(frac=1.0, random_state=0).to_numpy())
+    assert chosen(shuffled)[1] == picks
+    selected = both[both["arm"] == "ewc_selected"]
+    assert set(selected[SELECTED_FROM]) == {"ewc_a", "ewc_b"}
+    # the selected arm's test results are its chosen members' own, seed by seed
+    for seed, member in enumerate(picks):
+        mine = selected[selected["seed"] == seed]["accuracy"].to_numpy()
+        theirs = m[(m["arm"] == member) & (m["seed"] == seed)]["accuracy"].to_numpy()
+        assert (mine == theirs).all()
+    md = tables_from_metrics(both)["summary.md"]
+    assert "## Chosen on validation" in md and "| ewc_selected | 3 | ewc_b | 0.800 |" in md

@@ -1,5 +1,6 @@
 """The Snakemake workflow: its shape, which jobs it plans, and a real run end to end."""
 
+import json
 import os
 import re
 import subprocess
@@ -46,7 +47,7 @@ def test_default_config_shares_task_a_and_the_20_percent_task_b(tmp_path):
         tmp_path / "c.yaml", ROOT / "config/config.yaml", data_dir=str(tmp_path / "data"), run=["split_mnist"]
     )
     jobs = planned_jobs(tmp_path, cfg)
-    seeds = 3
+    seeds = 5  # the headline's (config/config.yaml)
     assert jobs["download_data"] == 1 and jobs["prepare_data"] == 1 and jobs["aggregate"] == 1
     assert jobs["init_model"] == seeds
     assert jobs["train_first_task"] == seeds  # task A once per seed, for all 22 arms
@@ -71,7 +72,7 @@ def test_adding_a_task_c_arm_plans_only_its_jobs(tmp_path):
     cfg.write_text(yaml.safe_dump(raw))
     more = planned_jobs(tmp_path, cfg)
     diff = {k: more[k] - base.get(k, 0) for k in more if more[k] != base.get(k, 0)}
-    assert diff == {"train_next_task": 3, "evaluate": 3, "plot_accuracy_matrix": 1}
+    assert diff == {"train_next_task": 5, "evaluate": 5, "plot_accuracy_matrix": 1}  # 5 seeds
 
 
 def test_a_bad_config_fails_before_any_job(tmp_path):
@@ -193,7 +194,11 @@ def test_tiny_run_records_where_and_how_each_result_was_made(tiny_run):
         assert meta["threads"] == 1 and meta["device"].startswith("cpu:"), path
         assert "git_dirty" in meta and "gpu" not in meta, path  # no GPU: no GPU details
     log = (work / "results/tiny/seed0/scratch/task1/train.log").read_text()
-    assert "device cpu:" in log and "1 thread(s), time limit 10 min" in log, log
+    assert "device cpu:" in log and "1 thread(s); CPU kernels AVX2 (ATEN_CPU_CAPABILITY=avx2," in log, log
+    assert "time limit 10 min" in log, log
+    assert set(m["cpu_kernels"]) == {"AVX2"}  # pinned (cpu_isa: avx2, the default)
+    meta = io.load(work / "results/tiny/seed0/scratch/task1/model.pt", "model")["meta"]
+    assert meta["cpu"]["pins"].startswith("ATEN_CPU_CAPABILITY=avx2") and meta["cpu"]["cpu_model"]
 
 
 @pytest.mark.slow
@@ -309,29 +314,38 @@ def test_a_model_is_evaluated_where_it_is_trained_and_the_rows_are_the_same(tiny
     """Each training job evaluates the model file it wrote; the evaluate rule uses those
     rows when they are its own evaluation's (clpipe.steps.evaluate) -- and they equal a
     fresh evaluation of the file, bit for bit."""
-    from clpipe.runtime import make_runtime
-    from clpipe.steps.evaluate import evaluation_rows
-
     work, cfg = tiny_run
     node = work / "results/tiny/seed0"
     used = {p.parent.relative_to(node).as_posix() for p in node.rglob("evaluate.log")
             if "the rows its training job computed" in p.read_text()}  # fmt: skip
     trained = {p.parent.relative_to(node).as_posix() for p in node.rglob("train.log")}
     assert used == trained and "scratch/task0" not in used  # the init has no training job
-    exp = yaml.safe_load(cfg.read_text())
-    runtime = make_runtime("cpu", deterministic=True, threads=1)
+    exp = yaml.safe_load(cfg.read_text())["experiments"]["tiny"]
     for rel in ("scratch/task1", "mag_b20_c50/task3", "joint/task3"):
         owner, task = rel.split("/")
         spec = {
             "experiment": "tiny", "seed": 0, "task": int(task[4:]), "owner": owner,
-            "scenario": exp["experiments"]["tiny"]["scenario"],
-            "tasks": exp["experiments"]["tiny"]["tasks"],
+            "scenario": exp["scenario"], "tasks": exp["tasks"], "eval": {"batch_size": 1000},
             "input": {"size": 32, "channels": 3, "normalize": None},
-            "eval": {"batch_size": 1000},
         }  # fmt: skip
-        fresh = evaluation_rows(
-            str(node / rel / "model.pt"), str(work / "results/tiny/data/tasks.pt"), spec, runtime
+        # a fresh process with the jobs' CPU pins (clpipe.cpu_isa), as an evaluate job is
+        code = (
+            "import json, sys; sys.path.insert(0, sys.argv[1])\n"
+            "from clpipe.cpu_isa import pin; pin('avx2')\n"
+            "from clpipe.runtime import make_runtime\n"
+            "from clpipe.steps.evaluate import evaluation_rows\n"
+            "runtime = make_runtime('cpu', True, 1)\n"
+            "rows = evaluation_rows(sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), runtime)\n"
+            "print(json.dumps([[r['accuracy'], r['loss']] for r in rows]))\n"
         )
+        args = [
+            str(ROOT / "src"),
+            str(node / rel / "model.pt"),
+            str(work / "results/tiny/data/tasks.pt"),
+            json.dumps(spec),
+        ]
+        fresh = json.loads(subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                                          check=True).stdout)  # fmt: skip
         written = pd.read_csv(node / rel / "eval.csv")
-        assert list(written["accuracy"]) == [r["accuracy"] for r in fresh], rel
-        assert list(written["loss"]) == [r["loss"] for r in fresh], rel
+        assert list(written["accuracy"]) == [a for a, _ in fresh], rel
+        assert list(written["loss"]) == [lo for _, lo in fresh], rel

@@ -18,6 +18,7 @@ import pandas as pd
 from clpipe import io
 from clpipe.layout import identity_of
 from clpipe.metrics import ALL_METRICS, LABELS, METRICS, all_metrics, mean_sd_sem
+from clpipe.stats import holm, paired_difference
 
 METRICS_COLUMNS = [
     "experiment",
@@ -48,7 +49,9 @@ PARAMETER_COLUMNS = ["parameters_total", "parameters_added", "parameters_in_use"
 # Optional provenance of the evaluated model (eval.csv has them since the GPU work):
 # the threads its training job used, whether the checkout had uncommitted changes, and
 # the clpipe release that made it.
-PROVENANCE_COLUMNS = ["threads", "git_dirty", "clpipe_version"]
+PROVENANCE_COLUMNS = ["threads", "git_dirty", "clpipe_version", "cpu_kernels"]
+# Optional: each task's validation split, for choices among arms (report.select).
+VALIDATION_COLUMNS = ["val_accuracy", "val_loss", "val_n"]
 
 
 class EvaluationFileError(io.FileFormatError):
@@ -132,8 +135,21 @@ def collect_metrics(spec: dict[str, Any], evaluations: Iterable[str]) -> pd.Data
             raise EvaluationFileError(f"arm {arm!r}: found evaluations of {got} models, expected {expected}")
         frames.append(rows.assign(arm=arm, method=arm_spec["method"], method_type=arm_spec["method_type"]))
     out = pd.concat(frames, ignore_index=True)
-    out = out[METRICS_COLUMNS + [c for c in PARAMETER_COLUMNS + PROVENANCE_COLUMNS if c in out.columns]]
-    arm_order = {a["name"]: i for i, a in enumerate(spec["arms"])}
+    optional = PARAMETER_COLUMNS + VALIDATION_COLUMNS + PROVENANCE_COLUMNS
+    out = out[METRICS_COLUMNS + [c for c in optional if c in out.columns]]
+    groups = spec.get("select") or {}
+    if groups:  # an arm chosen per seed on the validation split: its rows, marked
+        kinds = {a["name"]: (a["method"], a["method_type"]) for a in spec["arms"]}
+        method_of = {}
+        for group, members in groups.items():
+            found = {kinds[m] for m in members}
+            method_of[group] = found.pop() if len(found) == 1 else ("selected", "selected")
+        out = pd.concat(
+            [out.assign(**{SELECTED_FROM: None}), select_members(out, groups, method_of)], ignore_index=True
+        )
+    arm_order = {a["name"]: i for i, a in enumerate(spec["arms"])} | {
+        g: len(spec["arms"]) + i for i, g in enumerate(groups)
+    }
     out = out.sort_values(
         by=["arm", "seed", "trained_task", "eval_task"],
         key=lambda col: col.map(arm_order) if col.name == "arm" else col,
@@ -153,6 +169,129 @@ def accuracy_matrix(rows: pd.DataFrame) -> np.ndarray:
     return table.reindex(range(T + 1)).sort_index(axis=1).to_numpy(dtype=float)
 
 
+def per_seed_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Every metric of clpipe.metrics for each (arm, seed): the values the tables average
+    and the paired comparisons difference."""
+    rows = []
+    for arm, arm_rows in metrics.groupby("arm", sort=False):
+        for seed, seed_rows in arm_rows.groupby("seed"):
+            rows.append({"arm": arm, "seed": seed, **all_metrics(accuracy_matrix(seed_rows))})
+    return pd.DataFrame(rows, columns=["arm", "seed", *ALL_METRICS])
+
+
+# --- choosing among arms on the validation split (report.select) -------------------------
+
+SELECTED_FROM = "selected_from"  # metrics.csv: the member arm a selected arm's rows are from
+
+
+def validation_score(rows: pd.DataFrame) -> float:
+    """An arm's final model's mean validation accuracy over the tasks it trained: what a
+    choice among arms looks at (never the test split)."""
+    if rows.empty:
+        return math.nan
+    last = int(rows["trained_task"].max())
+    final = rows[(rows["trained_task"] == last) & (rows["eval_task"] <= last)]
+    return float(final["val_accuracy"].mean())
+
+
+def select_members(
+    metrics: pd.DataFrame, groups: dict[str, list[str]], method_of: dict[str, tuple]
+) -> pd.DataFrame:
+    """For each group and seed, the member arm whose final model has the best mean
+    validation accuracy (ties: the first listed), as rows of a new arm named after the
+    group, marked with the member they come from."""
+    if not groups:
+        return metrics.iloc[0:0]
+    if "val_accuracy" not in metrics.columns or metrics["val_accuracy"].isna().all():
+        raise EvaluationFileError(
+            "report.select needs every evaluation's validation accuracy (eval.csv's val_accuracy): "
+            "rerun evaluate"
+        )
+    chosen = []
+    for group, members in groups.items():
+        for seed in sorted(metrics["seed"].unique()):
+            scores = []
+            for arm in members:
+                rows = metrics[(metrics["arm"] == arm) & (metrics["seed"] == seed)]
+                scores.append((validation_score(rows), -members.index(arm), arm, rows))
+            best = max((s for s in scores if math.isfinite(s[0])), default=None)
+            if best is None:
+                continue
+            method, method_type = method_of[group]
+            chosen.append(
+                best[3].assign(arm=group, method=method, method_type=method_type, **{SELECTED_FROM: best[2]})
+            )
+    return pd.concat(chosen, ignore_index=True) if chosen else metrics.iloc[0:0]
+
+
+def selection_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Which member each selected arm took per seed, and every member's validation score."""
+    if SELECTED_FROM not in metrics.columns:
+        return pd.DataFrame(columns=["arm", "seed", "chosen"])
+    picked = metrics[metrics[SELECTED_FROM].notna()]
+    rows = []
+    for (arm, seed), rows_of in picked.groupby(["arm", "seed"], sort=False):
+        chosen = rows_of[SELECTED_FROM].iloc[0]
+        row = {"arm": arm, "seed": seed, "chosen": chosen}
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    members = metrics[metrics[SELECTED_FROM].isna()]
+    for i, row in table.iterrows():
+        mine = members[(members["seed"] == row["seed"]) & (members["arm"] == row["chosen"])]
+        table.loc[i, "val_accuracy"] = validation_score(mine)
+    return table
+
+
+# --- paired comparisons against reference arms (report.compare_to) ----------------------
+
+COMPARED = ("acc", "bwt", "forgetting")
+
+
+def default_references(metrics: pd.DataFrame) -> list[str]:
+    """The fine-tune arm where there is one, and the joint arm (an upper bound)."""
+    arms = metrics.drop_duplicates("arm")
+    found = []
+    for kind in ("finetune", "joint"):
+        named = arms.loc[(arms["method_type"] == kind) & ~_is_selected(arms), "arm"]
+        if len(named):
+            found.append(str(named.iloc[0]))
+    return found
+
+
+def _is_selected(rows: pd.DataFrame) -> pd.Series:
+    return (
+        rows[SELECTED_FROM].notna() if SELECTED_FROM in rows.columns else pd.Series(False, index=rows.index)
+    )
+
+
+def paired_comparisons(metrics: pd.DataFrame, references: list[str]) -> pd.DataFrame:
+    """Every arm against each reference: the mean per-seed difference of ACC, BWT and
+    forgetting, its SEM, n, paired-t 95% interval and Holm-corrected p-value (across the
+    arms compared with that reference, per metric); clpipe.stats."""
+    seeds = per_seed_metrics(metrics)
+    arms = list(dict.fromkeys(metrics["arm"]))
+    rows = []
+    for ref in references:
+        base = seeds[seeds["arm"] == ref].set_index("seed")
+        for arm in arms:
+            if arm == ref:
+                continue
+            mine = seeds[seeds["arm"] == arm].set_index("seed")
+            common = sorted(set(base.index) & set(mine.index))
+            row: dict[str, Any] = {"reference": ref, "arm": arm}
+            for m in COMPARED:
+                d = paired_difference(list(mine.loc[common, m]), list(base.loc[common, m]))
+                for k in ("mean", "sem", "n", "low", "high", "p"):
+                    row[f"{m}_{k}"] = d[k]
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    for ref in references:
+        mask = table["reference"] == ref
+        for m in COMPARED:
+            table.loc[mask, f"{m}_p_holm"] = holm(list(table.loc[mask, f"{m}_p"]))
+    return table
+
+
 def summarize(metrics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Over seeds: (summary, accuracy matrix).
 
@@ -162,12 +301,10 @@ def summarize(metrics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     sem and n over seeds; ``final`` marks the rows after the arm's last task.
     """
     summary_rows, cells = [], []
+    seeds = per_seed_metrics(metrics)
     for arm, arm_rows in metrics.groupby("arm", sort=False):
-        per_seed: dict[str, list[float]] = {m: [] for m in ALL_METRICS}
+        per_seed = {m: list(seeds.loc[seeds["arm"] == arm, m]) for m in ALL_METRICS}
         T = int(arm_rows["trained_task"].max())
-        for _, seed_rows in arm_rows.groupby("seed"):
-            for k, v in all_metrics(accuracy_matrix(seed_rows)).items():
-                per_seed[k].append(v)
         first = arm_rows.iloc[0]
         row: dict[str, Any] = {
             "experiment": first["experiment"],
@@ -202,6 +339,15 @@ def summarize(metrics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(summary_rows), pd.DataFrame(cells)
 
 
+def _ci(mean: float, low: float, high: float, p: float, digits: int = 3) -> str:
+    """A paired difference: mean [95% interval] (Holm-corrected p)."""
+    if not math.isfinite(mean):
+        return "–"
+    if not math.isfinite(low):
+        return f"{mean:+.{digits}f}"
+    return f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}] (p {p:.3g})"
+
+
 def _pm(mean: float, sd: float, digits: int = 3) -> str:
     if not math.isfinite(mean):
         return "–"
@@ -212,10 +358,70 @@ def _pm(mean: float, sd: float, digits: int = 3) -> str:
 
 def summary_note(shown=METRICS) -> str:
     return (
-        "Mean ± sd over seeds of test accuracy on each task after the arm's last task "
-        f"(– : task not trained by the arm), and {' / '.join(LABELS[k] for k in shown)} "
-        "as defined in clpipe/metrics.py."
+        "Mean ± SEM (standard error of the mean) over the seeds column's n seeds of test accuracy "
+        "on each task after the arm's last task (– : task not trained by the arm), and "
+        f"{' / '.join(LABELS[k] for k in shown)} as defined in clpipe/metrics.py; summary.csv "
+        "has the sd, SEM and n of every metric."
     )
+
+
+COMPARISON_NOTE = (
+    "Each arm minus the reference arm, seed by seed (the arms of a seed share its task-1 model, "
+    "data order and seed), then averaged: mean difference [95% confidence interval] (p), the "
+    "interval from Student's t over the n seeds both arms have (paired t: the per-seed "
+    "differences taken as independent normal draws), p two-sided for no difference and "
+    "corrected by Holm's method across the arms compared with this reference, per metric "
+    "(clpipe/stats.py)."
+)
+
+
+def comparison_display(comparisons: pd.DataFrame, reference: str) -> pd.DataFrame:
+    rows = []
+    for _, row in comparisons[comparisons["reference"] == reference].iterrows():
+        cells = {"arm": str(row["arm"])}
+        for m in COMPARED:
+            cells[f"Δ {LABELS[m]}"] = _ci(
+                row[f"{m}_mean"], row[f"{m}_low"], row[f"{m}_high"], row[f"{m}_p_holm"]
+            )
+        cells["n"] = str(int(row["acc_n"]))
+        cells["SEM of Δ ACC"] = f"{row['acc_sem']:.3f}" if math.isfinite(row["acc_sem"]) else "–"
+        rows.append(cells)
+    return pd.DataFrame(rows)
+
+
+SELECTION_NOTE = (
+    "An arm chosen per seed among its group's arms on the validation split only (the final "
+    "model's mean validation accuracy over the tasks it trained; never the test split); its row "
+    "above reports the chosen arms' test results."
+)
+
+
+def selection_display(metrics: pd.DataFrame) -> pd.DataFrame:
+    table = selection_table(metrics)
+    return pd.DataFrame(
+        [
+            {
+                "selected arm": str(r["arm"]),
+                "seed": str(r["seed"]),
+                "chosen": str(r["chosen"]),
+                "its validation accuracy": f"{r['val_accuracy']:.3f}",
+            }
+            for _, r in table.iterrows()
+        ]
+    )
+
+
+def with_comparisons(summary: pd.DataFrame, comparisons: pd.DataFrame) -> pd.DataFrame:
+    """summary.csv's comparison columns: ``<metric>_vs_<reference>_{diff, sem, n, low,
+    high, p, p_holm}`` for every arm and reference (NaN against itself)."""
+    out = summary.copy()
+    for ref in comparisons["reference"].unique() if len(comparisons) else []:
+        mine = comparisons[comparisons["reference"] == ref].set_index("arm")
+        for m in COMPARED:
+            for k, name in (("mean", "diff"), ("sem", "sem"), ("n", "n"), ("low", "low"), ("high", "high"),
+                            ("p", "p"), ("p_holm", "p_holm")):  # fmt: skip
+                out[f"{m}_vs_{ref}_{name}"] = out["arm"].map(mine[f"{m}_{k}"])
+    return out
 
 
 def display_table(summary: pd.DataFrame, matrix: pd.DataFrame, shown=METRICS) -> pd.DataFrame:
@@ -230,10 +436,10 @@ def display_table(summary: pd.DataFrame, matrix: pd.DataFrame, shown=METRICS) ->
         for j in range(1, n_tasks + 1):
             trained = j <= row["tasks_trained"]
             cells[f"task {j}"] = (
-                _pm(fin.loc[j, "accuracy_mean"], fin.loc[j, "accuracy_sd"]) if trained else "–"
+                _pm(fin.loc[j, "accuracy_mean"], fin.loc[j, "accuracy_sem"]) if trained else "–"
             )
         for k in shown:
-            cells[LABELS[k]] = _pm(row[f"{k}_mean"], row[f"{k}_sd"])
+            cells[LABELS[k]] = _pm(row[f"{k}_mean"], row[f"{k}_sem"])
         cells["seeds"] = str(row["n_seeds"])
         rows.append(cells)
     return pd.DataFrame(rows)
@@ -268,29 +474,35 @@ def parameters_per_task(metrics: pd.DataFrame) -> pd.DataFrame:
         for task, after in arm_rows[arm_rows["trained_task"] >= 1].groupby("trained_task"):
             row: dict[str, Any] = {"experiment": arm_rows["experiment"].iloc[0], "arm": arm, "task": task}
             stats = mean_sd_sem(after.loc[after["eval_task"] == task, "accuracy"])
-            row["accuracy_mean"], row["accuracy_sd"] = stats["mean"], stats["sd"]
+            row["accuracy_mean"], row["accuracy_sd"], row["accuracy_sem"] = (
+                stats["mean"],
+                stats["sd"],
+                stats["sem"],
+            )
             per_seed = after.groupby("seed").first()  # one model per seed: the same on every row
             for column in PARAMETER_COLUMNS:
                 values = per_seed[column] if column in per_seed.columns else pd.Series(dtype=float)
                 stats = mean_sd_sem(values.dropna())
                 row[f"{column}_mean"], row[f"{column}_sd"] = stats["mean"], stats["sd"]
+                row[f"{column}_sem"] = stats["sem"]
             row["n_seeds"] = len(per_seed)
             rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _count(mean: float, sd: float) -> str:
+def _count(mean: float, sem: float) -> str:
+    """A count over seeds: mean ± SEM (one decimal when the SEM is under 10)."""
     if not math.isfinite(mean):
         return "–"
-    if not math.isfinite(sd) or sd == 0:
+    if not math.isfinite(sem) or sem == 0:
         return f"{mean:,.0f}"
-    return f"{mean:,.0f} ± {sd:,.0f}"
+    return f"{mean:,.0f} ± {sem:,.1f}" if sem < 10 else f"{mean:,.0f} ± {sem:,.0f}"
 
 
 PARAMETERS_NOTE = (
     "Per task: test accuracy on the task right after training it, and the model's "
     "parameters then: added for the task (task 1: the first column), in use for the task "
-    "(what can change its outputs) and in total (dense); mean ± sd over seeds."
+    "(what can change its outputs) and in total (dense); mean ± SEM over seeds."
 )
 
 
@@ -301,10 +513,10 @@ def parameters_display(table: pd.DataFrame) -> pd.DataFrame:
             {
                 "arm": str(row["arm"]),
                 "task": str(row["task"]),
-                "accuracy after the task": _pm(row["accuracy_mean"], row["accuracy_sd"]),
-                "parameters added": _count(row["parameters_added_mean"], row["parameters_added_sd"]),
-                "parameters in use": _count(row["parameters_in_use_mean"], row["parameters_in_use_sd"]),
-                "parameters total": _count(row["parameters_total_mean"], row["parameters_total_sd"]),
+                "accuracy after the task": _pm(row["accuracy_mean"], row["accuracy_sem"]),
+                "parameters added": _count(row["parameters_added_mean"], row["parameters_added_sem"]),
+                "parameters in use": _count(row["parameters_in_use_mean"], row["parameters_in_use_sem"]),
+                "parameters total": _count(row["parameters_total_mean"], row["parameters_total_sem"]),
             }
         )
     return pd.DataFrame(rows)
@@ -331,9 +543,24 @@ def summary_html(
     matrix: pd.DataFrame,
     shown=METRICS,
     parameters: pd.DataFrame | None = None,
+    comparisons: pd.DataFrame | None = None,
+    selection: pd.DataFrame | None = None,
 ) -> str:
     table = display_table(summary, matrix, shown).to_html(index=False, border=0)
     body = table + f"<p>{summary_note(shown)}</p>"
+    if selection is not None and len(selection):
+        body += (
+            "<h3>Chosen on validation</h3>"
+            + selection.to_html(index=False, border=0)
+            + f"<p>{SELECTION_NOTE}</p>"
+        )
+    if comparisons is not None and len(comparisons):
+        for ref in comparisons["reference"].unique():
+            body += (
+                f"<h3>Paired differences against {ref}</h3>"
+                + comparison_display(comparisons, ref).to_html(index=False, border=0)
+                + f"<p>{COMPARISON_NOTE}</p>"
+            )
     if parameters is not None:
         body += (
             "<h3>Parameters per task</h3>"
@@ -344,17 +571,20 @@ def summary_html(
 
 
 def matrix_html(experiment: str, matrix: pd.DataFrame) -> str:
-    """Every arm's accuracy matrix, mean ± sd over seeds, one table per arm."""
+    """Every arm's accuracy matrix, mean ± SEM over seeds, one table per arm."""
     parts = []
     for arm, rows in matrix.groupby("arm", sort=False):
         cells = rows.assign(
-            cell=[_pm(m, s) for m, s in zip(rows["accuracy_mean"], rows["accuracy_sd"], strict=True)]
+            cell=[_pm(m, s) for m, s in zip(rows["accuracy_mean"], rows["accuracy_sem"], strict=True)]
         )
         table = cells.pivot(index="trained_task", columns="eval_task", values="cell").sort_index()
         table.index = ["random init" if i == 0 else f"after task {i}" for i in table.index]
         table.columns = [f"task {j}" for j in table.columns]
         parts.append(f"<h3>{arm}</h3>" + table.to_html(border=0))
-    note = "<p>Row: the model after training tasks 1..i; column: the task tested. Mean ± sd over seeds.</p>"
+    note = (
+        "<p>Row: the model after training tasks 1..i; column: the task tested. Mean ± SEM over seeds "
+        "(accuracy_matrix.csv: sd, SEM and n of every cell).</p>"
+    )
     return html_page(f"{experiment}: accuracy matrices", note + "".join(parts))
 
 
@@ -408,7 +638,7 @@ def write_tables(
     the experiment's last_good/, which stays readable if a later aggregation fails."""
     training = collect_training(spec, histories)
     metrics = collect_metrics(spec, evaluations)
-    texts = tables_from_metrics(metrics, tuple(spec.get("report_metrics", METRICS)))
+    texts = tables_from_metrics(metrics, tuple(spec.get("report_metrics", METRICS)), spec.get("compare_to"))
     texts["metrics.csv"] = metrics.to_csv(index=False, lineterminator="\n")
     texts["training.csv"] = training.to_csv(index=False, lineterminator="\n")
     experiment_dir = Path(metrics_out).parent
@@ -425,16 +655,33 @@ def write_tables(
         io.keep_last_good(path, experiment_dir)
 
 
-def tables_from_metrics(metrics: pd.DataFrame, shown=METRICS) -> dict[str, str]:
+def tables_from_metrics(
+    metrics: pd.DataFrame, shown=METRICS, references: list[str] | None = None
+) -> dict[str, str]:
     """Every table the aggregate step derives from metrics.csv, as file contents;
-    ``shown``: the metrics the summary tables show (summary.csv has them all).
+    ``shown``: the metrics the summary tables show (summary.csv has them all);
+    ``references``: the arms every arm is compared with, seed by seed (default: the
+    fine-tune arm and the joint arm, where there are).
 
     The committed reference results are checked against this: their tables must be
     exactly what it makes from their metrics.csv.
     """
     experiment = str(metrics["experiment"].iloc[0])
     summary, matrix = summarize(metrics)
+    references = default_references(metrics) if references is None else references
+    comparisons = paired_comparisons(metrics, references) if references else None
+    selection = selection_display(metrics) if SELECTED_FROM in metrics.columns else None
     markdown = f"# {experiment}\n\n" + markdown_table(summary, matrix, shown)
+    if selection is not None and len(selection):
+        markdown += "\n## Chosen on validation\n\n" + _markdown(selection) + f"\n\n{SELECTION_NOTE}\n"
+    if comparisons is not None:
+        summary = with_comparisons(summary, comparisons)
+        for ref in references:
+            markdown += (
+                f"\n## Paired differences against {ref}\n\n"
+                + _markdown(comparison_display(comparisons, ref))
+                + f"\n\n{COMPARISON_NOTE}\n"
+            )
     parameters = parameters_per_task(metrics) if reports_parameters(metrics) else None
     if parameters is not None:  # a growing network: what each task cost
         markdown += (
@@ -446,6 +693,6 @@ def tables_from_metrics(metrics: pd.DataFrame, shown=METRICS) -> dict[str, str]:
         "summary.csv": summary.to_csv(index=False, lineterminator="\n"),
         "accuracy_matrix.csv": matrix.to_csv(index=False, lineterminator="\n"),
         "summary.md": markdown,
-        "summary.html": summary_html(experiment, summary, matrix, shown, parameters),
+        "summary.html": summary_html(experiment, summary, matrix, shown, parameters, comparisons, selection),
         "accuracy_matrix.html": matrix_html(experiment, matrix),
     }

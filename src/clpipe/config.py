@@ -526,6 +526,35 @@ def _check_schedule(key: str, train: dict[str, Any]) -> None:
         schedule["t_max"] = train["epochs"]
 
 
+def _check_report(key: str, exp: dict[str, Any], arms: dict[str, Arm]) -> None:
+    """Choices among arms (report.select) compare like with like on a validation split;
+    the arms compared with (report.compare_to) exist."""
+    report = exp.get("report") or {}
+    groups = report.get("select") or {}
+    for group, members in groups.items():
+        gkey = f"{key}.report.select.{group}"
+        if group in arms:
+            raise ConfigError(gkey, f"{group!r} is already an arm's name; name the selected arm otherwise")
+        for i, member in enumerate(members):
+            if member not in arms:
+                raise ConfigError(f"{gkey}[{i}]", f"arm {member!r} does not exist (arms: {', '.join(arms)})")
+        spans = {(arms[m].last_task) for m in members}
+        if len(spans) > 1:
+            raise ConfigError(
+                gkey,
+                "its arms end at different tasks ("
+                + ", ".join(f"{m}: {arms[m].last_task}" for m in members)
+                + "); a choice compares final models that trained the same tasks",
+            )
+        _needs_validation_split(gkey, "chooses on the validation split", exp)
+    for i, ref in enumerate(report.get("compare_to") or []):
+        if ref not in arms and ref not in groups:
+            raise ConfigError(
+                f"{key}.report.compare_to[{i}]",
+                f"{ref!r} is no arm or selected arm (arms: {', '.join(arms)})",
+            )
+
+
 def check_experiment(
     name: str, exp: dict[str, Any], default_seeds: list[int], resources: dict[str, Any] | None = None
 ) -> Experiment:
@@ -537,6 +566,7 @@ def check_experiment(
     _check_methods(key, exp, methods)
     arms = _resolve_arms(key, exp, len(tasks), methods)
     _check_arms_fit_model(key, exp, methods, arms)
+    _check_report(key, exp, arms)
     own = exp.get("resources", {})
     merged = {kind: {**values, **own.get(kind, {})} for kind, values in (resources or {}).items()}
     return Experiment(

@@ -197,21 +197,31 @@ def history_files(layout: Layout, exp: Experiment) -> list[str]:
 def aggregate_spec(exp: Experiment) -> dict[str, Any]:
     """What the aggregation needs to know about an experiment's arms (in config order),
     and the metrics its tables show when the config names them."""
-    report = exp.raw.get("report", {}).get("metrics")
-    return ({} if report is None else {"report_metrics": list(report)}) | {
-        "experiment": exp.name,
-        "n_tasks": exp.n_tasks,
-        "seeds": list(exp.seeds),
-        "arms": [
-            {
-                "name": name,
-                "method": arm.method,
-                "method_type": exp.methods[arm.method]["type"],
-                "lineage": [[owner, task] for owner, task in exp.lineage(name)],
-            }
-            for name, arm in exp.arms.items()
-        ],
-    }
+    settings = exp.raw.get("report", {})
+    report = settings.get("metrics")
+    chosen = {}  # only when configured: the specs of experiments without them stay as they were
+    if settings.get("select"):
+        chosen["select"] = {k: list(v) for k, v in settings["select"].items()}
+    if settings.get("compare_to") is not None:
+        chosen["compare_to"] = list(settings["compare_to"])
+    return (
+        ({} if report is None else {"report_metrics": list(report)})
+        | chosen
+        | {
+            "experiment": exp.name,
+            "n_tasks": exp.n_tasks,
+            "seeds": list(exp.seeds),
+            "arms": [
+                {
+                    "name": name,
+                    "method": arm.method,
+                    "method_type": exp.methods[arm.method]["type"],
+                    "lineage": [[owner, task] for owner, task in exp.lineage(name)],
+                }
+                for name, arm in exp.arms.items()
+            ],
+        }
+    )
 
 
 @_spec

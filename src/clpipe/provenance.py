@@ -111,6 +111,14 @@ def gpu_details(runtime) -> dict[str, Any] | None:
     }
 
 
+@functools.cache
+def cpu_details() -> dict[str, str]:
+    """The CPU and the kernels torch dispatched to on it (clpipe.cpu_isa)."""
+    from clpipe.cpu_isa import describe
+
+    return describe()
+
+
 def describe_runtime(runtime) -> str:
     """One log line: where the job runs (the GPU and its slot) and with how many threads."""
     where = device_name(runtime.device)
@@ -121,7 +129,9 @@ def describe_runtime(runtime) -> str:
             + (f", slot {details['slot']}" if details["slot"] is not None else ", the scheduler's allocation")
             + f"; CUDA {details['cuda']}, cuDNN {details['cudnn']}, TF32 matmul {details['tf32_matmul']})"
         )
-    return f"device {where}, {runtime.threads} thread(s)"
+    cpu = cpu_details()
+    kernels = f"CPU kernels {cpu['torch_cpu_capability']} ({cpu['pins']})"
+    return f"device {where}, {runtime.threads} thread(s); {kernels}"
 
 
 def provenance(step: str, spec: dict[str, Any], runtime=None) -> dict[str, Any]:
@@ -143,6 +153,7 @@ def provenance(step: str, spec: dict[str, Any], runtime=None) -> dict[str, Any]:
     meta["git_dirty"] = checkout_dirty()
     if runtime is not None:
         meta["device"] = device_name(runtime.device)
+        meta["cpu"] = cpu_details()
         meta["threads"] = int(runtime.threads)
         gpu = gpu_details(runtime)
         if gpu is not None:

@@ -61,6 +61,10 @@ def evaluation_rows(model_in: str, data: str, spec: dict[str, Any], runtime) -> 
         test = task.test.to(runtime.device)
         acc, loss = evaluate_split(model, test, task.index, scenario, pipeline, batch_size)
         seconds = time.perf_counter() - t0  # the pass itself (benchmarks/small_experiment.py)
+        # the validation split too: what a choice among arms may look at (never the test)
+        val_acc, val_loss = evaluate_split(
+            model, task.val.to(runtime.device), task.index, scenario, pipeline, batch_size
+        )
         rows.append(
             {
                 "experiment": spec["experiment"],
@@ -73,6 +77,9 @@ def evaluation_rows(model_in: str, data: str, spec: dict[str, Any], runtime) -> 
                 "accuracy": acc,
                 "loss": loss,
                 "n": len(task.test),
+                "val_accuracy": val_acc,
+                "val_loss": val_loss,
+                "val_n": len(task.val),
                 "spec_hash": meta.get("spec_hash", "unknown"),
                 "config_hash": meta.get("config_hash", "unknown"),
                 "git_commit": meta.get("git_commit", "unknown"),
@@ -84,6 +91,8 @@ def evaluation_rows(model_in: str, data: str, spec: dict[str, Any], runtime) -> 
                 "threads": meta.get("threads"),
                 "git_dirty": meta.get("git_dirty"),
                 "clpipe_version": meta.get("versions", {}).get("clpipe", "unknown"),
+                # the CPU kernels the model's training dispatched to (clpipe.cpu_isa)
+                "cpu_kernels": meta.get("cpu", {}).get("torch_cpu_capability", "unknown"),
                 "seconds": seconds,
             }
         )
