@@ -1,12 +1,15 @@
 """The reference results committed under results/reference/ are what the pipeline makes."""
 
+import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from clpipe.aggregate import tables_from_metrics
-from conftest import ROOT
+from clpipe.aggregate import report_settings, tables_from_metrics
+from clpipe.reference import TABLES, WEIGHTS, configured_spec, retabulate, weights_digest
+from conftest import ROOT, snakemake, write_config
 
 REFERENCE = ROOT / "results" / "reference"
 EXPERIMENTS = sorted(p for p in REFERENCE.iterdir() if p.is_dir()) if REFERENCE.is_dir() else []
@@ -20,7 +23,11 @@ def test_there_are_reference_results():
 def test_committed_tables_are_exactly_what_the_aggregation_makes(folder: Path):
     metrics = pd.read_csv(folder / "metrics.csv")
     assert metrics["seed"].nunique() >= 3
-    made = tables_from_metrics(metrics)
+    # the experiment's report settings as its config says them today (shown metrics,
+    # reference arms), so a changed config without regenerated references fails here
+    spec = configured_spec(folder.name)
+    assert sorted(metrics["seed"].unique()) == spec["seeds"], "the config's seeds are not the reference's"
+    made = tables_from_metrics(metrics, *report_settings(spec))
     for name in ("summary.csv", "accuracy_matrix.csv", "summary.md"):
         assert (folder / name).read_text() == made[name], f"{folder.name}/{name} differs from its metrics.csv"
     assert (folder / "figures" / "methods.png").stat().st_size > 10_000
@@ -37,3 +44,35 @@ def test_the_readme_shows_the_reference_table_of_the_headline():
     for line in table:
         assert line in readme, f"README lacks the reference row: {line}"
     assert "results/reference/split_mnist_quick/figures/freeze.png" in readme
+
+
+def test_retabulating_a_reference_remakes_its_tables_and_keeps_its_metrics(tmp_path):
+    """After a change to the aggregation: the tables from the same metrics.csv, as the
+    aggregate rule would remake them; a config that runs other seeds is refused."""
+    shutil.copytree(REFERENCE / "fashion_to_mnist", tmp_path / "fashion_to_mnist")
+    before = {name: (tmp_path / "fashion_to_mnist" / name).read_text() for name in TABLES}
+    (tmp_path / "fashion_to_mnist" / "summary.md").write_text("stale\n")
+    (tmp_path / "fashion_to_mnist" / "summary.csv").write_text("stale\n")
+    written = retabulate("fashion_to_mnist", tmp_path)
+    assert sorted(p.name for p in written) == sorted(TABLES[1:])
+    assert {name: (tmp_path / "fashion_to_mnist" / name).read_text() for name in TABLES} == before
+    metrics = pd.read_csv(tmp_path / "fashion_to_mnist" / "metrics.csv")
+    metrics[metrics["seed"] != 2].to_csv(tmp_path / "fashion_to_mnist" / "metrics.csv", index=False)
+    with pytest.raises(ValueError, match=r"metrics.csv has seeds \[0, 1\], its config \[0, 1, 2\]"):
+        retabulate("fashion_to_mnist", tmp_path)
+
+
+@pytest.mark.slow
+def test_the_headline_s_first_training_gives_the_committed_weights_bit_for_bit(tmp_path, data_dir):
+    """Trained again here, the first seed's task-1 model of the headline reference has the
+    weights the reference run made (CPU kernels pinned to AVX2: clpipe.cpu_isa), on
+    whichever x86-64 machine runs the suite."""
+    ((model, digest),) = json.loads((REFERENCE / "split_mnist_quick" / WEIGHTS).read_text()).items()
+    cfg = write_config(
+        tmp_path / "config.yaml",
+        ROOT / "config/quick.yaml",
+        data_dir=str(data_dir),
+        run=["split_mnist_quick"],
+    )
+    snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg), f"results/split_mnist_quick/{model}")
+    assert weights_digest(tmp_path / "results" / "split_mnist_quick" / model) == digest
