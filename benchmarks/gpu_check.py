@@ -48,13 +48,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-import yaml
-
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(HERE))
+
+from clpipe.cpu_isa import pin  # noqa: E402,I001 -- torch-free, before torch loads
+
+# the workflow's default (cpu_isa: avx2), as its jobs run: the CPU retraining of the
+# determinism check must dispatch to the kernels that made the workflow's models
+pin("avx2")
+
+import torch  # noqa: E402
+import yaml  # noqa: E402
 
 from clpipe import io, plan  # noqa: E402
 from clpipe.config import validate_config  # noqa: E402

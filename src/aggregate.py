@@ -25,4 +25,5 @@ with log_to(smk.log[0]):
         markdown_out=smk.output.markdown,
         summary_html_out=smk.output.summary_html,
         matrix_html_out=smk.output.matrix_html,
+        live=bool((smk.config.get("logging") or {}).get("tensorboard", False)),
     )

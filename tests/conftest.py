@@ -57,8 +57,14 @@ def planned_jobs(workdir, configfile, *extra):
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, data_dir):
-    """tests/configs/tiny.yaml run once through Snakemake on real MNIST: (workdir, config)."""
+    """tests/configs/tiny.yaml run once through Snakemake on real MNIST: (workdir, config);
+    with the live view on (tests/test_live.py reads it; it changes no result)."""
     work = tmp_path_factory.mktemp("tiny")
-    cfg = write_config(work / "config.yaml", ROOT / "tests/configs/tiny.yaml", data_dir=str(data_dir))
+    cfg = write_config(
+        work / "config.yaml",
+        ROOT / "tests/configs/tiny.yaml",
+        data_dir=str(data_dir),
+        logging={"tensorboard": True},
+    )
     snakemake(work, "--cores", "2", "--configfile", str(cfg))
     return work, cfg

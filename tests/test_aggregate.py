@@ -304,6 +304,16 @@ def test_a_constant_shift_is_reported_as_exactly_that_shift():
     assert s.loc["ewc_a", "acc_vs_finetune_n"] == 5
 
 
+def test_an_experiment_of_one_arm_has_nothing_to_compare_and_says_nothing():
+    from clpipe.aggregate import paired_comparisons
+
+    m = _hand_made({"finetune": (lambda s: 0.0, lambda s: 0.5)}, seeds=(0,))
+    assert paired_comparisons(m, ["finetune"]).empty
+    tables = tables_from_metrics(m)
+    assert "Paired differences" not in tables["summary.md"]
+    assert "acc_vs_finetune_diff" not in tables["summary.csv"]
+
+
 def test_holm_corrects_across_the_arms_compared_with_a_reference():
     from clpipe.aggregate import paired_comparisons
 

@@ -343,3 +343,16 @@ def test_auto_grow_is_a_setting_of_the_growing_method_in_read_mode():
     assert exp.methods["never"]["auto_grow"] is None
     # absent: always grow, and no key (the specs of arms without it are what they were)
     assert exp.methods["growing_read"] == {"type": "growing", "mode": "read"}
+
+
+def test_carrying_the_optimizer_state_through_a_growing_model_is_refused():
+    """Its parameters change from task to task, so there is no state to carry on with."""
+    cfg = yaml.safe_load((ROOT / "config" / "quick.yaml").read_text())
+    cfg["run"] = ["split_mnist_growing_quick"]
+    cfg["experiments"]["split_mnist_growing_quick"]["train"]["optimizer_state"] = "carry"
+    key = "experiments.split_mnist_growing_quick.train.optimizer_state"
+    with pytest.raises(ConfigError, match=r"carry needs the same parameters in every task") as info:
+        load(cfg)
+    assert info.value.key == key
+    cfg["experiments"]["split_mnist_growing_quick"]["train"]["optimizer_state"] = "reset"
+    assert load(cfg)

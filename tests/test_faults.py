@@ -342,6 +342,12 @@ CASES = [
         "config key 'experiments.tiny.arms.finetune\n': 'finetune\\n' is not a name",
     ),
     ("boolean-from-cli", "message", ("--config", "deterministic=false"), "write --config key=False"),
+    (
+        "nested-boolean-from-cli",
+        "message",
+        ("--config", 'logging={"tensorboard": True}'),
+        "config key 'logging.tensorboard': 'True' is not of type 'boolean' (a value inside a mapping",
+    ),
 ]
 
 

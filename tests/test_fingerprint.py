@@ -36,9 +36,10 @@ def test_the_dag_side_and_the_logs_are_in_no_jobs_code():
 
 
 def test_tables_and_figures_run_no_training_code():
-    # and the CPU pins every script sets before torch loads (they change a CPU result)
+    # and the CPU pins every script sets before torch loads (they change a CPU result),
+    # and the live view's writer (the tables as TensorBoard text, logging.tensorboard)
     tables = {"clpipe.aggregate", "clpipe.cpu_isa", "clpipe.errors", "clpipe.io", "clpipe.layout",
-              "clpipe.metrics", "clpipe.stats"}  # fmt: skip
+              "clpipe.live", "clpipe.metrics", "clpipe.stats"}  # fmt: skip
     assert modules("aggregate.py") == tables
     for plot in ("plot_experiment.py", "plot_freeze.py", "plot_accuracy_matrix.py"):
         found = modules(plot)

@@ -1,5 +1,7 @@
 """Paths and job inputs: what each job reads, and job specs that do not drift."""
 
+import copy
+
 import pytest
 import yaml
 
@@ -71,3 +73,21 @@ def test_specs_are_canonical_and_hold_only_what_defines_the_job(exp):
     assert "arm" not in first and "method" not in first
     agg = plan.aggregate_spec(exp)
     assert [a["name"] for a in agg["arms"]] == list(exp.arms)  # config order, for the tables
+
+
+def test_writing_out_a_train_setting_s_default_plans_the_same_jobs():
+    """Settings whose absence means a value (added after results existed): saying that
+    value leaves every job's spec as it was; another value changes it."""
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    before = plan.training_spec(validate_config(cfg, str(SCHEMA))["split_mnist"], 0, 1)
+    cfg["experiments"]["split_mnist"]["train"].update(
+        optimizer_state="reset", precision="fp32", channels_last=False
+    )
+    said = validate_config(cfg, str(SCHEMA))["split_mnist"]
+    assert plan.training_spec(said, 0, 1) == before
+    assert plan.next_task_spec(said, 0, "mag_b20", 2)["train"] == before["train"]
+    for key, other in (("optimizer_state", "carry"), ("precision", "bf16"), ("channels_last", True)):
+        changed = copy.deepcopy(cfg)
+        changed["experiments"]["split_mnist"]["train"][key] = other
+        spec = plan.training_spec(validate_config(changed, str(SCHEMA))["split_mnist"], 0, 1)
+        assert spec["train"][key] == other and spec != before, key

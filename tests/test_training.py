@@ -321,3 +321,96 @@ def test_channels_last_trains_the_same_function_in_nhwc_layout():
 def test_an_unknown_precision_is_named():
     with pytest.raises(ValueError, match="train.precision: 'fp16'"):
         train_vgg(precision="fp16")
+
+
+# --- the optimizer's state carried across tasks (train.optimizer_state: carry) ----------
+
+
+def one_optimizer_over_tasks(tasks, scenario, seeds, lr=1e-2, epochs=2, batch_size=16):
+    """The protocol written out by hand: one Adam, built once, over every task's batches
+    (each task's shuffling from its own seed, as the training steps draw it)."""
+    make_runtime("cpu", deterministic=True, threads=1)
+    torch.manual_seed(7)
+    model = build_model(SPEC)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    pipeline = InputPipeline(SPEC["input"], torch.device("cpu"))
+    for task, seed in zip(tasks, seeds, strict=True):
+        g = torch.Generator().manual_seed(seed)
+        x, y = task.train.x, scenario.targets(task.index, task.train.y)
+        for _ in range(epochs):
+            model.train()
+            order = torch.randperm(len(y), generator=g)
+            for b in range(math.ceil(len(y) / batch_size)):
+                idx = order[b * batch_size : (b + 1) * batch_size]
+                logits = scenario.logits(model, pipeline.train_batch(x[idx], g), task.index)
+                loss = torch.nn.functional.cross_entropy(logits, y[idx])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+    return model
+
+
+def train_in_steps(tmp_path, tasks, scenario, seeds, carry):
+    """The tasks as the pipeline trains them: one train_task per task, the model (and,
+    with ``carry``, the optimizer's state) passed on through a model file."""
+    from clpipe.checkpoints import carried_optimizer_state, load_model, save_model
+    from clpipe.optim import CarriedOptimizerState
+
+    make_runtime("cpu", deterministic=True, threads=1)
+    torch.manual_seed(7)
+    model = build_model(SPEC)
+    path = tmp_path / "init.pt"
+    save_model(str(path), model, SPEC, {"step": "init_model"})
+    for task, seed in zip(tasks, seeds, strict=True):
+        model, loaded = load_model(str(path), torch.device("cpu"))
+        carried = (
+            CarriedOptimizerState(carried_optimizer_state(str(path), loaded), str(path)) if carry else None
+        )
+        train_task(
+            model, task, scenario=scenario, pipeline=InputPipeline(SPEC["input"], torch.device("cpu")),
+            train_cfg=TRAIN, method=FineTune({}), generator=torch.Generator().manual_seed(seed),
+            eval_batch_size=64, carried=carried,
+        )  # fmt: skip
+        path = tmp_path / f"task{task.index}.pt"
+        save_model(str(path), model, SPEC, {"step": "train_next_task"}, carried and carried.by_name)
+    return model
+
+
+def test_two_tasks_with_a_carried_optimizer_are_one_optimizer_bit_for_bit(tmp_path):
+    tasks = [two_class_task(1, [0, 1], seed=1), two_class_task(2, [2, 3], seed=2)]
+    scenario = Scenario("domain", [[0, 1], [2, 3]])
+    one = one_optimizer_over_tasks(tasks, scenario, seeds=[11, 12])
+    carried = train_in_steps(tmp_path / "carry", tasks, scenario, [11, 12], carry=True)
+    reset = train_in_steps(tmp_path / "reset", tasks, scenario, [11, 12], carry=False)
+    for name, p in one.named_parameters():
+        assert torch.equal(p, dict(carried.named_parameters())[name]), name
+    assert not all(torch.equal(p, q) for p, q in zip(one.parameters(), reset.parameters(), strict=True))
+    # the first task alone: carry and reset are the same (a fresh optimizer from the init)
+    first_carried = train_in_steps(tmp_path / "c1", tasks[:1], scenario, [11], carry=True)
+    first_reset = train_in_steps(tmp_path / "r1", tasks[:1], scenario, [11], carry=False)
+    assert all(
+        torch.equal(p, q) for p, q in zip(first_carried.parameters(), first_reset.parameters(), strict=True)
+    )
+
+
+def test_carrying_from_a_model_without_optimizer_state_is_refused(tmp_path):
+    from clpipe.checkpoints import carried_optimizer_state, load_model, save_model
+
+    path = str(tmp_path / "task1.pt")
+    save_model(path, build_model(SPEC), SPEC, {"step": "train_first_task"})
+    _, loaded = load_model(path, torch.device("cpu"))
+    with pytest.raises(io.FileFormatError, match=r"task1.pt: train.optimizer_state is carry, but"):
+        carried_optimizer_state(path, loaded)
+
+
+def test_optimizer_state_for_other_parameters_is_refused():
+    from clpipe.optim import CarriedOptimizerState
+
+    model = build_model(SPEC)
+    optimizer = torch.optim.Adam(model.parameters())
+    wrong_shape = {name: {"step": torch.tensor(3.0), "exp_avg": torch.zeros(5)} for name, _ in
+                   list(model.named_parameters())[:1]}  # fmt: skip
+    with pytest.raises(ValueError, match=r"model.pt: its optimizer state 'exp_avg' of parameter"):
+        CarriedOptimizerState(wrong_shape, "model.pt").restore(optimizer, model)
+    with pytest.raises(ValueError, match=r"parameter 'column2.weight', which this task's optimizer"):
+        CarriedOptimizerState({"column2.weight": {}}, "model.pt").restore(optimizer, model)

@@ -349,3 +349,21 @@ def test_a_model_is_evaluated_where_it_is_trained_and_the_rows_are_the_same(tiny
         written = pd.read_csv(node / rel / "eval.csv")
         assert list(written["accuracy"]) == [a for a, _ in fresh], rel
         assert list(written["loss"]) == [lo for _, lo in fresh], rel
+
+
+@pytest.mark.slow
+def test_carrying_the_optimizer_state_reruns_every_training_job_and_what_follows(tiny_run, tmp_path):
+    """train.optimizer_state is part of every training job's spec: switching it to carry
+    (or back) plans each training job again, and nothing of a different experiment."""
+    work, cfg = tiny_run
+    changed = yaml.safe_load(cfg.read_text())
+    changed["experiments"]["tiny"]["train"]["optimizer_state"] = "carry"
+    carry = tmp_path / "carry.yaml"
+    carry.write_text(yaml.safe_dump(changed))
+    planned = planned_jobs(work, carry)
+    trained = len(list((work / "results" / "tiny").glob("seed*/*/task*/history.csv")))
+    assert sum(planned.get(r, 0) for r in ("train_first_task", "train_next_task", "train_joint")) == trained
+    assert planned.get("aggregate") == 1
+    changed["experiments"]["tiny"]["train"]["optimizer_state"] = "reset"  # the default, said
+    carry.write_text(yaml.safe_dump(changed))
+    assert planned_jobs(work, carry) == {}

@@ -284,7 +284,9 @@ def paired_comparisons(metrics: pd.DataFrame, references: list[str]) -> pd.DataF
                 for k in ("mean", "sem", "n", "low", "high", "p"):
                     row[f"{m}_{k}"] = d[k]
             rows.append(row)
-    table = pd.DataFrame(rows)
+    stats_columns = [f"{m}_{k}" for m in COMPARED for k in ("mean", "sem", "n", "low", "high", "p")]
+    # no other arm to compare (an experiment of one arm): the table with its columns, empty
+    table = pd.DataFrame(rows, columns=["reference", "arm", *stats_columns])
     for ref in references:
         mask = table["reference"] == ref
         for m in COMPARED:
@@ -630,15 +632,18 @@ def write_tables(
     markdown_out: str,
     summary_html_out: str,
     matrix_html_out: str,
+    live: bool = False,
 ) -> None:
     """The aggregate step: metrics.csv, summary.csv, accuracy_matrix.csv, training.csv,
-    summary.md, and HTML renderings of the summary and the matrices for the report.
+    summary.md, and HTML renderings of the summary and the matrices for the report;
+    with ``live`` (logging.tensorboard) the summary also as the experiment's TensorBoard
+    text (clpipe.live).
 
     Everything is computed before anything is written; each table is also kept under
     the experiment's last_good/, which stays readable if a later aggregation fails."""
     training = collect_training(spec, histories)
     metrics = collect_metrics(spec, evaluations)
-    texts = tables_from_metrics(metrics, tuple(spec.get("report_metrics", METRICS)), spec.get("compare_to"))
+    texts = tables_from_metrics(metrics, *report_settings(spec))
     texts["metrics.csv"] = metrics.to_csv(index=False, lineterminator="\n")
     texts["training.csv"] = training.to_csv(index=False, lineterminator="\n")
     experiment_dir = Path(metrics_out).parent
@@ -653,6 +658,17 @@ def write_tables(
     ):
         io.atomic_write(path, lambda f, t=texts[name]: f.write(t), mode="w")
         io.keep_last_good(path, experiment_dir)
+    if live:
+        from clpipe.live import LiveLog, run_dir
+
+        with LiveLog(run_dir(metrics_out)) as view:
+            view.text("summary", texts["summary.md"])
+
+
+def report_settings(spec: dict[str, Any]) -> tuple[tuple[str, ...], list[str] | None]:
+    """From an experiment's aggregate spec: the metrics its tables show and the arms
+    every arm is compared with (None: the defaults)."""
+    return tuple(spec.get("report_metrics", METRICS)), spec.get("compare_to")
 
 
 def tables_from_metrics(
@@ -674,7 +690,7 @@ def tables_from_metrics(
     markdown = f"# {experiment}\n\n" + markdown_table(summary, matrix, shown)
     if selection is not None and len(selection):
         markdown += "\n## Chosen on validation\n\n" + _markdown(selection) + f"\n\n{SELECTION_NOTE}\n"
-    if comparisons is not None:
+    if comparisons is not None and len(comparisons):
         summary = with_comparisons(summary, comparisons)
         for ref in references:
             markdown += (

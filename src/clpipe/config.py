@@ -290,6 +290,8 @@ MODEL_SETTINGS: dict[str, dict[str, Any]] = {
 }
 # Models with a head per task, called with the task id (the task scenario only).
 TASK_HEADED_MODELS = ("growing",)
+# Models whose parameters change from task to task (a column and a head per task).
+GROWING_MODELS = ("growing",)
 MODEL_INITS = {"growing": ("source", "standard"), "growing_fixed": ("source", "standard")}
 PLAIN_INITS = ("glorot", "torch")
 
@@ -467,6 +469,12 @@ def _check_model(key: str, exp: dict[str, Any]) -> None:
     _check_schedule(key, exp["train"])
     if "early_stopping" in exp["train"]:
         _needs_validation_split(f"{key}.train.early_stopping", "watches the validation split", exp)
+    if exp["train"].get("optimizer_state") == "carry" and exp["model"]["name"] in GROWING_MODELS:
+        raise ConfigError(
+            f"{key}.train.optimizer_state",
+            f"carry needs the same parameters in every task; model {exp['model']['name']!r} "
+            "changes them from task to task (use reset)",
+        )
     opt = exp["train"]["optimizer"]
     allowed = {
         "adam": {"name", "lr", "betas", "eps", "weight_decay"},
@@ -660,7 +668,7 @@ def validate_config(config: dict[str, Any], schema_path: str) -> dict[str, Exper
         if named and error.validator in ("required", "additionalProperties"):
             path.append(named.group(1))
         hint = (
-            boolean_hint(error.instance)
+            boolean_hint(error.instance, nested=len(path) > 1)
             if error.validator == "type" and "boolean" in str(error.validator_value)
             else ""
         )

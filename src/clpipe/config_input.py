@@ -136,11 +136,17 @@ def check_finite(config: Any, path: list | None = None) -> None:
         raise ConfigError(_dotted(path), f"{config} is not a finite number; every number in a config must be")
 
 
-def boolean_hint(instance: Any) -> str:
+def boolean_hint(instance: Any, nested: bool = False) -> str:
     """What to say when a boolean setting got a string (Snakemake's --config reads
-    ``false`` as text and ``False`` as a boolean)."""
+    ``false`` as text and ``False`` as a boolean, but every value inside a mapping given
+    there, e.g. ``logging={'tensorboard': True}``, as text)."""
     if isinstance(instance, str) and instance.lower() in ("true", "false", "yes", "no", "on", "off"):
         word = "True" if instance.lower() in ("true", "yes", "on") else "False"
+        if nested:
+            return (
+                f" (a value inside a mapping given with --config stays text, {instance!r} "
+                f"included: set this key in a config file, as {word.lower()} without quotes)"
+            )
         return (
             f" (on the command line Snakemake reads {instance!r} as text: write "
             f"--config key={word}; in a YAML file write {word.lower()} without quotes)"

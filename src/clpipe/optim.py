@@ -45,6 +45,57 @@ def build_optimizer(params, cfg: dict[str, Any]) -> torch.optim.Optimizer:
     )
 
 
+class CarriedOptimizerState:
+    """The optimizer's per-parameter state carried from one task to the next
+    (``train.optimizer_state: carry``): Adam's moments and step counts, SGD's momentum.
+
+    Only the state moves, keyed by parameter name: the optimizer itself (its
+    param_groups: learning rate, betas, weight decay) is built from the config for every
+    task as always, and the task's schedule starts afresh. Restored into the task's new
+    optimizer before its first step, the state makes the tasks' optimizers one optimizer
+    over the whole sequence, bit for bit (tests/test_training.py). ``by_name`` is what
+    :meth:`keep` left, read from the model file the task starts from (None: a fresh
+    optimizer, e.g. from the random init).
+    """
+
+    def __init__(self, by_name: dict[str, dict[str, Any]] | None = None, source: str = ""):
+        self.by_name = by_name
+        self.source = source  # the file it came from, for errors
+
+    def restore(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
+        if not self.by_name:
+            return
+        names = {id(p): n for n, p in model.named_parameters()}
+        trained = [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
+        index = {name: i for i, name in enumerate(trained)}
+        params = dict(model.named_parameters())
+        for name, state in self.by_name.items():
+            if name not in index:
+                raise ValueError(
+                    f"{self.source}: it carries optimizer state for parameter {name!r}, which this "
+                    "task's optimizer does not train; train.optimizer_state: carry needs the same "
+                    "trained parameters in every task"
+                )
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.ndim and value.shape != params[name].shape:
+                    raise ValueError(
+                        f"{self.source}: its optimizer state {key!r} of parameter {name!r} has shape "
+                        f"{tuple(value.shape)}, the parameter {tuple(params[name].shape)}"
+                    )
+        current = optimizer.state_dict()
+        # torch's own loading: it puts every tensor on its parameter's device and dtype
+        optimizer.load_state_dict(
+            {"state": {index[n]: s for n, s in self.by_name.items()}, "param_groups": current["param_groups"]}
+        )
+
+    def keep(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
+        names = {id(p): n for n, p in model.named_parameters()}
+        self.by_name = {
+            names[id(p)]: {k: v.detach().cpu().clone() if torch.is_tensor(v) else v for k, v in state.items()}
+            for p, state in optimizer.state.items()
+        }
+
+
 class StepScaler:
     """Scale each element's optimizer step by a factor in [0, 1]; freeze where asked.
 

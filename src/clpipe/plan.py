@@ -100,9 +100,19 @@ def progress_spec(exp: Experiment, seed: int, arm: str, task: int) -> dict[str, 
     }
 
 
+# train settings added after results existed, whose absence means this value: a config
+# that writes the value out plans the same jobs (the same spec) as one that leaves it out
+TRAIN_ABSENT_MEANS = {"optimizer_state": "reset", "precision": "fp32", "channels_last": False}
+
+
+def train_settings(train: dict[str, Any]) -> dict[str, Any]:
+    """The train block as a job's spec holds it: the values that mean absence left out."""
+    return {k: v for k, v in train.items() if not (k in TRAIN_ABSENT_MEANS and v == TRAIN_ABSENT_MEANS[k])}
+
+
 @_spec
 def training_spec(exp: Experiment, seed: int, task: int) -> dict[str, Any]:
-    return {**_task_spec(exp, seed, task), "train": exp.raw["train"]}
+    return {**_task_spec(exp, seed, task), "train": train_settings(exp.raw["train"])}
 
 
 @_spec

@@ -24,6 +24,7 @@ class Runtime:
     resume: bool = True  # training jobs keep epoch checkpoints and resume from them
     checkpoint_every_s: float = 0.0  # ... saved at most this often (seconds; 0: every epoch)
     gpu: GpuClaim | None = None  # the slot this job claimed on a machine of several GPUs
+    live: bool = False  # training jobs write TensorBoard event files as they go (clpipe.live)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -72,6 +73,7 @@ def make_runtime(
     gpu_slots_per_device: int = 1,
     label: str = "",
     checkpoint_every_s: float = 0.0,
+    live: bool = False,
 ) -> Runtime:
     dev, claim = gpu_for_job(resolve_device(device), gpu_slots_per_device, label)
     torch.set_num_threads(max(1, threads))
@@ -88,6 +90,7 @@ def make_runtime(
         resume=resume,
         gpu=claim,
         checkpoint_every_s=checkpoint_every_s,
+        live=live,
     )
 
 
@@ -129,6 +132,7 @@ def runtime_for(job) -> Runtime:
         gpu_slots_per_device=int(job.config.get("gpu_slots_per_device", 1)),
         label=f"{job.rule} ",
         checkpoint_every_s=float(job.config.get("epoch_checkpoint_seconds", 0)),
+        live=bool((job.config.get("logging") or {}).get("tensorboard", False)),
     )
     limit = getattr(job.resources, "runtime", None)  # minutes; longer on a retried attempt
     log.info("%s%s", describe_runtime(runtime), "" if limit is None else f", time limit {limit} min")

@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -16,7 +17,7 @@ from clpipe.data import InputPipeline, Split, Task
 from clpipe.errors import InputError
 from clpipe.evaluation import evaluate_split
 from clpipe.methods.base import ContinualMethod
-from clpipe.optim import build_optimizer
+from clpipe.optim import CarriedOptimizerState, build_optimizer
 from clpipe.scenarios import Scenario
 
 log = logging.getLogger("clpipe")
@@ -224,18 +225,25 @@ def train_task(
     label: str = "",
     checkpoint: EpochCheckpoint | None = None,
     validation: list[tuple[int, Split]] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    carried: CarriedOptimizerState | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``model`` on ``task`` in place; returns one history row per epoch.
 
     Batches are drawn from the task's tensors (already on the device) with a seeded
     permutation per epoch; the optimizer (and its learning-rate schedule) is new for
-    every task (its state is reset, as in the sources). ``validation`` lists the
+    every task, its state reset as in the sources, unless ``carried`` brings the state
+    the previous task left (train.optimizer_state: carry); it then holds this task's
+    final state. ``validation`` lists the
     (task, split) pairs validated after each epoch (default: the task's own validation
     split); early stopping, when configured, watches their accuracy. With a
     ``checkpoint``, the state after each epoch is saved and a killed job resumes after
-    its last finished epoch. Raises :class:`NonFiniteLossError` naming the epoch and
-    batch of the first non-finite loss.
+    its last finished epoch. ``on_epoch`` is called with every epoch's history row as it
+    ends (a resumed job's restored epochs first), e.g. for a live view (clpipe.live).
+    Raises :class:`NonFiniteLossError` naming the epoch and batch of the first
+    non-finite loss.
     """
+    on_epoch = on_epoch or (lambda row: None)
     checkpoint = checkpoint or EpochCheckpoint(None, "")
     prefix = f"{label}: " if label else ""  # of this job's log lines and errors
     validation = validation if validation is not None else [(task.index, task.val)]
@@ -246,6 +254,8 @@ def train_task(
     mixed_precision = autocast(train_cfg, device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, train_cfg["optimizer"])
+    if carried is not None:
+        carried.restore(optimizer, model)  # before any step; a resumed epoch state overrides it
     schedule = build_schedule(optimizer, train_cfg.get("schedule"))
     stopping = EarlyStopping(train_cfg.get("early_stopping"))
     method.attach(optimizer, model)
@@ -277,6 +287,8 @@ def train_task(
     stopping.load(resumed.get("early_stopping"), device)
     if resumed.get("stopped"):
         done_epochs = n_epochs  # it had stopped early: nothing left to train
+    for row in history:
+        on_epoch(row)
     first_step = step
     first_bad = torch.full((), -1, dtype=torch.int64, device=device)
     t_start = time.perf_counter()
@@ -350,6 +362,7 @@ def train_task(
             "seconds": seconds,
         }
         history.append(row)
+        on_epoch(row)
         log.info(
             "epoch %d/%d loss %.4f acc %.4f val_loss %.4f val_acc %.4f | %.0f img/s, %.1f s, time left %s",
             epoch,
@@ -378,6 +391,8 @@ def train_task(
             )
             break
     last_epoch = history[-1]["epoch"] if history else 0
+    if carried is not None:  # the last step's state (also with early stopping's restore_best)
+        carried.keep(optimizer, model)
     stopping.finish(model, last_epoch, prefix)
     if stopping.cfg is not None:  # which epoch's weights the job's model file holds
         kept = stopping.best_epoch if stopping.best_state is not None else last_epoch

@@ -8,13 +8,15 @@ import time
 from typing import Any
 
 from clpipe import io
-from clpipe.checkpoints import load_model, save_model
+from clpipe.checkpoints import carried_optimizer_state, load_model, save_model
 from clpipe.data import load_tasks
 from clpipe.hashing import stable_hash
+from clpipe.live import LiveLog, run_dir
 from clpipe.methods import load_method
 from clpipe.methods.base import ContinualMethod
 from clpipe.methods.finetune import FineTune
 from clpipe.models import parameter_report, spec_of
+from clpipe.optim import CarriedOptimizerState
 from clpipe.provenance import provenance
 from clpipe.runtime import Runtime, derive_seed, seed_everything
 from clpipe.steps.context import task_context
@@ -64,6 +66,13 @@ def _train(
         stable_hash({"spec": spec, "inputs": [_file_identity(p) for p in (model_in, data, importance)]}),
         every_s=runtime.checkpoint_every_s,
     )
+    # train.optimizer_state: carry -- the optimizer goes on from the state of the model
+    # file this task starts from (one optimizer over the sequence); reset: a new one
+    carried = None
+    if spec["train"].get("optimizer_state", "reset") == "carry":
+        carried = CarriedOptimizerState(carried_optimizer_state(model_in, loaded), model_in)
+    # a live view (logging.tensorboard): this job's run, named by its path
+    live = LiveLog(run_dir(model_out)) if runtime.live else None
     t0 = time.perf_counter()
     history = train_task(
         model,
@@ -77,13 +86,23 @@ def _train(
         label=label,
         checkpoint=epochs,
         validation=method.validation_splits(ctx),
+        on_epoch=None if live is None else live.epoch,
+        carried=carried,
     )
+    if live is not None:
+        live.close()
     record = method.end_task(model)
     meta = provenance(step, spec, runtime)
     meta["train_seconds"] = time.perf_counter() - t0
     # a network that grew for this task is stored as what it is now: the next step
     # rebuilds it from the file alone
-    save_model(model_out, model, spec_of(model, loaded["model_spec"]), meta)
+    save_model(
+        model_out,
+        model,
+        spec_of(model, loaded["model_spec"]),
+        meta,
+        optimizer_state=None if carried is None else carried.by_name,
+    )
     job = {
         "experiment": spec["experiment"],
         "seed": spec["seed"],
