@@ -296,7 +296,7 @@ def test_a_constant_shift_is_reported_as_exactly_that_shift():
     row = paired_comparisons(m, ["finetune"]).iloc[0]
     assert row["acc_mean"] == pytest.approx(0.05) and row["acc_low"] == pytest.approx(0.05)
     assert row["acc_high"] == pytest.approx(0.05) and row["acc_sem"] == pytest.approx(0, abs=1e-12)
-    tables = tables_from_metrics(m)
+    tables = tables_from_metrics(m, references=["finetune"])
     assert "## Paired differences against finetune" in tables["summary.md"]
     assert "| ewc_a | +0.050 [+0.050, +0.050] (p 0) |" in tables["summary.md"]
     s = pd.read_csv(io.StringIO(tables["summary.csv"])).set_index("arm")
@@ -309,7 +309,7 @@ def test_an_experiment_of_one_arm_has_nothing_to_compare_and_says_nothing():
 
     m = _hand_made({"finetune": (lambda s: 0.0, lambda s: 0.5)}, seeds=(0,))
     assert paired_comparisons(m, ["finetune"]).empty
-    tables = tables_from_metrics(m)
+    tables = tables_from_metrics(m, references=["finetune"])
     assert "Paired differences" not in tables["summary.md"]
     assert "acc_vs_finetune_diff" not in tables["summary.csv"]
 

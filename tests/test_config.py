@@ -356,3 +356,68 @@ def test_carrying_the_optimizer_state_through_a_growing_model_is_refused():
     assert info.value.key == key
     cfg["experiments"]["split_mnist_growing_quick"]["train"]["optimizer_state"] = "reset"
     assert load(cfg)
+
+
+# settings that change how a result is computed (memory per batch), not what it means
+SIZED_FOR_THE_MACHINE = {"fisher_batch_size"}
+
+
+@pytest.mark.parametrize(
+    "quick_name",
+    [
+        n
+        for n in yaml.safe_load((ROOT / "config/quick.yaml").read_text())["experiments"]
+        if n.endswith("_quick")
+    ]
+    + ["fashion_to_mnist"],
+)
+def test_a_quick_experiment_runs_its_faithful_counterpart_s_arms_and_methods(quick_name):
+    """quick.yaml shrinks config.yaml's experiments (model width, image size, epochs,
+    data); what is compared must stay the same: tasks, scenario, arms, methods (up to
+    batch sizes for the machine), report and seeds."""
+    full = yaml.safe_load((ROOT / "config/config.yaml").read_text())["experiments"]
+    quick = yaml.safe_load((ROOT / "config/quick.yaml").read_text())["experiments"][quick_name]
+    name = quick_name.removesuffix("_quick")
+    if name not in full:
+        pytest.skip(f"{quick_name} is a CPU-sized experiment of its own (no {name} in config.yaml)")
+    faithful = full[name]
+    for key in ("tasks", "scenario", "arms", "report", "seeds", "dataset"):
+        assert quick.get(key) == faithful.get(key), f"{quick_name}.{key} differs from {name}.{key}"
+
+    def meaning(methods):
+        return {m: {k: v for k, v in s.items() if k not in SIZED_FOR_THE_MACHINE} for m, s in methods.items()}
+
+    assert meaning(quick["methods"]) == meaning(faithful["methods"]), (
+        f"{quick_name}.methods differs from {name}"
+    )
+
+
+def test_the_schema_names_exactly_the_registry_s_methods_and_their_traits_are_known():
+    from clpipe.methods import REGISTRY, ROLES
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    enums = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if set(node) == {"type"} and isinstance(node["type"], dict) and "enum" in node["type"]:
+                enums.append(node["type"]["enum"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(schema)
+    assert sorted(REGISTRY) in [sorted(e) for e in enums], enums
+    import matplotlib.colors
+    import seaborn as sns
+
+    figure_rules = (ROOT / "workflow/rules/figures.smk").read_text()
+    for name, t in REGISTRY.items():
+        assert t.name == name
+        assert t.role in (*ROLES, None), name
+        assert sns.color_palette(t.palette, 3), name
+        assert t.colour is None or matplotlib.colors.is_color_like(t.colour), name
+        for figure in t.figures:
+            assert f"figures/{figure}.png" in figure_rules, f"{name}: no rule draws figures/{figure}.png"

@@ -247,23 +247,6 @@ def selection_table(metrics: pd.DataFrame) -> pd.DataFrame:
 COMPARED = ("acc", "bwt", "forgetting")
 
 
-def default_references(metrics: pd.DataFrame) -> list[str]:
-    """The fine-tune arm where there is one, and the joint arm (an upper bound)."""
-    arms = metrics.drop_duplicates("arm")
-    found = []
-    for kind in ("finetune", "joint"):
-        named = arms.loc[(arms["method_type"] == kind) & ~_is_selected(arms), "arm"]
-        if len(named):
-            found.append(str(named.iloc[0]))
-    return found
-
-
-def _is_selected(rows: pd.DataFrame) -> pd.Series:
-    return (
-        rows[SELECTED_FROM].notna() if SELECTED_FROM in rows.columns else pd.Series(False, index=rows.index)
-    )
-
-
 def paired_comparisons(metrics: pd.DataFrame, references: list[str]) -> pd.DataFrame:
     """Every arm against each reference: the mean per-seed difference of ACC, BWT and
     forgetting, its SEM, n, paired-t 95% interval and Holm-corrected p-value (across the
@@ -665,26 +648,26 @@ def write_tables(
             view.text("summary", texts["summary.md"])
 
 
-def report_settings(spec: dict[str, Any]) -> tuple[tuple[str, ...], list[str] | None]:
+def report_settings(spec: dict[str, Any]) -> tuple[tuple[str, ...], list[str]]:
     """From an experiment's aggregate spec: the metrics its tables show and the arms
-    every arm is compared with (None: the defaults)."""
-    return tuple(spec.get("report_metrics", METRICS)), spec.get("compare_to")
+    every arm is compared with."""
+    return tuple(spec.get("report_metrics", METRICS)), list(spec["compare_to"])
 
 
 def tables_from_metrics(
-    metrics: pd.DataFrame, shown=METRICS, references: list[str] | None = None
+    metrics: pd.DataFrame, shown=METRICS, references: list[str] | tuple[str, ...] = ()
 ) -> dict[str, str]:
     """Every table the aggregate step derives from metrics.csv, as file contents;
     ``shown``: the metrics the summary tables show (summary.csv has them all);
-    ``references``: the arms every arm is compared with, seed by seed (default: the
-    fine-tune arm and the joint arm, where there are).
+    ``references``: the arms every arm is compared with, seed by seed (the aggregate
+    spec's compare_to: report.compare_to, or clpipe.plan.default_comparisons).
 
     The committed reference results are checked against this: their tables must be
     exactly what it makes from their metrics.csv.
     """
     experiment = str(metrics["experiment"].iloc[0])
     summary, matrix = summarize(metrics)
-    references = default_references(metrics) if references is None else references
+    references = list(references)
     comparisons = paired_comparisons(metrics, references) if references else None
     selection = selection_display(metrics) if SELECTED_FROM in metrics.columns else None
     markdown = f"# {experiment}\n\n" + markdown_table(summary, matrix, shown)

@@ -3,7 +3,8 @@
 Every figure is drawn from the CSV files the aggregate step writes (``metrics.csv``,
 ``accuracy_matrix.csv``, ``summary.csv``, ``training.csv``), so a figure can be redrawn
 without retraining anything. Arms keep one colour everywhere: a colour family per
-method (fine-tuning grey, MAG blue, EWC orange, ...), shades in config order.
+method (its traits' ``palette``, clpipe.methods: fine-tuning grey, MAG blue, EWC
+orange, ...), shades in config order.
 Torch-free.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.colors
 import matplotlib.ticker
 
 matplotlib.use("Agg")  # files only, no display
@@ -25,15 +27,6 @@ import seaborn as sns  # noqa: E402
 
 from clpipe import io  # noqa: E402
 from clpipe.metrics import all_metrics  # noqa: E402
-
-FAMILIES = {
-    "finetune": "Greys",
-    "mag": "Blues",
-    "ewc": "Oranges",
-    "replay": "Greens",
-    "joint": "Purples",
-    "taskmask": "Reds",
-}
 
 
 def set_style() -> None:
@@ -50,16 +43,19 @@ def set_style() -> None:
 
 
 def arm_colors(arms: list[dict[str, Any]]) -> dict[str, Any]:
-    """A colour per arm: its method's family, shades in config order."""
-    by_family: dict[str, list[str]] = {}
+    """A colour per arm: shades of its method's palette in config order, or the method's
+    one colour (``palette`` and ``colour`` of each arm: the method's traits, clpipe.plan)."""
+    by_method: dict[str, list[dict[str, Any]]] = {}
     for a in arms:
-        by_family.setdefault(a["method_type"], []).append(a["name"])
+        by_method.setdefault(a["method_type"], []).append(a)
     colors: dict[str, Any] = {}
-    for family, names in by_family.items():
-        shades = sns.color_palette(FAMILIES.get(family, "viridis"), n_colors=len(names) + 2)[2:]
-        if family == "finetune":
-            shades = [(0.25, 0.25, 0.25)] * len(names)
-        colors.update(zip(names, shades, strict=True))
+    for members in by_method.values():
+        first = members[0]
+        if first.get("colour"):
+            shades = [matplotlib.colors.to_rgb(first["colour"])] * len(members)
+        else:
+            shades = sns.color_palette(first.get("palette", "viridis"), n_colors=len(members) + 2)[2:]
+        colors.update(zip([a["name"] for a in members], shades, strict=True))
     colors["scratch"] = (0.55, 0.55, 0.55)
     return colors
 

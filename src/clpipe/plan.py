@@ -14,7 +14,7 @@ from typing import Any
 
 from clpipe.config import SCRATCH, Experiment
 from clpipe.layout import Layout
-from clpipe.methods import REGISTRY
+from clpipe.methods import REGISTRY, ROLES, MethodTraits, traits
 
 
 def dataset_manifests(layout: Layout, exp: Experiment) -> list[str]:
@@ -206,14 +206,16 @@ def history_files(layout: Layout, exp: Experiment) -> list[str]:
 @_spec
 def aggregate_spec(exp: Experiment) -> dict[str, Any]:
     """What the aggregation needs to know about an experiment's arms (in config order),
-    and the metrics its tables show when the config names them."""
+    the arms they are compared with, and the metrics its tables show when the config
+    names them."""
     settings = exp.raw.get("report", {})
     report = settings.get("metrics")
-    chosen = {}  # only when configured: the specs of experiments without them stay as they were
+    chosen = {}  # select only when configured: the specs without it stay as they were
     if settings.get("select"):
         chosen["select"] = {k: list(v) for k, v in settings["select"].items()}
-    if settings.get("compare_to") is not None:
-        chosen["compare_to"] = list(settings["compare_to"])
+    chosen["compare_to"] = (
+        list(settings["compare_to"]) if settings.get("compare_to") is not None else default_comparisons(exp)
+    )
     return (
         ({} if report is None else {"report_metrics": list(report)})
         | chosen
@@ -234,19 +236,41 @@ def aggregate_spec(exp: Experiment) -> dict[str, Any]:
     )
 
 
+def _arm_traits(exp: Experiment, arm: str) -> MethodTraits:
+    return traits(exp.method_of(arm)["type"])
+
+
+def _first_arm(exp: Experiment, role: str) -> str | None:
+    return next((a for a in exp.arms if _arm_traits(exp, a).role == role), None)
+
+
+def default_comparisons(exp: Experiment) -> list[str]:
+    """The arms every arm is compared with when report.compare_to is not given: the first
+    arm of each role (clpipe.methods.ROLES: the baseline, then the upper bound)."""
+    return [arm for arm in (_first_arm(exp, role) for role in ROLES) if arm is not None]
+
+
 @_spec
 def figures_spec(exp: Experiment) -> dict[str, Any]:
-    """What the figures need beyond the tables: arms, MAG freeze schedules, the baseline."""
-    arms = aggregate_spec(exp)["arms"]
+    """What the figures need beyond the tables: arms with their colours, the freeze
+    schedules of the arms drawn on the freeze figure, the baseline arm."""
+    arms = [
+        {**a, "palette": _arm_traits(exp, a["name"]).palette, "colour": _arm_traits(exp, a["name"]).colour}
+        for a in aggregate_spec(exp)["arms"]
+    ]
     schedules = {}
     for name in exp.arms:
-        if exp.method_of(name)["type"] == "mag":
+        if "freeze" in _arm_traits(exp, name).figures:
             schedules[name] = {
                 str(t): float(exp.arms[exp.owner(name, t)].per_task[t]["freeze"])
                 for t in range(2, exp.arms[name].last_task + 1)
             }
-    reference = next((a for a in exp.arms if exp.method_of(a)["type"] == "finetune"), None)
-    return {"experiment": exp.name, "arms": arms, "freeze_schedules": schedules, "reference": reference}
+    return {
+        "experiment": exp.name,
+        "arms": arms,
+        "freeze_schedules": schedules,
+        "reference": _first_arm(exp, "baseline"),
+    }
 
 
 def figure_files(layout: Layout, exp: Experiment) -> list[str]:
@@ -255,6 +279,6 @@ def figure_files(layout: Layout, exp: Experiment) -> list[str]:
         layout.experiment_file(exp.name, f"figures/{n}.png") for n in ("forgetting", "methods", "training")
     ]
     files += [layout.experiment_file(exp.name, f"figures/accuracy_matrix/{a}.png") for a in exp.arms]
-    if any(exp.method_of(a)["type"] == "mag" for a in exp.arms):
-        files.append(layout.experiment_file(exp.name, "figures/freeze.png"))
+    extra = dict.fromkeys(f for a in exp.arms for f in _arm_traits(exp, a).figures)
+    files += [layout.experiment_file(exp.name, f"figures/{name}.png") for name in extra]
     return files

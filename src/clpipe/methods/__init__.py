@@ -57,6 +57,20 @@ class MethodTraits:
     # Grows a growing network (model "growing") by a column and a head before each task:
     # the only kind of method such a network can train its later tasks with.
     grows: bool = False
+    # How the reports treat the method's arms: "baseline" (its first arm is what every arm
+    # is compared with unless report.compare_to says otherwise, and the figures' dashed
+    # reference line), "upper_bound" (compared with by default too), or None.
+    role: str | None = None
+    # The figures' colours: shades of this seaborn palette, one per arm in config order;
+    # or ``colour``, one colour for every arm of the method.
+    palette: str = "viridis"
+    colour: str | None = None
+    # Figures drawn for an experiment with arms of this method, beside every experiment's
+    # ("freeze": ACC and forgetting against the share of weights frozen, per-task "freeze").
+    figures: tuple[str, ...] = ()
+
+
+ROLES = ("baseline", "upper_bound")  # in the order the default comparisons are listed
 
 
 def _mag_arm_settings(spec: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -98,6 +112,9 @@ REGISTRY: dict[str, MethodTraits] = {
         name="finetune",
         implementation="clpipe.methods.finetune:FineTune",
         description="plain training on each task in turn (no continual-learning method)",
+        role="baseline",
+        palette="Greys",
+        colour="#404040",
     ),
     "mag": MethodTraits(
         name="mag",
@@ -111,6 +128,8 @@ REGISTRY: dict[str, MethodTraits] = {
         importance_settings=("gamma", "scale_biases"),
         progress=True,
         arm_settings=_mag_arm_settings,
+        palette="Blues",
+        figures=("freeze",),
     ),
     "ewc": MethodTraits(
         name="ewc",
@@ -130,6 +149,7 @@ REGISTRY: dict[str, MethodTraits] = {
         importance=True,
         importance_settings=("fisher_labels", "fisher_samples", "fisher_batch_size", "online", "decay"),
         chained_importance=True,
+        palette="Oranges",
     ),
     "joint": MethodTraits(
         name="joint",
@@ -137,6 +157,8 @@ REGISTRY: dict[str, MethodTraits] = {
         description="the upper bound: one model trained on every task's data at once",
         joint=True,
         mixes_tasks=True,
+        role="upper_bound",
+        palette="Purples",
     ),
     "replay": MethodTraits(
         name="replay",
@@ -157,6 +179,7 @@ REGISTRY: dict[str, MethodTraits] = {
         importance_settings=("score", "keep", "budget"),
         chained_importance=True,
         mixes_tasks=True,
+        palette="Greens",
     ),
     "growing": MethodTraits(
         name="growing",
@@ -173,6 +196,7 @@ REGISTRY: dict[str, MethodTraits] = {
         # to the hidden layer for each task (the source: 64 / 512; 128 / 1024 for CIFAR-100)
         per_task={"grow_conv": 64, "grow_hidden": 512},
         grows=True,
+        palette="Reds",
     ),
 }
 
