@@ -147,3 +147,25 @@ def test_a_truncated_idx_file_is_named(tmp_path):
     path.write_bytes(b"\x89PNG....")
     with pytest.raises(DataError, match="not an idx file"):
         read_idx(path)
+
+
+def test_the_release_check_names_only_present_files_that_differ_from_the_release():
+    """The decisions the workflow's DAG build takes on the data files (common.smk only
+    calls these): which files are not the release's, what is said of them, and whether
+    the data step follows its manifest's mtime."""
+    from clpipe.catalog import DATASETS, manifest_is_ancient, release_mismatch, unreleased
+
+    release = dict(DATASETS["mnist"].files)
+    first = sorted(release)[0]
+    assert unreleased("mnist", release) == {}
+    assert unreleased("mnist", {**release, first: "missing"}) == {}
+    assert unreleased("mnist", {**release, first: "0" * 32}) == {first: "0" * 32}
+    assert unreleased("mnist", {**release, "MNIST/raw/extra": "1" * 32}) == {}  # not a release file
+    stop = release_mismatch("/data", "mnist", first, "0" * 32, verify=True)
+    assert stop.startswith(f"/data/{first}: md5 {'0' * 32} does not match the release's {release[first]}")
+    assert "set verify_release_md5: false" in stop
+    warn = release_mismatch("/data", "mnist", first, "0" * 32, verify=False)
+    assert warn.endswith("used anyway (verify_release_md5: false)")
+    assert manifest_is_ancient({}) and not manifest_is_ancient({first: "0" * 32})
+    folders = [n for n, d in DATASETS.items() if not d.files]
+    assert folders and unreleased(folders[0], {"any/bucket": "f" * 32}) == {}

@@ -289,3 +289,35 @@ def checksums(
         Path(tmp).write_text(json.dumps(cache, indent=0, sort_keys=True))
         os.replace(tmp, cache_file)
     return out
+
+
+# --- the release check: what the workflow does with files that are not the release's ---
+
+
+def unreleased(name: str, sums: dict[str, str]) -> dict[str, str]:
+    """{file: md5} of the dataset's files that are there and whose content is not the
+    release's (``sums``: :func:`checksums`). Empty for the release, for missing files
+    (the download step fetches them) and for datasets without release sums (image
+    folders)."""
+    known = dataset_info(name).files
+    return {rel: md5 for rel, md5 in sums.items() if rel in known and md5 not in ("missing", known[rel])}
+
+
+def release_mismatch(data_dir: str | Path, name: str, rel: str, md5: str, verify: bool) -> str:
+    """What to say of one file that is not the release's: why the run stops
+    (``verify_release_md5: true``) or the warning it runs with (false)."""
+    release = dataset_info(name).files[rel]
+    message = f"{data_dir}/{rel}: md5 {md5} does not match the release's {release} (dataset {name!r})"
+    if verify:
+        return (
+            f"{message}; re-download it, e.g. delete it and run again (or set "
+            "verify_release_md5: false to use files that are not the release's)"
+        )
+    return f"{message}; used anyway (verify_release_md5: false)"
+
+
+def manifest_is_ancient(unreleased_files: dict[str, str]) -> bool:
+    """The data step follows its manifest's checksums, not its mtime (rechecking the
+    release's files retrains nothing), unless some file is not the release's: then a
+    rewritten manifest means its content changed, and the data step reruns."""
+    return not unreleased_files

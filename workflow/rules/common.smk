@@ -5,7 +5,13 @@ import sys
 from snakemake.logging import logger
 
 from clpipe import plan, run_folder
-from clpipe.catalog import DATASETS, checksums
+from clpipe.catalog import (
+    DATASETS,
+    checksums,
+    manifest_is_ancient,
+    release_mismatch,
+    unreleased,
+)
 from clpipe.config import SCRATCH, validate_config
 from clpipe.config_input import check_config_files, check_data_dir, normalized_path
 from clpipe.errors import InputError
@@ -169,39 +175,25 @@ def dataset_checksums(dataset):
     sums = checksums(
         DATA_DIR, dataset, LAYOUT.checksum_cache(), write_cache=not DRY_RUN
     )
-    known = DATASETS[dataset].files  # empty for image folders: nothing to check against
-    for rel, md5 in sums.items():
-        expected = known.get(rel, md5)
-        if md5 in ("missing", expected):
-            continue
-        message = (
-            f"{DATA_DIR}/{rel}: md5 {md5} does not match the release's {expected} "
-            f"(dataset {dataset!r})"
-        )
-        if config["verify_release_md5"]:
-            refuse(
-                f"{message}; re-download it, e.g. delete it and run again (or set "
-                "verify_release_md5: false to use files that are not the release's)"
-            )
+    verify = config["verify_release_md5"]
+    for rel, md5 in unreleased(dataset, sums).items():
+        message = release_mismatch(DATA_DIR, dataset, rel, md5, verify)
+        if verify:
+            refuse(message)
         if rel not in _WARNED:
             _WARNED.add(rel)
-            logger.warning(f"{message}; used anyway (verify_release_md5: false)")
+            logger.warning(message)
     return sums
 
 
 def unreleased_md5(dataset):
     """{file: md5} of the dataset's files whose content is not the release's (only with
     verify_release_md5: false; otherwise the DAG stops first). Empty for the release."""
-    known = DATASETS[dataset].files
     # An image folder has no release sums, so nothing is unreleased; return before
     # fingerprinting it again (a stat of every image) for each experiment that uses it.
-    if not known:
+    if not DATASETS[dataset].files:
         return {}
-    return {
-        rel: md5
-        for rel, md5 in dataset_checksums(dataset).items()
-        if rel in known and md5 not in ("missing", known[rel])
-    }
+    return unreleased(dataset, dataset_checksums(dataset))
 
 
 def prepare_data_spec(wildcards):
@@ -272,7 +264,11 @@ def dataset_manifests(wildcards):
     release's (verify_release_md5: false) reruns the data step, and what follows,
     whenever its manifest is rewritten: its files' content changed."""
     return [
-        LAYOUT.manifest(d) if unreleased_md5(d) else ancient(LAYOUT.manifest(d))
+        (
+            ancient(LAYOUT.manifest(d))
+            if manifest_is_ancient(unreleased_md5(d))
+            else LAYOUT.manifest(d)
+        )
         for d in sorted({t.dataset for t in experiment(wildcards).tasks})
     ]
 
