@@ -185,6 +185,7 @@ from clpipe import plan
 from clpipe.aggregate import write_tables
 from clpipe.config import validate_config
 from clpipe.figures import draw_accuracy_matrix, draw_experiment
+from clpipe.layout import SCRATCH
 from clpipe.runtime import make_runtime
 from clpipe.steps.consolidate import compute_importance
 from clpipe.steps.evaluate import evaluate
@@ -200,9 +201,9 @@ data = L.data(exp.name)
 prepare_data(cfg["data_dir"], plan.data_spec(exp), data)
 for seed in exp.seeds:
     m = lambda owner, task: L.model(exp.name, seed, owner, task)
-    init_model(plan.init_spec(exp, seed), m("scratch", 0), rt)
-    train_first_task(m("scratch", 0), data, plan.training_spec(exp, seed, 1), m("scratch", 1),
-                     L.history(exp.name, seed, "scratch", 1), rt)
+    init_model(plan.init_spec(exp, seed), m(SCRATCH, 0), rt)
+    train_first_task(m(SCRATCH, 0), data, plan.training_spec(exp, seed, 1), m(SCRATCH, 1),
+                     L.history(exp.name, seed, SCRATCH, 1), rt)
     done = set()
     def consolidate(owner, task, method):
         if (owner, task, method) in done:

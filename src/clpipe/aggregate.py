@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from clpipe import io
-from clpipe.layout import identity_of
+from clpipe.layout import SCRATCH, identity_of
 from clpipe.metrics import ALL_METRICS, LABELS, METRICS, all_metrics, mean_sd_sem
 from clpipe.stats import holm, paired_difference
 
@@ -594,7 +594,7 @@ def collect_training(spec: dict[str, Any], histories: Iterable[str]) -> pd.DataF
     if not frames:
         return pd.DataFrame(columns=["experiment", "seed", "arm", "task", "epoch"])
     table = pd.concat(frames, ignore_index=True)
-    order = {"scratch": -1} | {a["name"]: i for i, a in enumerate(spec["arms"])}
+    order = {SCRATCH: -1} | {a["name"]: i for i, a in enumerate(spec["arms"])}
     table = table.sort_values(
         by=["arm", "seed", "task", "epoch"],
         key=lambda col: col.map(order) if col.name == "arm" else col,

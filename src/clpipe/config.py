@@ -18,9 +18,8 @@ from typing import Any
 from clpipe.catalog import DATASETS
 from clpipe.config_input import boolean_hint, check_finite, check_names
 from clpipe.errors import ConfigError
+from clpipe.layout import SCRATCH
 from clpipe.methods import REGISTRY, REQUIRED, ArmSettingError, MethodTraits
-
-SCRATCH = "scratch"  # owner of the models every arm shares (random init, first task)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from clpipe import io  # noqa: E402
+from clpipe.layout import SCRATCH  # noqa: E402
 from clpipe.metrics import all_metrics  # noqa: E402
 
 
@@ -56,7 +57,7 @@ def arm_colors(arms: list[dict[str, Any]]) -> dict[str, Any]:
         else:
             shades = sns.color_palette(first.get("palette", "viridis"), n_colors=len(members) + 2)[2:]
         colors.update(zip([a["name"] for a in members], shades, strict=True))
-    colors["scratch"] = (0.55, 0.55, 0.55)
+    colors[SCRATCH] = (0.55, 0.55, 0.55)
     return colors
 
 
@@ -162,7 +163,7 @@ def methods_figure(summary: pd.DataFrame, arms: list[dict[str, Any]]):
 def training_figure(training: pd.DataFrame, arms: list[dict[str, Any]]):
     """Training curves: train loss and validation accuracy per epoch, a panel per task."""
     colors = arm_colors(arms)
-    order = ["scratch"] + [a["name"] for a in arms]
+    order = [SCRATCH] + [a["name"] for a in arms]
     present = [a for a in order if a in set(training["arm"])]
     tasks = sorted(training["task"].unique())
     fig, axes = plt.subplots(2, len(tasks), figsize=(4.2 * len(tasks), 6.4), squeeze=False, sharex="col")

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
+SCRATCH = "scratch"  # owner of the models every arm shares (random init, first task)
+
 
 @dataclass(frozen=True)
 class Layout:

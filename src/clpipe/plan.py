@@ -12,8 +12,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from clpipe.config import SCRATCH, Experiment
-from clpipe.layout import Layout
+from clpipe.config import Experiment
+from clpipe.layout import SCRATCH, Layout
 from clpipe.methods import REGISTRY, ROLES, MethodTraits, traits
 
 

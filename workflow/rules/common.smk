@@ -12,7 +12,8 @@ from clpipe.catalog import (
     release_mismatch,
     unreleased,
 )
-from clpipe.config import SCRATCH, validate_config
+from clpipe.config import validate_config
+from clpipe.layout import SCRATCH
 from clpipe.config_input import check_config_files, check_data_dir, normalized_path
 from clpipe.errors import InputError
 from clpipe.fingerprint import job_code, method_modules

@@ -11,6 +11,7 @@ from clpipe import io
 from clpipe.checkpoints import carried_optimizer_state, load_model, save_model
 from clpipe.data import load_tasks
 from clpipe.hashing import stable_hash
+from clpipe.layout import SCRATCH
 from clpipe.live import LiveLog, run_dir
 from clpipe.methods import load_method
 from clpipe.methods.base import ContinualMethod
@@ -106,7 +107,7 @@ def _train(
     job = {
         "experiment": spec["experiment"],
         "seed": spec["seed"],
-        "arm": spec.get("arm", "scratch"),
+        "arm": spec.get("arm", SCRATCH),
         "task": spec["task"],
         **parameter_report(model, spec["task"]),
     }
