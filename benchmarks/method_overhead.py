@@ -178,7 +178,9 @@ def scoring_table(args, device: torch.device) -> None:
         split = Split(x, torch.randint(0, 2, (n,), generator=g).to(device), torch.arange(n))
         task = Task(1, "random", (0, 1), split, split, split)
         scenario = Scenario("domain", [[0, 1]])
-        ctx = TaskContext(task, scenario, pipeline, device, batch_size=1000, generator=g, all_tasks=[task])
+        ctx = TaskContext(
+            task, scenario, pipeline, device, eval_batch_size=1000, generator=g, all_tasks=[task]
+        )
         methods = {
             score: load_method(
                 {"type": "replay", "score": score, "keep": "hardest", "budget": {"fraction": 0.05}}

@@ -39,7 +39,7 @@ def context(task, scenario, seed=5):
         scenario=scenario,
         pipeline=InputPipeline(INPUT, torch.device("cpu")),
         device=torch.device("cpu"),
-        batch_size=16,
+        eval_batch_size=16,
         generator=torch.Generator().manual_seed(seed),
     )
 

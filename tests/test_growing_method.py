@@ -62,7 +62,7 @@ def context(model, index, task=None):
         scenario=Scenario.for_model("task", TASKS, model),
         pipeline=InputPipeline(INPUT, torch.device("cpu")),
         device=torch.device("cpu"),
-        batch_size=64,
+        eval_batch_size=64,
         generator=torch.Generator().manual_seed(0),
         train=TRAIN,
     )

@@ -34,7 +34,7 @@ class TaskContext:
     scenario: Scenario
     pipeline: InputPipeline
     device: torch.device
-    batch_size: int  # for evaluation and scoring passes
+    eval_batch_size: int  # for evaluation and scoring passes (eval.batch_size)
     generator: torch.Generator
     train_batch_size: int = 0
     # every task of the experiment, on the CPU (replay fetches earlier tasks' images)

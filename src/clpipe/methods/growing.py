@@ -144,7 +144,7 @@ class GrowingNetwork(ContinualMethod):
                 train_cfg=cfg,
                 method=self,
                 generator=ctx.generator,
-                eval_batch_size=ctx.batch_size,
+                eval_batch_size=ctx.eval_batch_size,
                 label=f"task {ctx.task.index} growth probe",
                 validation=self.validation_splits(ctx),
             )

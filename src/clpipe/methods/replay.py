@@ -139,11 +139,11 @@ class ExperienceReplay(ContinualMethod):
         targets = ctx.scenario.targets(task.index, task.train.y)
         mask = ctx.scenario.logit_mask(task.index, ctx.device)
         scores = []
-        for start in range(0, len(targets), ctx.batch_size):
-            x = ctx.pipeline(task.train.x[start : start + ctx.batch_size])
+        for start in range(0, len(targets), ctx.eval_batch_size):
+            x = ctx.pipeline(task.train.x[start : start + ctx.eval_batch_size])
             logits = apply_mask(model(x), mask).float()
             probs = torch.softmax(logits, dim=1)
-            scores.append(hardness(probs, targets[start : start + ctx.batch_size], score, ctx.generator))
+            scores.append(hardness(probs, targets[start : start + ctx.eval_batch_size], score, ctx.generator))
         model.train(was_training)
         n = len(targets)
         candidates = {

@@ -25,7 +25,7 @@ def task_context(
         scenario=scenario,
         pipeline=pipeline,
         device=runtime.device,
-        batch_size=int(spec["eval"]["batch_size"]),
+        eval_batch_size=int(spec["eval"]["batch_size"]),
         generator=generator,
         train_batch_size=int(spec["train"]["batch_size"]) if "train" in spec else 0,
         all_tasks=tasks,

@@ -83,7 +83,7 @@ def _train(
         train_cfg=spec["train"],
         method=method,
         generator=generator,
-        eval_batch_size=ctx.batch_size,
+        eval_batch_size=ctx.eval_batch_size,
         label=label,
         checkpoint=epochs,
         validation=method.validation_splits(ctx),
