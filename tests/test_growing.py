@@ -6,17 +6,14 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from growing_schedule import SOURCE_SCHEDULE, schedule_totals, source_network, source_schedule_parameters
 
 from clpipe.growing import (
-    SOURCE_SCHEDULE,
     GrowingTaskNet,
     TaskMaskedConv2d,
     TaskMaskedLinear,
     decide_growth,
     dense_parameter_count,
-    schedule_totals,
-    source_network,
-    source_schedule_parameters,
 )
 from clpipe.optim import build_optimizer
 

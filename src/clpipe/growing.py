@@ -35,7 +35,7 @@ and columns (the new units of the layer below) to one matrix, so the parameter c
 includes blocks no task ever uses; :meth:`GrowingTaskNet.parameter_counts` reports both.
 The source's schedule (64 channels / 512 hidden / 10 outputs, grown twice by the same and
 once by 128 / 1024 / 100 for CIFAR-100) ends at 16,217,410 parameters
-(:func:`source_schedule_parameters`).
+(:func:`dense_parameter_count`; tests/growing_schedule.py writes the schedule out).
 
 The forward pass returns task ``t``'s own head only (N x outputs of ``t``), so a
 prediction is the argmax over the task's own classes; a source-style dense output would
@@ -48,7 +48,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -619,21 +619,6 @@ class GrowingTaskNet(nn.Module):
 # --- the source's sizes in closed form -------------------------------------------------
 
 
-class GrowthStep(NamedTuple):
-    conv: int  # channels added to every conv layer
-    hidden: int
-    outputs: int
-
-
-# The first task's widths, then one grow per later task (MNIST, Fashion-MNIST, CIFAR-10, CIFAR-100).
-SOURCE_SCHEDULE: tuple[GrowthStep, ...] = (
-    GrowthStep(64, 512, 10),
-    GrowthStep(64, 512, 10),
-    GrowthStep(64, 512, 10),
-    GrowthStep(128, 1024, 100),
-)
-
-
 def dense_parameter_count(
     in_channels: int,
     conv_channels: Sequence[int],
@@ -649,39 +634,6 @@ def dense_parameter_count(
         previous = channels
     total += previous * pooled_size**2 * hidden + hidden
     return total + hidden * outputs + outputs
-
-
-def schedule_totals(
-    schedule: Sequence[GrowthStep] = SOURCE_SCHEDULE,
-    in_channels: int = 3,
-    n_conv: int = 4,
-    kernel: int = 3,
-    pooled_size: int = 4,
-) -> list[int]:
-    """The dense parameter count after each task of a growth schedule."""
-    totals, conv, hidden, outputs = [], 0, 0, 0
-    for step in schedule:
-        conv, hidden, outputs = conv + step.conv, hidden + step.hidden, outputs + step.outputs
-        totals.append(
-            dense_parameter_count(in_channels, [conv] * n_conv, hidden, outputs, kernel, pooled_size)
-        )
-    return totals
-
-
-def source_schedule_parameters() -> int:
-    """The source's final size: 16,217,410 ("16.2M")."""
-    return schedule_totals()[-1]
-
-
-def source_network(
-    mode: str = "isolated", init: str = "source", device: torch.device | str | None = None
-) -> GrowingTaskNet:
-    """The source's network before any growth (task 1: 64 channels, 512 hidden, 10 outputs)."""
-    first = SOURCE_SCHEDULE[0]
-    with torch.device(device or "cpu"):
-        return GrowingTaskNet(
-            conv=[first.conv] * 4, hidden=first.hidden, outputs=first.outputs, mode=mode, init=init
-        )
 
 
 # --- automatic growth (the source's future work) ---------------------------------------
