@@ -421,3 +421,25 @@ def test_the_schema_names_exactly_the_registry_s_methods_and_their_traits_are_kn
         assert t.colour is None or matplotlib.colors.is_color_like(t.colour), name
         for figure in t.figures:
             assert f"figures/{figure}.png" in figure_rules, f"{name}: no rule draws figures/{figure}.png"
+
+
+def test_the_schema_names_exactly_the_models_with_settings():
+    from clpipe.model_settings import MODEL_SETTINGS, completed
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    assert sorted(MODEL_SETTINGS) in [sorted(map(str, e)) for e in _enums(schema)]
+    spec = completed({"name": "resnet18", "input": {}})
+    assert spec["init"] == "torch"  # the one default, where the config fills it too
+    assert completed({"name": "mlp", "hidden": [8], "init": "torch"})["init"] == "torch"
+    assert "hidden" not in completed({"name": "mlp"})  # required: no default to fall back on
+
+
+def _enums(node):
+    if isinstance(node, dict):
+        if "enum" in node:
+            yield node["enum"]
+        for v in node.values():
+            yield from _enums(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _enums(v)

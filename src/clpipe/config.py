@@ -20,6 +20,13 @@ from clpipe.config_input import boolean_hint, check_finite, check_names
 from clpipe.errors import ConfigError
 from clpipe.layout import SCRATCH
 from clpipe.methods import REGISTRY, REQUIRED, ArmSettingError, MethodTraits
+from clpipe.model_settings import (
+    GROWING_MODELS,
+    MODEL_INITS,
+    MODEL_SETTINGS,
+    PLAIN_INITS,
+    TASK_HEADED_MODELS,
+)
 
 
 @dataclass(frozen=True)
@@ -263,36 +270,6 @@ def _resolve_arms(key: str, exp: dict[str, Any], n_tasks: int, methods) -> dict[
     for name in raw_arms:
         resolve(name, ())
     return arms
-
-
-# The growing network's first column, as in the source (METHODS.md section 4): 4 conv
-# layers of 64 channels, a 2x2 max-pool after the first three, an adaptive average pool
-# to 4 x 4, 512 hidden units, dropout 0.2, every entry randn * 0.01.
-GROWING_DEFAULTS: dict[str, Any] = {
-    "conv": [64, 64, 64, 64],
-    "hidden": 512,
-    "pool_after": [True, True, True, False],
-    "pooled_size": 4,
-    "kernel": 3,
-    "dropout": 0.2,
-    "init": "source",
-}
-
-MODEL_SETTINGS: dict[str, dict[str, Any]] = {
-    # model -> its settings and their defaults (None: required)
-    "vgg16": {"width": 1.0, "dropout": 0.5, "init": "glorot"},
-    "mlp": {"hidden": None, "output_relu": False, "init": "glorot"},
-    "cnn": {"conv": None, "hidden": None, "init": "glorot"},
-    "resnet18": {"init": "torch"},
-    "growing": {**GROWING_DEFAULTS, "mode": "isolated"},
-    "growing_fixed": dict(GROWING_DEFAULTS),
-}
-# Models with a head per task, called with the task id (the task scenario only).
-TASK_HEADED_MODELS = ("growing",)
-# Models whose parameters change from task to task (a column and a head per task).
-GROWING_MODELS = ("growing",)
-MODEL_INITS = {"growing": ("source", "standard"), "growing_fixed": ("source", "standard")}
-PLAIN_INITS = ("glorot", "torch")
 
 
 def _check_architecture(key: str, exp: dict[str, Any]) -> None:

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from clpipe.growing import GrowingTaskNet
+from clpipe.model_settings import completed
 
 VGG16_LAYERS: list[int | str] = [
     64,
@@ -185,6 +186,7 @@ def _glorot_init(model: nn.Module) -> None:
 
 def build_model(spec: dict[str, Any], device: torch.device | str | None = None) -> nn.Module:
     """The network a spec describes, randomly initialised from torch's global RNG."""
+    spec = completed(spec)
     inp = spec["input"]
     name = spec["name"]
     with torch.device(device or "cpu"):
@@ -193,22 +195,22 @@ def build_model(spec: dict[str, Any], device: torch.device | str | None = None) 
                 in_channels=inp["channels"],
                 input_size=inp["size"],
                 n_outputs=spec["n_outputs"],
-                width=spec.get("width", 1.0),
-                dropout=spec.get("dropout", 0.5),
+                width=spec["width"],
+                dropout=spec["dropout"],
             )
         elif name == "mlp":
             model = MLP(
                 in_features=inp["channels"] * inp["size"] ** 2,
-                hidden=list(spec.get("hidden", [256, 256])),
+                hidden=list(spec["hidden"]),
                 n_outputs=spec["n_outputs"],
-                output_relu=spec.get("output_relu", False),
+                output_relu=spec["output_relu"],
             )
         elif name == "cnn":
             model = CNN(
                 in_channels=inp["channels"],
                 input_size=inp["size"],
                 conv=list(spec["conv"]),
-                hidden=list(spec.get("hidden", [])),
+                hidden=list(spec["hidden"]),
                 n_outputs=spec["n_outputs"],
             )
         elif name == "resnet18":
@@ -230,7 +232,7 @@ def build_model(spec: dict[str, Any], device: torch.device | str | None = None) 
                 "(known: vgg16, mlp, cnn, resnet18, growing, growing_fixed)"
             )
     own_init = name in ("growing", "growing_fixed")  # source or standard, at construction
-    if not own_init and spec.get("init", "glorot") == "glorot" and str(device) != "meta":
+    if not own_init and spec["init"] == "glorot" and str(device) != "meta":
         _glorot_init(model)
     return model
 
