@@ -16,6 +16,7 @@ import torch
 import torchvision
 import yaml
 from cifar_files import flat_index, make_cifar10, make_cifar100, read_batch, write_batch
+from growing_schedule import source_schedule_parameters
 
 from clpipe import io, plan
 from clpipe.catalog import DATASETS, dataset_info, md5sum
@@ -23,7 +24,7 @@ from clpipe.checkpoints import load_model
 from clpipe.config import ConfigError, validate_config
 from clpipe.data import build_tasks, read_cifar, read_dataset
 from clpipe.datasets import DataError, verify_dataset
-from clpipe.growing import GrowingTaskNet, dense_parameter_count, source_schedule_parameters
+from clpipe.growing import GrowingTaskNet, dense_parameter_count
 from clpipe.methods import load_method
 from clpipe.models import build_model, count_parameters
 from conftest import ROOT, SCHEMA, planned_jobs, snakemake, write_config

@@ -6,12 +6,13 @@ import math
 import pandas as pd
 import pytest
 import torch
+from growing_schedule import schedule_totals
 
 from clpipe import io
 from clpipe.aggregate import PARAMETER_COLUMNS
 from clpipe.checkpoints import load_model, save_model
 from clpipe.data import InputPipeline, Split, Task
-from clpipe.growing import GrowingTaskNet, dense_parameter_count, schedule_totals
+from clpipe.growing import GrowingTaskNet, dense_parameter_count
 from clpipe.methods import load_method
 from clpipe.methods.base import TaskContext
 from clpipe.methods.growing import GrowingNetwork
