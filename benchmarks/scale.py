@@ -53,8 +53,9 @@ from common import ROOT, add_data_dir_argument, table  # noqa: E402
 
 from clpipe import plan  # noqa: E402
 from clpipe.catalog import DATASETS, layout_problems  # noqa: E402
-from clpipe.config import Experiment, validate_config  # noqa: E402
+from clpipe.config import validate_config  # noqa: E402
 from clpipe.data import build_tasks  # noqa: E402
+from clpipe.experiment import Experiment  # noqa: E402
 from clpipe.hashing import stable_hash  # noqa: E402
 from clpipe.layout import SCRATCH  # noqa: E402
 from clpipe.methods import REGISTRY  # noqa: E402

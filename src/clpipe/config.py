@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 from clpipe.catalog import DATASETS
 from clpipe.config_input import boolean_hint, check_finite, check_names
 from clpipe.errors import ConfigError
-from clpipe.layout import SCRATCH
-from clpipe.methods import REGISTRY, REQUIRED, ArmSettingError, MethodTraits
+from clpipe.experiment import Arm, Experiment, TaskSpec, resolve_arms, resolve_methods
+from clpipe.methods import REGISTRY
 from clpipe.model_settings import (
     GROWING_MODELS,
     MODEL_INITS,
@@ -27,89 +26,6 @@ from clpipe.model_settings import (
     PLAIN_INITS,
     TASK_HEADED_MODELS,
 )
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    index: int  # 1-based position in the training sequence
-    dataset: str
-    classes: tuple[int, ...]
-    bucket: int | None = None  # image-folder datasets (CLEAR-10): the time bucket
-
-
-@dataclass(frozen=True)
-class Arm:
-    """One line of a result table: a method applied over a stretch of tasks.
-
-    An arm trains tasks ``first_task..last_task``. Before ``first_task`` it shares the
-    models of its parent arm (``start_from``) or, without a parent, the first task
-    trained from scratch (owner ``scratch``), so shared steps run once.
-    """
-
-    name: str
-    method: str  # key in Experiment.methods
-    start_from: str | None
-    first_task: int
-    last_task: int
-    per_task: dict[int, dict[str, Any]]  # task -> that task's per-task settings
-
-
-@dataclass
-class Experiment:
-    name: str
-    raw: dict[str, Any]  # the validated config section (defaults filled)
-    tasks: list[TaskSpec]
-    seeds: list[int]
-    methods: dict[str, dict[str, Any]]  # name -> settings incl. "type"
-    arms: dict[str, Arm] = field(default_factory=dict)
-    resources: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> mem_mb, runtime, threads
-
-    @property
-    def n_tasks(self) -> int:
-        return len(self.tasks)
-
-    @property
-    def scenario(self) -> str:
-        return self.raw["scenario"]
-
-    def method_of(self, arm: str) -> dict[str, Any]:
-        return self.methods[self.arms[arm].method]
-
-    def traits_of(self, arm: str) -> MethodTraits:
-        return REGISTRY[self.method_of(arm)["type"]]
-
-    def owner(self, arm: str, task: int) -> str:
-        """The arm whose job trained ``task`` in ``arm``'s history."""
-        a = self.arms[arm]
-        if task > a.last_task or task < 0:
-            raise ValueError(f"arm {arm!r} does not train task {task}")
-        if task >= a.first_task:
-            return arm
-        if self.traits_of(arm).joint:
-            if task == 0:
-                return SCRATCH
-            raise ValueError(
-                f"joint arm {arm!r} trains every task at once; it has no model after task {task}"
-            )
-        if a.start_from is not None:
-            return self.owner(a.start_from, task)
-        return SCRATCH
-
-    def lineage(self, arm: str) -> list[tuple[str, int]]:
-        """(owner, task) of every model in the arm's history, task 0 = random init."""
-        if self.traits_of(arm).joint:
-            return [(SCRATCH, 0), (arm, self.arms[arm].last_task)]
-        return [(self.owner(arm, t), t) for t in range(self.arms[arm].last_task + 1)]
-
-    def head_size(self) -> int:
-        """Outputs of the model as built: a growing network's first head has the first
-        task's classes (it grows a head per later task); a shared head has every output
-        of the scenario."""
-        if self.raw["model"]["name"] in TASK_HEADED_MODELS:
-            return len(self.tasks[0].classes)
-        if self.scenario == "domain":
-            return max(len(t.classes) for t in self.tasks)
-        return sum(len(t.classes) for t in self.tasks)
 
 
 def _resolve_tasks(key: str, exp: dict[str, Any]) -> list[TaskSpec]:
@@ -155,121 +71,6 @@ def _resolve_tasks(key: str, exp: dict[str, Any]) -> list[TaskSpec]:
             seen[(dataset, bucket, c)] = i
         tasks.append(TaskSpec(index=i, dataset=dataset, classes=tuple(classes), bucket=bucket))
     return tasks
-
-
-def _resolve_methods(key: str, exp: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    methods = {name: {"type": name, **t.defaults} for name, t in REGISTRY.items()}
-    for name, settings in exp.get("methods", {}).items():
-        t = REGISTRY[settings["type"]]
-        methods[name] = {"type": t.name, **t.defaults, **settings}
-    return methods
-
-
-def _resolve_arms(key: str, exp: dict[str, Any], n_tasks: int, methods) -> dict[str, Arm]:
-    raw_arms: dict[str, dict[str, Any]] = exp["arms"]
-    if SCRATCH in raw_arms:
-        raise ConfigError(f"{key}.arms.{SCRATCH}", f"'{SCRATCH}' is reserved for shared models")
-    arms: dict[str, Arm] = {}
-
-    def resolve(name: str, stack: tuple[str, ...]) -> Arm:
-        if name in arms:
-            return arms[name]
-        akey = f"{key}.arms.{name}"
-        if name in stack:
-            cycle = " -> ".join(stack[stack.index(name) :] + (name,))
-            raise ConfigError(f"{akey}.start_from", f"arms start from each other in a cycle: {cycle}")
-        spec = raw_arms[name]
-        parent = spec.get("start_from")
-        if parent is not None:
-            if parent not in raw_arms:
-                raise ConfigError(
-                    f"{akey}.start_from",
-                    f"arm {parent!r} does not exist (arms: {', '.join(sorted(raw_arms))})",
-                )
-            parent_arm = resolve(parent, stack + (name,))
-            method = spec.get("method", parent_arm.method)
-            if method != parent_arm.method:
-                raise ConfigError(
-                    f"{akey}.method",
-                    f"{method!r} differs from the method of the arm it starts from "
-                    f"({parent!r} uses {parent_arm.method!r})",
-                )
-            first = parent_arm.last_task + 1
-        else:
-            if "method" not in spec:
-                raise ConfigError(f"{akey}.method", "missing (needed unless the arm has 'start_from')")
-            method = spec["method"]
-            first = 2  # task 1 is trained from scratch once and shared
-        if method not in methods:
-            raise ConfigError(
-                f"{akey}.method",
-                f"unknown method {method!r}; known: {', '.join(sorted(methods))}",
-            )
-        traits = REGISTRY[methods[method]["type"]]
-        if parent is not None and (traits.joint or REGISTRY[methods[arms[parent].method]["type"]].joint):
-            raise ConfigError(f"{akey}.start_from", "a joint arm trains every task at once: no start_from")
-        if traits.joint:
-            first = n_tasks  # one job: from the random init, on tasks 1..n_tasks together
-        if traits.arm_settings is not None:
-            history = []
-            ancestor = arms.get(parent) if parent is not None else None
-            while ancestor is not None:
-                history = [
-                    ancestor.per_task[t] for t in range(ancestor.first_task, ancestor.last_task + 1)
-                ] + history
-                ancestor = arms.get(ancestor.start_from) if ancestor.start_from else None
-            try:
-                spec = traits.arm_settings(dict(spec), history)
-            except ArmSettingError as err:
-                raise ConfigError(f"{akey}.{err.key}", str(err)) from None
-        if first > n_tasks:
-            raise ConfigError(
-                f"{akey}.start_from",
-                f"arm {parent!r} already ends at the last task ({n_tasks}); nothing is left to train",
-            )
-        for k in spec:
-            if k not in ("method", "start_from", "n_tasks") and k not in traits.per_task:
-                raise ConfigError(
-                    f"{akey}.{k}",
-                    f"not a setting of method {traits.name!r} "
-                    f"(per-task settings: {', '.join(traits.per_task) or 'none'})",
-                )
-        lengths = {k: len(spec[k]) for k in traits.per_task if isinstance(spec.get(k), list)}
-        if "n_tasks" in spec:
-            count = spec["n_tasks"]
-        elif lengths:
-            count = next(iter(lengths.values()))
-        else:
-            count = n_tasks - first + 1
-        for k, n in lengths.items():
-            if n != count:
-                raise ConfigError(
-                    f"{akey}.{k}",
-                    f"has {n} values but the arm trains {count} task(s) (tasks {first}..{first + count - 1})",
-                )
-        last = first + count - 1
-        if last > n_tasks:
-            raise ConfigError(
-                f"{akey}.n_tasks" if "n_tasks" in spec else f"{akey}.{next(iter(lengths))}",
-                f"the arm would train tasks {first}..{last} but the experiment has {n_tasks}",
-            )
-        for k, default in traits.per_task.items():
-            if default is REQUIRED and k not in spec:
-                raise ConfigError(f"{akey}.{k}", f"required by method {traits.name!r}")
-        per_task = {}
-        for j, t in enumerate(range(first, last + 1)):
-            values = {}
-            for k, default in traits.per_task.items():
-                v = spec.get(k, default)
-                values[k] = v[j] if isinstance(v, list) else v
-            per_task[t] = values
-        arm = Arm(name, method, parent, first, last, per_task)
-        arms[name] = arm
-        return arm
-
-    for name in raw_arms:
-        resolve(name, ())
-    return arms
 
 
 def _check_architecture(key: str, exp: dict[str, Any]) -> None:
@@ -546,9 +347,9 @@ def check_experiment(
     tasks = _resolve_tasks(key, exp)
     _check_meaningful(key, exp, tasks)
     _check_model(key, exp)
-    methods = _resolve_methods(key, exp)
+    methods = resolve_methods(exp)
     _check_methods(key, exp, methods)
-    arms = _resolve_arms(key, exp, len(tasks), methods)
+    arms = resolve_arms(key, exp, len(tasks), methods)
     _check_arms_fit_model(key, exp, methods, arms)
     _check_report(key, exp, arms)
     own = exp.get("resources", {})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from clpipe.config import Experiment
+from clpipe.experiment import Experiment
 from clpipe.layout import SCRATCH, Layout
 from clpipe.methods import REGISTRY, ROLES, MethodTraits, traits
 
