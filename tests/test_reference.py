@@ -74,5 +74,5 @@ def test_the_headline_s_first_training_gives_the_committed_weights_bit_for_bit(t
         data_dir=str(data_dir),
         run=["split_mnist_quick"],
     )
-    snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg), f"results/split_mnist_quick/{model}")
+    snakemake(tmp_path, "--cores", "2", f"results/split_mnist_quick/{model}", "--configfile", str(cfg))
     assert weights_digest(tmp_path / "results" / "split_mnist_quick" / model) == digest

@@ -7,6 +7,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -212,6 +213,148 @@ def validate(
     return acc, loss
 
 
+@dataclass
+class TrainingSamples:
+    """What a task trains on: its own samples and any the method mixes in (a replay
+    buffer, every task for joint training), each masked as its own task."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    masks: torch.Tensor | None  # per task, when samples of several tasks are mixed
+    sample_task: torch.Tensor | None
+    extra: int  # samples from other tasks
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def training_samples(task: Task, scenario: Scenario, method: ContinualMethod) -> TrainingSamples:
+    device = task.train.x.device
+    x, y = task.train.x, scenario.targets(task.index, task.train.y)
+    mixed = method.extra_training_samples()
+    if mixed is None:
+        samples = TrainingSamples(x, y, None, None, 0)
+    else:  # e.g. a replay buffer: shuffled in with the task's samples
+        if scenario.task_heads:
+            raise ValueError(
+                f"task {task.index}: a model with a head per task is called with one task id per "
+                "batch; it cannot train on batches that mix tasks (replay, joint training)"
+            )
+        x_extra, y_extra, task_extra = mixed
+        own_task = torch.full((len(y),), task.index, dtype=torch.int64, device=device)
+        samples = TrainingSamples(
+            torch.cat([x, x_extra]),
+            torch.cat([y, y_extra]),
+            scenario.mask_table(device),
+            torch.cat([own_task, task_extra]),
+            len(y_extra),
+        )
+    if len(samples) == 0:
+        raise ValueError(f"task {task.index} has no training samples")
+    return samples
+
+
+@dataclass
+class TrainingState:
+    """A task's optimizer, schedule and early stopping, and how far training has got."""
+
+    optimizer: torch.optim.Optimizer
+    schedule: Any
+    stopping: EarlyStopping
+    done_epochs: int = 0
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def start_training(model, train_cfg, method, carried) -> TrainingState:
+    """Set up: the optimizer over the trainable parameters (a carried state restored
+    before any step), its schedule, early stopping, and the method attached to them."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = build_optimizer(params, train_cfg["optimizer"])
+    if carried is not None:
+        carried.restore(optimizer, model)  # a resumed epoch state overrides it
+    schedule = build_schedule(optimizer, train_cfg.get("schedule"))
+    state = TrainingState(optimizer, schedule, EarlyStopping(train_cfg.get("early_stopping")))
+    method.attach(optimizer, model)
+    return state
+
+
+def resume(state: TrainingState, model, checkpoint, generator, device, n_epochs: int) -> None:
+    """What a killed job's epoch checkpoint restores: weights, optimizer, generator,
+    epochs done, history, schedule and early stopping (nothing without a checkpoint)."""
+    state.done_epochs, state.step, state.history, resumed = checkpoint.restore(
+        model, state.optimizer, generator
+    )
+    if state.schedule is not None and "schedule" in resumed:
+        state.schedule.load_state_dict(resumed["schedule"])
+    state.stopping.load(resumed.get("early_stopping"), device)
+    if resumed.get("stopped"):
+        state.done_epochs = n_epochs  # it had stopped early: nothing left to train
+
+
+def train_epoch(
+    model, task, samples: TrainingSamples, state: TrainingState, *, scenario, pipeline, method, generator,
+    train_cfg, steps: int, prefix: str,
+) -> tuple[float, float, int]:  # fmt: skip
+    """One epoch of steps over a seeded permutation; (mean loss, accuracy, samples seen).
+    Raises NonFiniteLossError naming the epoch and batch of the first non-finite loss
+    (checked once per epoch: one device sync)."""
+    device = samples.y.device
+    layout, mixed_precision = memory_format(train_cfg), autocast(train_cfg, device)
+    batch_size, per_epoch = int(train_cfg["batch_size"]), total_steps(len(samples), train_cfg)[0]
+    mask = scenario.logit_mask(task.index, device)
+    model.train()
+    order = torch.randperm(len(samples), generator=generator).to(device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+    seen = 0
+    for b in range(per_epoch):
+        if state.step >= steps:
+            break
+        idx = order[b * batch_size : (b + 1) * batch_size]
+        inputs, targets = pipeline.train_batch(samples.x[idx], generator), samples.y[idx]
+        if layout == torch.channels_last and inputs.ndim == 4:
+            inputs = inputs.contiguous(memory_format=layout)
+        if samples.masks is not None:  # each sample masked as its own task
+            mask = samples.masks[samples.sample_task[idx] - 1]
+        with mixed_precision:
+            logits = scenario.logits(model, inputs, task.index, mask).float()
+            penalty = method.penalty(model)
+        loss = F.cross_entropy(logits, targets)
+        total = loss if penalty is None else loss + penalty.float()
+        first_bad = torch.where(~torch.isfinite(total.detach()) & (first_bad < 0), state.step, first_bad)
+        state.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        method.after_backward(model)
+        state.optimizer.step()
+        loss_sum += loss.detach().double() * len(idx)
+        correct += (logits.detach().argmax(dim=1) == targets).sum()
+        seen += len(idx)
+        state.step += 1
+    bad_step = int(first_bad.item())
+    if bad_step >= 0:
+        raise NonFiniteLossError(
+            f"{prefix}non-finite loss at epoch {bad_step // per_epoch + 1}, batch {bad_step % per_epoch} "
+            f"(step {bad_step}) of task {task.index}; no output was written"
+        )
+    return loss_sum.item() / seen, correct.item() / seen, seen
+
+
+def end_training(model, state: TrainingState, carried, prefix: str) -> None:
+    """Keep the last step's optimizer state for the next task (also with early
+    stopping's restore_best), put back the best epoch's weights if so configured, and
+    mark in the history which epoch's weights the model holds."""
+    last_epoch = state.history[-1]["epoch"] if state.history else 0
+    if carried is not None:
+        carried.keep(state.optimizer, model)
+    state.stopping.finish(model, last_epoch, prefix)
+    if state.stopping.cfg is not None:
+        kept = state.stopping.best_epoch if state.stopping.best_state is not None else last_epoch
+        for row in state.history:
+            row["kept"] = row["epoch"] == kept
+
+
 def train_task(
     model: nn.Module,
     task: Task,
@@ -230,172 +373,86 @@ def train_task(
 ) -> list[dict[str, Any]]:
     """Train ``model`` on ``task`` in place; returns one history row per epoch.
 
+    The phases: the samples (:func:`training_samples`), the set-up and resume
+    (:func:`start_training`), then per epoch :func:`train_epoch`, validation, the
+    history row, a checkpoint and early stopping, and at the end :func:`end_training`.
+
     Batches are drawn from the task's tensors (already on the device) with a seeded
     permutation per epoch; the optimizer (and its learning-rate schedule) is new for
     every task, its state reset as in the sources, unless ``carried`` brings the state
     the previous task left (train.optimizer_state: carry); it then holds this task's
-    final state. ``validation`` lists the
-    (task, split) pairs validated after each epoch (default: the task's own validation
-    split); early stopping, when configured, watches their accuracy. With a
-    ``checkpoint``, the state after each epoch is saved and a killed job resumes after
-    its last finished epoch. ``on_epoch`` is called with every epoch's history row as it
-    ends (a resumed job's restored epochs first), e.g. for a live view (clpipe.live).
-    Raises :class:`NonFiniteLossError` naming the epoch and batch of the first
-    non-finite loss.
+    final state. ``validation`` lists the (task, split) pairs validated after each epoch
+    (default: the task's own validation split); early stopping, when configured,
+    watches their accuracy. With a ``checkpoint``, the state after each epoch is saved
+    and a killed job resumes after its last finished epoch. ``on_epoch`` is called with
+    every epoch's history row as it ends (a resumed job's restored epochs first), e.g.
+    for a live view (clpipe.live). Raises :class:`NonFiniteLossError` naming the epoch
+    and batch of the first non-finite loss.
     """
     on_epoch = on_epoch or (lambda row: None)
     checkpoint = checkpoint or EpochCheckpoint(None, "")
     prefix = f"{label}: " if label else ""  # of this job's log lines and errors
     validation = validation if validation is not None else [(task.index, task.val)]
     device = task.train.x.device
-    layout = memory_format(train_cfg)
-    if layout == torch.channels_last:
-        model.to(memory_format=layout)  # in place: the parameters stay the same objects
-    mixed_precision = autocast(train_cfg, device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = build_optimizer(params, train_cfg["optimizer"])
-    if carried is not None:
-        carried.restore(optimizer, model)  # before any step; a resumed epoch state overrides it
-    schedule = build_schedule(optimizer, train_cfg.get("schedule"))
-    stopping = EarlyStopping(train_cfg.get("early_stopping"))
-    method.attach(optimizer, model)
-    x_all = task.train.x
-    y_all = scenario.targets(task.index, task.train.y)
-    mask = scenario.logit_mask(task.index, device)
-    mixed = method.extra_training_samples()
-    masks = None
-    if mixed is not None:  # e.g. a replay buffer: shuffled in with the task's samples
-        if scenario.task_heads:
-            raise ValueError(
-                f"task {task.index}: a model with a head per task is called with one task id per "
-                "batch; it cannot train on batches that mix tasks (replay, joint training)"
-            )
-        x_extra, y_extra, task_extra = mixed
-        own_task = torch.full((len(y_all),), task.index, dtype=torch.int64, device=device)
-        x_all, y_all = torch.cat([x_all, x_extra]), torch.cat([y_all, y_extra])
-        masks = scenario.mask_table(device)
-        sample_task = torch.cat([own_task, task_extra])
-    n = len(y_all)
-    if n == 0:
-        raise ValueError(f"task {task.index} has no training samples")
-    batch_size = int(train_cfg["batch_size"])
-    per_epoch, steps = total_steps(n, train_cfg)
+    if memory_format(train_cfg) == torch.channels_last:
+        model.to(memory_format=torch.channels_last)  # in place: the parameters stay the same objects
+    state = start_training(model, train_cfg, method, carried)
+    samples = training_samples(task, scenario, method)
+    per_epoch, steps = total_steps(len(samples), train_cfg)
     n_epochs = math.ceil(steps / per_epoch)
-    done_epochs, step, history, resumed = checkpoint.restore(model, optimizer, generator)
-    if schedule is not None and "schedule" in resumed:
-        schedule.load_state_dict(resumed["schedule"])
-    stopping.load(resumed.get("early_stopping"), device)
-    if resumed.get("stopped"):
-        done_epochs = n_epochs  # it had stopped early: nothing left to train
-    for row in history:
+    resume(state, model, checkpoint, generator, device, n_epochs)
+    for row in state.history:
         on_epoch(row)
-    first_step = step
-    first_bad = torch.full((), -1, dtype=torch.int64, device=device)
-    t_start = time.perf_counter()
+    first_step, t_start = state.step, time.perf_counter()
+    mixed = f" ({samples.extra} of them from earlier tasks)" if samples.masks is not None else ""
     log.info(
         "%straining task %d: %d samples%s, batch %d, %d step(s) in %d epoch(s)",
-        prefix,
-        task.index,
-        n,
-        "" if mixed is None else f" ({len(mixed[1])} of them from earlier tasks)",
-        batch_size,
-        steps,
-        n_epochs,
-    )
-    for epoch in range(done_epochs + 1, n_epochs + 1):
+        prefix, task.index, len(samples), mixed, int(train_cfg["batch_size"]), steps, n_epochs,
+    )  # fmt: skip
+    for epoch in range(state.done_epochs + 1, n_epochs + 1):
         t_epoch = time.perf_counter()
-        model.train()
-        order = torch.randperm(n, generator=generator).to(device)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        seen = 0
-        for b in range(per_epoch):
-            if step >= steps:
-                break
-            idx = order[b * batch_size : (b + 1) * batch_size]
-            inputs, targets = pipeline.train_batch(x_all[idx], generator), y_all[idx]
-            if layout == torch.channels_last and inputs.ndim == 4:
-                inputs = inputs.contiguous(memory_format=layout)
-            if masks is not None:  # each sample masked as its own task
-                mask = masks[sample_task[idx] - 1]
-            with mixed_precision:
-                logits = scenario.logits(model, inputs, task.index, mask).float()
-                penalty = method.penalty(model)
-            loss = F.cross_entropy(logits, targets)
-            total = loss if penalty is None else loss + penalty.float()
-            bad = ~torch.isfinite(total.detach())
-            first_bad = torch.where(bad & (first_bad < 0), step, first_bad)
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            method.after_backward(model)
-            optimizer.step()
-            loss_sum += loss.detach().double() * len(idx)
-            correct += (logits.detach().argmax(dim=1) == targets).sum()
-            seen += len(idx)
-            step += 1
-        bad_step = int(first_bad.item())  # one sync per epoch
-        if bad_step >= 0:
-            bad_epoch, bad_batch = bad_step // per_epoch + 1, bad_step % per_epoch
-            raise NonFiniteLossError(
-                f"{prefix}non-finite loss at epoch {bad_epoch}, batch {bad_batch} "
-                f"(step {bad_step}) of task {task.index}; no output was written"
-            )
-        train_loss, train_acc = loss_sum.item() / seen, correct.item() / seen
+        train_loss, train_acc, seen = train_epoch(
+            model, task, samples, state, scenario=scenario, pipeline=pipeline, method=method,
+            generator=generator, train_cfg=train_cfg, steps=steps, prefix=prefix,
+        )  # fmt: skip
         val_acc, val_loss = validate(model, validation, scenario, pipeline, eval_batch_size)
-        lr = optimizer.param_groups[0]["lr"]
-        if schedule is not None:
-            schedule.step()
+        lr = state.optimizer.param_groups[0]["lr"]
+        if state.schedule is not None:
+            state.schedule.step()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         now = time.perf_counter()
         seconds = now - t_epoch
-        eta = (now - t_start) / (step - first_step) * (steps - step)
         row = {
-            "epoch": epoch,
-            "step": step,
-            "train_loss": train_loss,
-            "train_accuracy": train_acc,
-            "val_loss": val_loss,
-            "val_accuracy": val_acc,
-            "lr": lr,
-            "images_per_second": seen / seconds if seconds > 0 else math.nan,
-            "seconds": seconds,
-        }
-        history.append(row)
+            "epoch": epoch, "step": state.step, "train_loss": train_loss, "train_accuracy": train_acc,
+            "val_loss": val_loss, "val_accuracy": val_acc, "lr": lr,
+            "images_per_second": seen / seconds if seconds > 0 else math.nan, "seconds": seconds,
+        }  # fmt: skip
+        state.history.append(row)
         on_epoch(row)
+        eta = (now - t_start) / (state.step - first_step) * (steps - state.step)
         log.info(
             "epoch %d/%d loss %.4f acc %.4f val_loss %.4f val_acc %.4f | %.0f img/s, %.1f s, time left %s",
-            epoch,
-            n_epochs,
-            train_loss,
-            train_acc,
-            val_loss,
-            val_acc,
-            row["images_per_second"],
-            seconds,
+            epoch, n_epochs, train_loss, train_acc, val_loss, val_acc, row["images_per_second"], seconds,
             _format_seconds(eta),
-        )
-        stop = stopping.update(model, epoch, val_acc)
-        loop_state = {"early_stopping": stopping.state(), "stopped": stop}
-        if schedule is not None:
-            loop_state["schedule"] = schedule.state_dict()
-        checkpoint.save(model, optimizer, generator, epoch, step, history, loop_state)
-        if stop:
-            log.info(
-                "%sstopping early after epoch %d: no val_acc above epoch %d's %.4f for %d epoch(s)",
-                prefix,
-                epoch,
-                stopping.best_epoch,
-                stopping.best_accuracy,
-                epoch - stopping.best_epoch,
-            )
+        )  # fmt: skip
+        if _checkpoint_and_stop(model, state, checkpoint, generator, epoch, prefix):
             break
-    last_epoch = history[-1]["epoch"] if history else 0
-    if carried is not None:  # the last step's state (also with early stopping's restore_best)
-        carried.keep(optimizer, model)
-    stopping.finish(model, last_epoch, prefix)
-    if stopping.cfg is not None:  # which epoch's weights the job's model file holds
-        kept = stopping.best_epoch if stopping.best_state is not None else last_epoch
-        for row in history:
-            row["kept"] = row["epoch"] == kept
-    return history
+    end_training(model, state, carried, prefix)
+    return state.history
+
+
+def _checkpoint_and_stop(model, state: TrainingState, checkpoint, generator, epoch: int, prefix: str) -> bool:
+    """After an epoch: early stopping's verdict, the epoch checkpoint, and whether to stop."""
+    stop = state.stopping.update(model, epoch, state.history[-1]["val_accuracy"])
+    loop_state = {"early_stopping": state.stopping.state(), "stopped": stop}
+    if state.schedule is not None:
+        loop_state["schedule"] = state.schedule.state_dict()
+    checkpoint.save(model, state.optimizer, generator, epoch, state.step, state.history, loop_state)
+    if stop:
+        log.info(
+            "%sstopping early after epoch %d: no val_acc above epoch %d's %.4f for %d epoch(s)",
+            prefix, epoch, state.stopping.best_epoch, state.stopping.best_accuracy,
+            epoch - state.stopping.best_epoch,
+        )  # fmt: skip
+    return stop
