@@ -298,10 +298,33 @@ def test_a_constant_shift_is_reported_as_exactly_that_shift():
     assert row["acc_high"] == pytest.approx(0.05) and row["acc_sem"] == pytest.approx(0, abs=1e-12)
     tables = tables_from_metrics(m, references=["finetune"])
     assert "## Paired differences against finetune" in tables["summary.md"]
-    assert "| ewc_a | +0.050 [+0.050, +0.050] (p 0) |" in tables["summary.md"]
+    assert "| ewc_a | 2 | +0.050 [+0.050, +0.050] (p 0) |" in tables["summary.md"]
     s = pd.read_csv(io.StringIO(tables["summary.csv"])).set_index("arm")
     assert s.loc["ewc_a", "acc_vs_finetune_diff"] == pytest.approx(0.05)
     assert s.loc["ewc_a", "acc_vs_finetune_n"] == 5
+
+
+def test_an_arm_that_ends_earlier_is_compared_after_its_own_last_task():
+    """MAG's task-B arms end after task 2; fine-tuning goes on to task 3. Comparing the
+    final models would credit the arm with not having met task 3: the reference is taken
+    after task 2 too. A joint arm has no model then, so there is nothing to compare."""
+    from clpipe.aggregate import paired_comparisons
+
+    full = _hand_made({"finetune": (lambda s: 0.0, lambda s: 0.5)}, n_tasks=3)
+    short = _hand_made({"mag_b": (lambda s: 0.03, lambda s: 0.5)}, n_tasks=3)
+    short = short[short["trained_task"] <= 2]
+    joint = _hand_made({"joint": (lambda s: 0.2, lambda s: 0.5)}, n_tasks=3)
+    joint = joint[joint["trained_task"].isin([0, 3])].assign(method_type="joint")
+    m = pd.concat([full, short, joint], ignore_index=True)
+    c = paired_comparisons(m, ["finetune", "joint"]).set_index(["reference", "arm"])
+    assert c.loc[("finetune", "mag_b"), "after"] == 2
+    assert c.loc[("finetune", "mag_b"), "acc_mean"] == pytest.approx(0.03)  # not its final model's gap
+    assert c.loc[("finetune", "joint"), "after"] == 3
+    assert c.loc[("finetune", "joint"), "acc_mean"] == pytest.approx(0.2)
+    assert c.loc[("joint", "mag_b"), "acc_n"] == 0  # joint has no model after task 2
+    md = tables_from_metrics(m, references=["finetune", "joint"])["summary.md"]
+    assert "| mag_b | 2 | +0.030 [+0.030, +0.030] (p 0) |" in md
+    assert "| mag_b | 2 | – | – | – | 0 | – |" in md
 
 
 def test_an_experiment_of_one_arm_has_nothing_to_compare_and_says_nothing():

@@ -247,21 +247,38 @@ def selection_table(metrics: pd.DataFrame) -> pd.DataFrame:
 COMPARED = ("acc", "bwt", "forgetting")
 
 
+def metrics_after(metrics: pd.DataFrame, arm: str, stage: int) -> pd.DataFrame:
+    """Every metric of ``arm``'s model after task ``stage``, by seed (empty where the arm
+    has no model then: a joint arm has only the init and its last task)."""
+    rows = metrics[(metrics["arm"] == arm) & (metrics["trained_task"] <= stage)]
+    found = [
+        {"seed": seed, **all_metrics(accuracy_matrix(seed_rows))}
+        for seed, seed_rows in rows.groupby("seed")
+        if stage in set(seed_rows["trained_task"])
+    ]
+    return pd.DataFrame(found, columns=["seed", *ALL_METRICS]).set_index("seed")
+
+
 def paired_comparisons(metrics: pd.DataFrame, references: list[str]) -> pd.DataFrame:
     """Every arm against each reference: the mean per-seed difference of ACC, BWT and
     forgetting, its SEM, n, paired-t 95% interval and Holm-corrected p-value (across the
-    arms compared with that reference, per metric); clpipe.stats."""
-    seeds = per_seed_metrics(metrics)
+    arms compared with that reference, per metric); clpipe.stats.
+
+    Both arms are taken after the same task: an arm that ends earlier than the reference
+    (MAG's task-B arms against fine-tuning over three tasks) is compared with the
+    reference's model after the arm's last task, not with its final model; ``after``
+    says which task. n is 0 where the reference has no model then (a joint arm)."""
+    last = metrics.groupby("arm", sort=False)["trained_task"].max()
     arms = list(dict.fromkeys(metrics["arm"]))
     rows = []
     for ref in references:
-        base = seeds[seeds["arm"] == ref].set_index("seed")
         for arm in arms:
             if arm == ref:
                 continue
-            mine = seeds[seeds["arm"] == arm].set_index("seed")
+            stage = int(min(last[arm], last[ref]))
+            mine, base = metrics_after(metrics, arm, stage), metrics_after(metrics, ref, stage)
             common = sorted(set(base.index) & set(mine.index))
-            row: dict[str, Any] = {"reference": ref, "arm": arm}
+            row: dict[str, Any] = {"reference": ref, "arm": arm, "after": stage}
             for m in COMPARED:
                 d = paired_difference(list(mine.loc[common, m]), list(base.loc[common, m]))
                 for k in ("mean", "sem", "n", "low", "high", "p"):
@@ -269,7 +286,7 @@ def paired_comparisons(metrics: pd.DataFrame, references: list[str]) -> pd.DataF
             rows.append(row)
     stats_columns = [f"{m}_{k}" for m in COMPARED for k in ("mean", "sem", "n", "low", "high", "p")]
     # no other arm to compare (an experiment of one arm): the table with its columns, empty
-    table = pd.DataFrame(rows, columns=["reference", "arm", *stats_columns])
+    table = pd.DataFrame(rows, columns=["reference", "arm", "after", *stats_columns])
     for ref in references:
         mask = table["reference"] == ref
         for m in COMPARED:
@@ -352,7 +369,9 @@ def summary_note(shown=METRICS) -> str:
 
 COMPARISON_NOTE = (
     "Each arm minus the reference arm, seed by seed (the arms of a seed share its task-1 model, "
-    "data order and seed), then averaged: mean difference [95% confidence interval] (p), the "
+    "data order and seed), both after the same task (the earlier of the two arms' last tasks; "
+    "'–' where the reference has no model then, as joint training has none before its last "
+    "task), then averaged: mean difference [95% confidence interval] (p), the "
     "interval from Student's t over the n seeds both arms have (paired t: the per-seed "
     "differences taken as independent normal draws), p two-sided for no difference and "
     "corrected by Holm's method across the arms compared with this reference, per metric "
@@ -363,7 +382,7 @@ COMPARISON_NOTE = (
 def comparison_display(comparisons: pd.DataFrame, reference: str) -> pd.DataFrame:
     rows = []
     for _, row in comparisons[comparisons["reference"] == reference].iterrows():
-        cells = {"arm": str(row["arm"])}
+        cells = {"arm": str(row["arm"]), "after task": str(int(row["after"]))}
         for m in COMPARED:
             cells[f"Δ {LABELS[m]}"] = _ci(
                 row[f"{m}_mean"], row[f"{m}_low"], row[f"{m}_high"], row[f"{m}_p_holm"]
@@ -406,6 +425,7 @@ def with_comparisons(summary: pd.DataFrame, comparisons: pd.DataFrame) -> pd.Dat
             for k, name in (("mean", "diff"), ("sem", "sem"), ("n", "n"), ("low", "low"), ("high", "high"),
                             ("p", "p"), ("p_holm", "p_holm")):  # fmt: skip
                 out[f"{m}_vs_{ref}_{name}"] = out["arm"].map(mine[f"{m}_{k}"])
+        out[f"vs_{ref}_after_task"] = out["arm"].map(mine["after"])
     return out
 
 
