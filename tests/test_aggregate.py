@@ -381,3 +381,26 @@ def test_a_choice_on_validation_ignores_the_test_split():
         assert (mine == theirs).all()
     md = tables_from_metrics(both)["summary.md"]
     assert "## Chosen on validation" in md and "| ewc_selected | 3 | ewc_b | 0.800 |" in md
+
+
+def test_the_comparisons_figure_draws_each_arm_s_difference_and_interval(tmp_path):
+    """The figure reads summary.csv's comparison columns: a constant shift of 0.05 is a
+    point at 0.05 with no width; an arm compared after an earlier task says so."""
+    from clpipe.figures import comparisons_figure
+
+    full = _hand_made(
+        {"finetune": (lambda s: 0.0, lambda s: 0.5), "ewc_a": (lambda s: 0.05, lambda s: 0.5)}, n_tasks=3
+    )
+    short = _hand_made({"mag_b": (lambda s: 0.03, lambda s: 0.5)}, n_tasks=3)
+    m = pd.concat([full, short[short["trained_task"] <= 2]], ignore_index=True)
+    summary = pd.read_csv(io.StringIO(tables_from_metrics(m, references=["finetune"])["summary.csv"]))
+    arms = [
+        {"name": a, "method_type": a.split("_")[0], "palette": "Blues"}
+        for a in ("finetune", "ewc_a", "mag_b")
+    ]
+    fig = comparisons_figure(summary, arms, ["finetune"])
+    (ax,) = fig.axes
+    points = {c.get_label(): c.lines[0].get_xdata()[0] for c in ax.containers}
+    assert points == {"ewc_a": pytest.approx(0.05), "mag_b": pytest.approx(0.03)}
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["ewc_a", "mag_b (after task 2)"]
+    assert ax.get_title() == "against finetune"

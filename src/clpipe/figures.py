@@ -160,6 +160,50 @@ def methods_figure(summary: pd.DataFrame, arms: list[dict[str, Any]]):
     return fig
 
 
+def comparisons_figure(summary: pd.DataFrame, arms: list[dict[str, Any]], references: list[str]):
+    """The paired differences of ACC against each reference arm (summary.csv's
+    ``acc_vs_<reference>_*`` columns): per arm the mean per-seed difference and its 95%
+    interval, one panel per reference; an arm compared after an earlier task than the
+    reference's last says so in its label, an arm chosen on validation is a diamond."""
+    colors = arm_colors(arms)
+    present = set(summary["arm"])
+    refs = [r for r in references if f"acc_vs_{r}_diff" in summary.columns]
+    fig, axes = plt.subplots(
+        1, max(1, len(refs)), figsize=(6.4 * max(1, len(refs)), 0.9 + 0.32 * len(summary)), squeeze=False
+    )
+    if not refs:
+        axes[0][0].text(0.5, 0.5, "no reference arm to compare with (report.compare_to)", ha="center")
+        axes[0][0].set_axis_off()
+        return fig
+    s = summary.set_index("arm")
+    for ax, ref in zip(axes[0], refs, strict=True):
+        order = [a["name"] for a in arms if a["name"] in present and a["name"] != ref]
+        order += [a for a in s.index if a not in order and a != ref]  # the selected arms
+        rows = s.loc[order]
+        y = np.arange(len(order))[::-1]
+        for yi, arm in zip(y, order, strict=True):
+            diff, low, high = (rows.loc[arm, f"acc_vs_{ref}_{k}"] for k in ("diff", "low", "high"))
+            if not math.isfinite(diff):
+                continue
+            err = [[diff - low], [high - diff]] if math.isfinite(low) else None
+            chosen = arm not in colors  # an arm chosen on validation (report.select): a diamond
+            marker, colour = ("D", "0.15") if chosen else ("o", colors[arm])
+            ax.errorbar(diff, yi, xerr=err, fmt=marker, color=colour, capsize=3, label=arm)
+        after = rows[f"vs_{ref}_after_task"]
+        last = after.max()
+        labels = [
+            a if not math.isfinite(t) or t == last else f"{a} (after task {int(t)})" for a, t in after.items()
+        ]
+        ax.set_yticks(y, labels, fontsize=8)
+        ax.axvline(0, color="0.4", lw=0.8, ls="--")
+        ax.set_xlabel(f"ACC minus {ref}'s, seed by seed")
+        ax.set_title(f"against {ref}")
+    n = int(s["n_seeds"].max())
+    fig.suptitle(f"Paired differences of ACC: mean and 95% paired-t interval over {_seeds(n)}")
+    fig.subplots_adjust(wspace=0.75)  # room for each panel's own arm labels
+    return fig
+
+
 def training_figure(training: pd.DataFrame, arms: list[dict[str, Any]]):
     """Training curves: train loss and validation accuracy per epoch, a panel per task."""
     colors = arm_colors(arms)
@@ -249,11 +293,12 @@ def freeze_figure(metrics: pd.DataFrame, schedules: dict[str, dict[str, float]],
 def draw_experiment(
     spec: dict[str, Any], metrics_csv: str, summary_csv: str, training_csv: str, out_dir: str
 ) -> None:
-    """The plot_experiment step: forgetting, methods and training figures."""
+    """The plot_experiment step: forgetting, methods, paired comparisons and training figures."""
     set_style()
-    metrics = pd.read_csv(metrics_csv)
+    metrics, summary = pd.read_csv(metrics_csv), pd.read_csv(summary_csv)
     save(forgetting_figure(metrics, spec["arms"]), f"{out_dir}/forgetting")
-    save(methods_figure(pd.read_csv(summary_csv), spec["arms"]), f"{out_dir}/methods")
+    save(methods_figure(summary, spec["arms"]), f"{out_dir}/methods")
+    save(comparisons_figure(summary, spec["arms"], spec["compare_to"]), f"{out_dir}/comparisons")
     save(training_figure(pd.read_csv(training_csv), spec["arms"]), f"{out_dir}/training")
 
 

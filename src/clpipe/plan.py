@@ -270,13 +270,15 @@ def figures_spec(exp: Experiment) -> dict[str, Any]:
         "arms": arms,
         "freeze_schedules": schedules,
         "reference": _first_arm(exp, "baseline"),
+        "compare_to": aggregate_spec(exp)["compare_to"],
     }
 
 
 def figure_files(layout: Layout, exp: Experiment) -> list[str]:
     """Every figure the workflow draws for an experiment (PNG; each has an SVG twin)."""
     files = [
-        layout.experiment_file(exp.name, f"figures/{n}.png") for n in ("forgetting", "methods", "training")
+        layout.experiment_file(exp.name, f"figures/{n}.png")
+        for n in ("forgetting", "methods", "comparisons", "training")
     ]
     files += [layout.experiment_file(exp.name, f"figures/accuracy_matrix/{a}.png") for a in exp.arms]
     extra = dict.fromkeys(f for a in exp.arms for f in _arm_traits(exp, a).figures)

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 TABLES = ("metrics.csv", "summary.csv", "accuracy_matrix.csv", "summary.md")
-FIGURES = ("freeze.png", "methods.png", "forgetting.png")
+FIGURES = ("freeze.png", "methods.png", "comparisons.png", "forgetting.png")
 # the weights of the first seed's first trained task (one cheap training job, every arm's
 # start), by digest: tests/test_reference.py trains it again and compares
 WEIGHTS = "weights.json"

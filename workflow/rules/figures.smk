@@ -21,6 +21,13 @@ rule plot_experiment:
             subcategory="figures",
             labels={"figure": "method comparison"},
         ),
+        comparisons=report(
+            experiment_file("figures/comparisons.png"),
+            caption="../report/comparisons.rst",
+            category="{experiment}",
+            subcategory="figures",
+            labels={"figure": "paired comparisons"},
+        ),
         training=report(
             experiment_file("figures/training.png"),
             caption="../report/training.rst",
@@ -32,6 +39,7 @@ rule plot_experiment:
             experiment_file("figures/"),
             "forgetting.svg",
             "methods.svg",
+            "comparisons.svg",
             "training.svg",
         ),
     log:
