@@ -112,10 +112,10 @@ def code_of_file(path: str | Path) -> str:
 
 
 def method_modules(files: dict[str, Path] | None = None) -> tuple[str, ...]:
-    """The modules of the methods: every module of clpipe.methods but its registry and
-    the interface they share (one method, one file)."""
+    """The modules of the methods: every module of clpipe.methods but its registry, the
+    interface they share and the traits they declare (one method, one file)."""
     files = files or module_files()
-    shared = {f"{PACKAGE}.methods", f"{PACKAGE}.methods.base"}
+    shared = {f"{PACKAGE}.methods", f"{PACKAGE}.methods.base", f"{PACKAGE}.methods.traits"}
     return tuple(sorted(m for m in files if m.startswith(f"{PACKAGE}.methods.") and m not in shared))
 
 

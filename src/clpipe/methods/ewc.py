@@ -24,6 +24,32 @@ The sum over tasks is folded into one quadratic per parameter,
 
 from __future__ import annotations
 
+from clpipe.methods.traits import REQUIRED, MethodTraits
+
+# The method as the workflow reads it, without importing what follows (clpipe.methods)
+METHOD = MethodTraits(
+    name="ewc",
+    implementation=f"{__name__}:ElasticWeightConsolidation",
+    description=(
+        "elastic weight consolidation: a Fisher-weighted quadratic penalty towards "
+        "the weights after each earlier task (or one running Fisher: online EWC)"
+    ),
+    defaults={
+        "fisher_labels": "empirical",
+        "fisher_samples": None,
+        "fisher_batch_size": 64,
+        "online": False,
+        "decay": 1.0,
+    },
+    per_task={"lambda": REQUIRED},
+    importance=True,
+    importance_settings=("fisher_labels", "fisher_samples", "fisher_batch_size", "online", "decay"),
+    chained_importance=True,
+    palette="Oranges",
+)
+
+# --- the implementation ------------------------------------------------------------
+
 import math
 from typing import Any
 

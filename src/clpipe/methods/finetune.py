@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
+from clpipe.methods.traits import MethodTraits
+
+# The method as the workflow reads it, without importing what follows (clpipe.methods)
+METHOD = MethodTraits(
+    name="finetune",
+    implementation=f"{__name__}:FineTune",
+    description="plain training on each task in turn (no continual-learning method)",
+    role="baseline",
+    palette="Greys",
+    colour="#404040",
+)
+
+# --- the implementation ------------------------------------------------------------
+
 from clpipe.methods.base import ContinualMethod
 
 

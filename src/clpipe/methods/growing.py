@@ -37,6 +37,29 @@ and after) and the probe's epochs; the same counts are columns of history.csv
 
 from __future__ import annotations
 
+from clpipe.methods.traits import MethodTraits
+
+# The method as the workflow reads it, without importing what follows (clpipe.methods)
+METHOD = MethodTraits(
+    name="growing",
+    implementation=f"{__name__}:GrowingNetwork",
+    description=(
+        "a task-masked network that grows a column of units and a head per task and "
+        "trains only the new column (METHODS.md section 4)"
+    ),
+    # mode None: the model's mode. auto_grow ({threshold, probe_epochs}: grow a task's
+    # column only if a head over the earlier columns falls short) has no default
+    # here: absent means always grow, and the jobs of arms without it keep their specs
+    defaults={"mode": None},
+    # units added to every conv layer (one count, or a list with one per layer) and
+    # to the hidden layer for each task (the source: 64 / 512; 128 / 1024 for CIFAR-100)
+    per_task={"grow_conv": 64, "grow_hidden": 512},
+    grows=True,
+    palette="Reds",
+)
+
+# --- the implementation ------------------------------------------------------------
+
 import logging
 from typing import Any
 

@@ -7,6 +7,21 @@ stopping watches)."""
 
 from __future__ import annotations
 
+from clpipe.methods.traits import MethodTraits
+
+# The method as the workflow reads it, without importing what follows (clpipe.methods)
+METHOD = MethodTraits(
+    name="joint",
+    implementation=f"{__name__}:JointTraining",
+    description="the upper bound: one model trained on every task's data at once",
+    joint=True,
+    mixes_tasks=True,
+    role="upper_bound",
+    palette="Purples",
+)
+
+# --- the implementation ------------------------------------------------------------
+
 from clpipe.methods.base import ContinualMethod, TaskContext, training_samples
 
 

@@ -14,6 +14,60 @@ Which tensors are managed: kernels (conv and linear weights), and biases too whe
 
 from __future__ import annotations
 
+from clpipe.methods.traits import ArmSettingError, MethodTraits
+
+
+def freeze_from_totals(spec: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
+    """``freeze_total``: the share of each tensor frozen in all after each task.
+
+    It must not decrease, nor fall below what the arm's history already froze; it is
+    turned into ``freeze``, the share of the still-trainable weights frozen at each task:
+    q = (T_t - T_{t-1}) / (100 - T_{t-1}).
+    """
+    if "freeze_total" not in spec:
+        return spec
+    if "freeze" in spec:
+        raise ArmSettingError("freeze_total", "give either freeze or freeze_total, not both")
+    totals = spec["freeze_total"] if isinstance(spec["freeze_total"], list) else [spec["freeze_total"]]
+    kept = 1.0
+    for h in history:
+        kept *= 1.0 - float(h.get("freeze", 0.0)) / 100.0
+    before = 100.0 * (1.0 - kept)
+    freeze = []
+    for i, total in enumerate(totals):
+        if total < before - 1e-9:
+            where = "the arm it starts from" if i == 0 else f"task {i}'s {before:g}"
+            raise ArmSettingError(
+                f"freeze_total[{i}]",
+                f"{total:g}% is less than what is already frozen ({before:g}% after {where}); "
+                "freeze_total is cumulative and must not decrease",
+            )
+        freeze.append(100.0 * (total - before) / (100.0 - before))
+        before = float(total)
+    out = {k: v for k, v in spec.items() if k != "freeze_total"}
+    out["freeze"] = freeze
+    return out
+
+
+# The method as the workflow reads it, without importing what follows (clpipe.methods)
+METHOD = MethodTraits(
+    name="mag",
+    implementation=f"{__name__}:MagnitudePlasticity",
+    description=(
+        "magnitude-based per-weight learning rates (freezing values) with freezing of the largest weights"
+    ),
+    defaults={"gamma": 1.0, "scale_biases": False},
+    per_task={"freeze": 0.0},
+    importance=True,
+    importance_settings=("gamma", "scale_biases"),
+    progress=True,
+    arm_settings=freeze_from_totals,
+    palette="Blues",
+    figures=("freeze",),
+)
+
+# --- the implementation ------------------------------------------------------------
+
 import math
 from typing import Any
 

@@ -25,6 +25,33 @@ whose loss is added with weight ``replay_weight`` (``mode: batch``).
 
 from __future__ import annotations
 
+from clpipe.methods.traits import MethodTraits
+
+# The method as the workflow reads it, without importing what follows (clpipe.methods)
+METHOD = MethodTraits(
+    name="replay",
+    implementation=f"{__name__}:ExperienceReplay",
+    description=(
+        "experience replay: after each task its hardest (or easiest) training samples "
+        "by EL2N, entropy or margin (or random ones) join a buffer trained on with later tasks"
+    ),
+    defaults={
+        "score": "random",
+        "keep": "hardest",
+        "budget": {"fraction": 0.01},
+        "mode": "concat",
+        "replay_batch_size": None,
+        "replay_weight": 1.0,
+    },
+    importance=True,
+    importance_settings=("score", "keep", "budget"),
+    chained_importance=True,
+    mixes_tasks=True,
+    palette="Greens",
+)
+
+# --- the implementation ------------------------------------------------------------
+
 from typing import Any
 
 import torch
