@@ -222,7 +222,7 @@ class TrainingSamples:
     y: torch.Tensor
     masks: torch.Tensor | None  # per task, when samples of several tasks are mixed
     sample_task: torch.Tensor | None
-    extra: int  # samples from other tasks
+    extra: int | None  # samples from other tasks (None: the method mixes in none)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -233,7 +233,7 @@ def training_samples(task: Task, scenario: Scenario, method: ContinualMethod) ->
     x, y = task.train.x, scenario.targets(task.index, task.train.y)
     mixed = method.extra_training_samples()
     if mixed is None:
-        samples = TrainingSamples(x, y, None, None, 0)
+        samples = TrainingSamples(x, y, None, None, None)
     else:  # e.g. a replay buffer: shuffled in with the task's samples
         if scenario.task_heads:
             raise ValueError(
@@ -404,7 +404,7 @@ def train_task(
     for row in state.history:
         on_epoch(row)
     first_step, t_start = state.step, time.perf_counter()
-    mixed = f" ({samples.extra} of them from earlier tasks)" if samples.masks is not None else ""
+    mixed = "" if samples.extra is None else f" ({samples.extra} of them from earlier tasks)"
     log.info(
         "%straining task %d: %d samples%s, batch %d, %d step(s) in %d epoch(s)",
         prefix, task.index, len(samples), mixed, int(train_cfg["batch_size"]), steps, n_epochs,
