@@ -61,3 +61,19 @@ def test_a_method_file_that_imports_torch_before_declaring_itself_is_named(tmp_p
         TypeError, match=r"late.py: declares no METHOD = MethodTraits\(...\) before its first import"
     ):
         read_declaration(path, "late")
+
+
+def test_a_method_s_defaults_are_its_declaration_s_only():
+    """Built with no settings, each method holds its declared defaults; no method file
+    writes a declared setting's default a second time (``.get(key, default)``)."""
+    import re
+
+    from clpipe.methods import load_method
+
+    for name, t in REGISTRY.items():
+        method = load_method({"type": name})
+        assert method.settings == t.defaults, name
+        assert method.per_task({}) == t.per_task, name
+        source = (METHODS / f"{name}.py").read_text()
+        again = [k for k in re.findall(r"\.get\(\"(\w+)\", ", source) if k in t.defaults or k in t.per_task]
+        assert not again, f"{name}.py repeats the default of {again}"

@@ -15,6 +15,7 @@ The training loop (clpipe.training) knows nothing about any method beyond these 
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +47,15 @@ class TaskContext:
 
 class ContinualMethod:
     def __init__(self, settings: dict[str, Any]):
-        self.settings = dict(settings)
+        # the method's own declaration (its file's METHOD, clpipe.methods.traits) fills in
+        # what the settings leave out: its defaults are written once, there
+        declared = getattr(sys.modules.get(type(self).__module__), "METHOD", None)
+        self.settings = {**(declared.defaults if declared else {}), **settings}
+        self._per_task_defaults = dict(declared.per_task) if declared else {}
+
+    def per_task(self, task_settings: dict[str, Any]) -> dict[str, Any]:
+        """A task's settings with the declared per-task defaults filled in."""
+        return {**self._per_task_defaults, **task_settings}
 
     # -- after a task ------------------------------------------------------------------
     def compute_importance(

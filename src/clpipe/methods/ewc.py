@@ -224,13 +224,13 @@ def fisher_information(
 class ElasticWeightConsolidation(ContinualMethod):
     def __init__(self, settings: dict[str, Any]):
         super().__init__(settings)
-        self.labels = self.settings.get("fisher_labels", "empirical")
+        self.labels = self.settings["fisher_labels"]
         if self.labels not in LABEL_MODES:
             raise ValueError(f"fisher_labels: unknown mode {self.labels!r} (known: {', '.join(LABEL_MODES)})")
-        self.samples = self.settings.get("fisher_samples")
-        self.batch_size = int(self.settings.get("fisher_batch_size", 64))
-        self.online = bool(self.settings.get("online", False))
-        self.decay = float(self.settings.get("decay", 1.0))
+        self.samples = self.settings["fisher_samples"]
+        self.batch_size = int(self.settings["fisher_batch_size"])
+        self.online = bool(self.settings["online"])
+        self.decay = float(self.settings["decay"])
         self._strength = 0.0
         self._quadratic: list[tuple[nn.Parameter, torch.Tensor, torch.Tensor]] = []
         self._mu: list[torch.Tensor] = []

@@ -86,7 +86,7 @@ def probe_train_config(train_cfg: dict[str, Any], epochs: int) -> dict[str, Any]
 class GrowingNetwork(ContinualMethod):
     def __init__(self, settings: dict[str, Any]):
         super().__init__(settings)
-        self.mode = self.settings.get("mode")
+        self.mode = self.settings["mode"]
         self.auto_grow: dict[str, Any] | None = self.settings.get("auto_grow")
         self._scaler: StepScaler | None = None
         self._task = 0
@@ -109,9 +109,9 @@ class GrowingNetwork(ContinualMethod):
                     f"switching to {mode!r} would change what the earlier tasks compute"
                 )
             model.mode = mode  # one task computes the same in either mode
-        conv = task_settings.get("grow_conv", 64)
+        conv = self.per_task(task_settings)["grow_conv"]
         conv = list(conv) if isinstance(conv, list) else int(conv)
-        hidden = int(task_settings.get("grow_hidden", 512))
+        hidden = int(self.per_task(task_settings)["grow_hidden"])
         outputs = len(ctx.task.classes)
         self._task = task
         self._decision = None

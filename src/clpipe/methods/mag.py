@@ -31,7 +31,7 @@ def freeze_from_totals(spec: dict[str, Any], history: list[dict[str, Any]]) -> d
     totals = spec["freeze_total"] if isinstance(spec["freeze_total"], list) else [spec["freeze_total"]]
     kept = 1.0
     for h in history:
-        kept *= 1.0 - float(h.get("freeze", 0.0)) / 100.0
+        kept *= 1.0 - float(h["freeze"]) / 100.0  # resolved per-task settings: always there
     before = 100.0 * (1.0 - kept)
     freeze = []
     for i, total in enumerate(totals):
@@ -119,8 +119,8 @@ def select_to_freeze(fv: torch.Tensor, frozen: torch.Tensor, percent: float) -> 
 class MagnitudePlasticity(ContinualMethod):
     def __init__(self, settings: dict[str, Any]):
         super().__init__(settings)
-        self.gamma = float(self.settings.get("gamma", 1.0))
-        self.scale_biases = bool(self.settings.get("scale_biases", False))
+        self.gamma = float(self.settings["gamma"])
+        self.scale_biases = bool(self.settings["scale_biases"])
         self._scales: dict[str, torch.Tensor] = {}
         self._frozen: dict[str, torch.Tensor] = {}
         self._new: dict[str, torch.Tensor] = {}
@@ -164,7 +164,7 @@ class MagnitudePlasticity(ContinualMethod):
                 f"the freezing values have no entry for {', '.join(missing)} "
                 "(computed with another 'scale_biases'?)"
             )
-        self._percent = float(task_settings.get("freeze", 0.0))
+        self._percent = float(self.per_task(task_settings)["freeze"])
         self._scales, self._frozen, self._new = {}, {}, {}
         for name in params:
             fv = importance["fv"][name].float()
