@@ -12,6 +12,23 @@ sys.path.insert(0, str(ROOT / "src"))
 
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 SNAKEFILE = ROOT / "workflow" / "Snakefile"
+# Test modules whose tests run Snakemake (DAG builds, dry runs, refusals, a SLURM cluster)
+# or a benchmark script: marked ``workflow``; every other test not marked ``slow`` is a
+# ``unit`` test (``pytest -m unit``: the fast loop).
+WORKFLOW_MODULES = {
+    "test_benchmarks", "test_faults", "test_growing_workflow", "test_live", "test_module", "test_report",
+    "test_reruns", "test_slurm", "test_workflow",
+}  # fmt: skip
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__ in WORKFLOW_MODULES:
+            item.add_marker(pytest.mark.workflow)
+        elif item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.unit)
+
+
 # Real MNIST / Fashion-MNIST in torchvision's layout (see README: "Tests").
 DATA_DIR = Path(os.environ.get("CLPIPE_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
 
