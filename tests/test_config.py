@@ -443,3 +443,12 @@ def _enums(node):
     elif isinstance(node, list):
         for v in node:
             yield from _enums(v)
+
+
+def test_an_arm_of_a_one_task_experiment_is_refused_with_its_key():
+    cfg = base_config()
+    cfg["experiments"]["tiny"]["tasks"] = [[0, 1]]
+    cfg["experiments"]["tiny"]["arms"] = {"ft": {"method": "finetune"}}
+    with pytest.raises(ConfigError, match="the experiment has one task") as info:
+        load(cfg)
+    assert info.value.key == "experiments.tiny.arms.ft.method"

@@ -74,3 +74,18 @@ print('torch' in sys.modules, time.perf_counter() - t)
     out = proc.stdout.split()
     assert out[0] == "False"  # the workflow builds its DAG without torch
     assert float(out[1]) < 2.0, out  # every script x every method (measured: ~0.1 s)
+
+
+def test_what_a_method_declares_for_the_reports_only_reruns_no_job_of_it(tmp_path):
+    """Its colours, role, figures and description reach the figure and aggregate jobs
+    through their specs; the method's own jobs follow the rest of its declaration."""
+    base = (
+        "from clpipe.methods.traits import MethodTraits\n\n"
+        'METHOD = MethodTraits(name="m", implementation="x:Y", description="{d}", palette="{p}",\n'
+        '                      defaults={{"alpha": {a}}})\n'
+    )
+    a, b, c = (tmp_path / n for n in ("a.py", "b.py", "c.py"))
+    a.write_text(base.format(d="one", p="Blues", a=1))
+    b.write_text(base.format(d="two", p="Reds", a=1))
+    c.write_text(base.format(d="one", p="Blues", a=2))
+    assert fp._parsed(a)[0] == fp._parsed(b)[0] != fp._parsed(c)[0]

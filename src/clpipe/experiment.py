@@ -151,10 +151,16 @@ def _resolve_arm(akey, name, spec, parent: Arm | None, arms, methods, n_tasks) -
     if traits.joint:
         first = n_tasks  # one job: from the random init, on tasks 1..n_tasks together
     spec = _rewritten(akey, spec, traits, _history(arms, parent))
-    if first > n_tasks:
+    if first > n_tasks and parent is not None:
         raise ConfigError(
             f"{akey}.start_from",
             f"arm {parent.name!r} already ends at the last task ({n_tasks}); nothing is left to train",
+        )
+    if first > n_tasks:
+        raise ConfigError(
+            f"{akey}.method",
+            "the experiment has one task, which the model every arm shares trains: nothing is "
+            "left for this arm (give it a joint method, or the experiment more tasks)",
         )
     _check_arm_keys(akey, spec, traits)
     last = _last_task(akey, spec, traits, first, n_tasks)

@@ -190,7 +190,7 @@ def comparisons_figure(summary: pd.DataFrame, arms: list[dict[str, Any]], refere
             marker, colour = ("D", "0.15") if chosen else ("o", colors[arm])
             ax.errorbar(diff, yi, xerr=err, fmt=marker, color=colour, capsize=3, label=arm)
         after = rows[f"vs_{ref}_after_task"]
-        last = after.max()
+        last = s.loc[ref, "tasks_trained"]  # an arm compared after an earlier task says so
         labels = [
             a if not math.isfinite(t) or t == last else f"{a} (after task {int(t)})" for a, t in after.items()
         ]

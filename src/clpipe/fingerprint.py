@@ -86,6 +86,28 @@ class _Docstrings(ast.NodeTransformer):
         return node
 
 
+# What a method file's METHOD declares for the reports only: its role in the comparisons,
+# colours, extra figures, description. The jobs that use them get them through their specs
+# (clpipe.plan: the aggregate's compare_to, the figures' arms and files), so a changed
+# colour redraws a figure and retrains nothing.
+REPORT_ONLY = ("description", "role", "palette", "colour", "figures")
+
+
+class _ReportOnly(ast.NodeTransformer):
+    """Drops the REPORT_ONLY keywords of ``METHOD = MethodTraits(...)``."""
+
+    def visit_Assign(self, node):
+        call = node.value
+        if (
+            any(isinstance(t, ast.Name) and t.id == "METHOD" for t in node.targets)
+            and isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Name)
+            and call.func.id == "MethodTraits"
+        ):
+            call.keywords = [k for k in call.keywords if k.arg not in REPORT_ONLY]
+        return node
+
+
 @functools.cache
 def _parsed(path: Path) -> tuple[str, tuple[str, ...]]:
     """(the module's code without docstrings, comments or formatting; the clpipe
@@ -102,7 +124,7 @@ def _parsed(path: Path) -> tuple[str, tuple[str, ...]]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             imports.append(node.module)
             imports += [f"{node.module}.{alias.name}" for alias in node.names]
-    code = ast.unparse(_Docstrings().visit(tree))
+    code = ast.unparse(_ReportOnly().visit(_Docstrings().visit(tree)))
     return code, tuple(sorted({i for i in imports if i == PACKAGE or i.startswith(PACKAGE + ".")}))
 
 

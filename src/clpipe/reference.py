@@ -24,12 +24,14 @@ import shutil
 import sys
 from pathlib import Path
 
+from clpipe.layout import SCRATCH
+
 TABLES = ("metrics.csv", "summary.csv", "accuracy_matrix.csv", "summary.md")
 FIGURES = ("freeze.png", "methods.png", "comparisons.png", "forgetting.png")
 # the weights of the first seed's first trained task (one cheap training job, every arm's
 # start), by digest: tests/test_reference.py trains it again and compares
 WEIGHTS = "weights.json"
-FIRST_MODEL = "seed{seed}/scratch/task1/model.pt"
+FIRST_MODEL = f"seed{{seed}}/{SCRATCH}/task1/model.pt"
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "results" / "reference"
 CONFIGS = ("config.yaml", "quick.yaml")  # quick.yaml's CPU-sized experiments win

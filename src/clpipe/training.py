@@ -394,6 +394,7 @@ def train_task(
     prefix = f"{label}: " if label else ""  # of this job's log lines and errors
     validation = validation if validation is not None else [(task.index, task.val)]
     device = task.train.x.device
+    autocast(train_cfg, device)  # an unknown train.precision is named before any work
     if memory_format(train_cfg) == torch.channels_last:
         model.to(memory_format=torch.channels_last)  # in place: the parameters stay the same objects
     state = start_training(model, train_cfg, method, carried)

@@ -75,23 +75,25 @@ def _train(
     # a live view (logging.tensorboard): this job's run, named by its path
     live = LiveLog(run_dir(model_out)) if runtime.live else None
     t0 = time.perf_counter()
-    history = train_task(
-        model,
-        ctx.task,
-        scenario=scenario,
-        pipeline=pipeline,
-        train_cfg=spec["train"],
-        method=method,
-        generator=generator,
-        eval_batch_size=ctx.eval_batch_size,
-        label=label,
-        checkpoint=epochs,
-        validation=method.validation_splits(ctx),
-        on_epoch=None if live is None else live.epoch,
-        carried=carried,
-    )
-    if live is not None:
-        live.close()
+    try:
+        history = train_task(
+            model,
+            ctx.task,
+            scenario=scenario,
+            pipeline=pipeline,
+            train_cfg=spec["train"],
+            method=method,
+            generator=generator,
+            eval_batch_size=ctx.eval_batch_size,
+            label=label,
+            checkpoint=epochs,
+            validation=method.validation_splits(ctx),
+            on_epoch=None if live is None else live.epoch,
+            carried=carried,
+        )
+    finally:  # the event file closed also when training fails (a non-finite loss)
+        if live is not None:
+            live.close()
     record = method.end_task(model)
     meta = provenance(step, spec, runtime)
     meta["train_seconds"] = time.perf_counter() - t0
