@@ -294,15 +294,12 @@ def resume(state: TrainingState, model, checkpoint, generator, device, n_epochs:
 
 def train_epoch(
     model, task, samples: TrainingSamples, state: TrainingState, *, scenario, pipeline, method, generator,
-    train_cfg, steps: int, prefix: str,
+    batch_size: int, per_epoch: int, steps: int, mask, layout, mixed_precision, prefix: str,
 ) -> tuple[float, float, int]:  # fmt: skip
     """One epoch of steps over a seeded permutation; (mean loss, accuracy, samples seen).
     Raises NonFiniteLossError naming the epoch and batch of the first non-finite loss
     (checked once per epoch: one device sync)."""
     device = samples.y.device
-    layout, mixed_precision = memory_format(train_cfg), autocast(train_cfg, device)
-    batch_size, per_epoch = int(train_cfg["batch_size"]), total_steps(len(samples), train_cfg)[0]
-    mask = scenario.logit_mask(task.index, device)
     model.train()
     order = torch.randperm(len(samples), generator=generator).to(device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -394,14 +391,16 @@ def train_task(
     prefix = f"{label}: " if label else ""  # of this job's log lines and errors
     validation = validation if validation is not None else [(task.index, task.val)]
     device = task.train.x.device
-    autocast(train_cfg, device)  # an unknown train.precision is named before any work
-    if memory_format(train_cfg) == torch.channels_last:
-        model.to(memory_format=torch.channels_last)  # in place: the parameters stay the same objects
+    mixed_precision = autocast(train_cfg, device)  # an unknown train.precision is named before any work
+    layout = memory_format(train_cfg)
+    if layout == torch.channels_last:
+        model.to(memory_format=layout)  # in place: the parameters stay the same objects
     state = start_training(model, train_cfg, method, carried)
     samples = training_samples(task, scenario, method)
     per_epoch, steps = total_steps(len(samples), train_cfg)
     n_epochs = math.ceil(steps / per_epoch)
     resume(state, model, checkpoint, generator, device, n_epochs)
+    mask = scenario.logit_mask(task.index, device)
     for row in state.history:
         on_epoch(row)
     first_step, t_start = state.step, time.perf_counter()
@@ -414,7 +413,8 @@ def train_task(
         t_epoch = time.perf_counter()
         train_loss, train_acc, seen = train_epoch(
             model, task, samples, state, scenario=scenario, pipeline=pipeline, method=method,
-            generator=generator, train_cfg=train_cfg, steps=steps, prefix=prefix,
+            generator=generator, batch_size=int(train_cfg["batch_size"]), per_epoch=per_epoch, steps=steps,
+            mask=mask, layout=layout, mixed_precision=mixed_precision, prefix=prefix,
         )  # fmt: skip
         val_acc, val_loss = validate(model, validation, scenario, pipeline, eval_batch_size)
         lr = state.optimizer.param_groups[0]["lr"]

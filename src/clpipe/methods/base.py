@@ -54,7 +54,8 @@ class ContinualMethod:
         self._per_task_defaults = dict(declared.per_task) if declared else {}
 
     def per_task(self, task_settings: dict[str, Any]) -> dict[str, Any]:
-        """A task's settings with the declared per-task defaults filled in."""
+        """A task's settings with the declared per-task defaults filled in (what the
+        training step hands to begin_task)."""
         return {**self._per_task_defaults, **task_settings}
 
     # -- after a task ------------------------------------------------------------------

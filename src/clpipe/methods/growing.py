@@ -109,9 +109,9 @@ class GrowingNetwork(ContinualMethod):
                     f"switching to {mode!r} would change what the earlier tasks compute"
                 )
             model.mode = mode  # one task computes the same in either mode
-        conv = self.per_task(task_settings)["grow_conv"]
+        conv = task_settings["grow_conv"]
         conv = list(conv) if isinstance(conv, list) else int(conv)
-        hidden = int(self.per_task(task_settings)["grow_hidden"])
+        hidden = int(task_settings["grow_hidden"])
         outputs = len(ctx.task.classes)
         self._task = task
         self._decision = None

@@ -164,7 +164,7 @@ class MagnitudePlasticity(ContinualMethod):
                 f"the freezing values have no entry for {', '.join(missing)} "
                 "(computed with another 'scale_biases'?)"
             )
-        self._percent = float(self.per_task(task_settings)["freeze"])
+        self._percent = float(task_settings["freeze"])
         self._scales, self._frozen, self._new = {}, {}, {}
         for name in params:
             fv = importance["fv"][name].float()

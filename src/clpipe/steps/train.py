@@ -58,7 +58,7 @@ def _train(
     model, loaded = load_model(model_in, runtime.device)
     tasks = load_tasks(data)
     scenario, pipeline, ctx = task_context(spec, tasks, runtime, generator, model)
-    method.begin_task(model, consolidated, spec.get("task_settings", {}), ctx)
+    method.begin_task(model, consolidated, method.per_task(spec.get("task_settings", {})), ctx)
     label = f"{spec['experiment']} seed {spec['seed']} {spec.get('arm', 'scratch')} task {spec['task']}"
     # Epoch checkpoints beside the outputs (not an output: Snakemake leaves it alone when
     # it reruns the killed job), valid for exactly this job and these input files.
