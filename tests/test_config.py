@@ -396,20 +396,8 @@ def test_the_schema_names_exactly_the_registry_s_methods_and_their_traits_are_kn
     from clpipe.methods import REGISTRY, ROLES
 
     schema = yaml.safe_load(SCHEMA.read_text())
-    enums = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if set(node) == {"type"} and isinstance(node["type"], dict) and "enum" in node["type"]:
-                enums.append(node["type"]["enum"])
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(schema)
-    assert sorted(REGISTRY) in [sorted(e) for e in enums], enums
+    enums = list(_enums(schema))
+    assert sorted(REGISTRY) in [sorted(map(str, e)) for e in enums], enums
     import matplotlib.colors
     import seaborn as sns
 

@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from clpipe.catalog import DATASETS
-from clpipe.config_input import boolean_hint, check_finite, check_names
+from clpipe.config_input import boolean_hint, check_finite, check_names, dotted_key
 from clpipe.errors import ConfigError
 from clpipe.experiment import Arm, Experiment, TaskSpec, resolve_arms, resolve_methods
 from clpipe.methods import REGISTRY
@@ -380,13 +380,6 @@ def check_config(config: dict[str, Any]) -> dict[str, Experiment]:
     return experiments
 
 
-def _dotted(path) -> str:
-    key = ""
-    for part in path:
-        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
-    return key or "(top level)"
-
-
 def _validator_with_defaults(schema: dict[str, Any]):
     """A JSON-schema validator that fills in missing properties' defaults as it goes."""
     import jsonschema
@@ -449,6 +442,6 @@ def validate_config(config: dict[str, Any], schema_path: str) -> dict[str, Exper
             if error.validator == "type" and "boolean" in str(error.validator_value)
             else ""
         )
-        raise ConfigError(_dotted(path), error.message + hint)
+        raise ConfigError(dotted_key(path), error.message + hint)
     check_names(config)
     return check_config(config)

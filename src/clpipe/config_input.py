@@ -116,7 +116,8 @@ def check_config_files(paths) -> None:
         read_strictly(path)
 
 
-def _dotted(path: list) -> str:
+def dotted_key(path: list) -> str:
+    """A config path as its key: ``experiments.x.tasks[1]``."""
     key = ""
     for part in path:
         key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
@@ -133,7 +134,9 @@ def check_finite(config: Any, path: list | None = None) -> None:
         for i, v in enumerate(config):
             check_finite(v, path + [i])
     elif isinstance(config, float) and not math.isfinite(config):
-        raise ConfigError(_dotted(path), f"{config} is not a finite number; every number in a config must be")
+        raise ConfigError(
+            dotted_key(path), f"{config} is not a finite number; every number in a config must be"
+        )
 
 
 def boolean_hint(instance: Any, nested: bool = False) -> str:

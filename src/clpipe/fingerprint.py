@@ -137,7 +137,9 @@ def method_modules(files: dict[str, Path] | None = None) -> tuple[str, ...]:
     """The modules of the methods: every module of clpipe.methods but its registry, the
     interface they share and the traits they declare (one method, one file)."""
     files = files or module_files()
-    shared = {f"{PACKAGE}.methods", f"{PACKAGE}.methods.base", f"{PACKAGE}.methods.traits"}
+    from clpipe.methods import NOT_METHODS  # torch-free, as this module
+
+    shared = {f"{PACKAGE}.methods"} | {f"{PACKAGE}.methods.{m}" for m in NOT_METHODS if m != "__init__"}
     return tuple(sorted(m for m in files if m.startswith(f"{PACKAGE}.methods.") and m not in shared))
 
 

@@ -10,6 +10,7 @@ read, the step that wrote it.
 from __future__ import annotations
 
 import contextlib
+import glob
 import io as _io
 import os
 import re
@@ -66,7 +67,7 @@ def remove_leftovers(path: Path) -> list[Path]:
     mid-write (SIGKILL, out of memory: no cleanup runs); a temporary file names its
     writer's process, so one still being written by a live process is kept."""
     removed = []
-    for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         parts = tmp.name[len(path.name) + 2 :].split(".")
         if not parts[0].isdigit():
             continue
@@ -97,10 +98,6 @@ def keep_last_good(path: str | os.PathLike, experiment_dir: str | os.PathLike) -
     return target
 
 
-def glob_escape(name: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", name)
-
-
 def save(path: str | os.PathLike, kind: str, meta: dict[str, Any], **payload: Any) -> None:
     """Write a pipeline file; its meta records the model (or data) its path belongs to,
     which every later reader checks (:func:`load`)."""
@@ -113,12 +110,6 @@ def save(path: str | os.PathLike, kind: str, meta: dict[str, Any], **payload: An
     buffer = _io.BytesIO()
     torch.save(obj, buffer)
     atomic_write(path, lambda f: f.write(buffer.getbuffer()))
-
-
-def save_csv(path: str | os.PathLike, frame) -> None:
-    """Write a pandas DataFrame atomically."""
-    text = frame.to_csv(index=False, lineterminator="\n")
-    atomic_write(path, lambda f: f.write(text), mode="w")
 
 
 def save_rows(path: str | os.PathLike, rows: list[dict[str, Any]]) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from clpipe.experiment import Experiment
 from clpipe.layout import SCRATCH, Layout
-from clpipe.methods import REGISTRY, ROLES, MethodTraits, traits
+from clpipe.methods import REGISTRY, ROLES
 
 
 def dataset_manifests(layout: Layout, exp: Experiment) -> list[str]:
@@ -236,12 +236,8 @@ def aggregate_spec(exp: Experiment) -> dict[str, Any]:
     )
 
 
-def _arm_traits(exp: Experiment, arm: str) -> MethodTraits:
-    return traits(exp.method_of(arm)["type"])
-
-
 def _first_arm(exp: Experiment, role: str) -> str | None:
-    return next((a for a in exp.arms if _arm_traits(exp, a).role == role), None)
+    return next((a for a in exp.arms if exp.traits_of(a).role == role), None)
 
 
 def default_comparisons(exp: Experiment) -> list[str]:
@@ -254,13 +250,14 @@ def default_comparisons(exp: Experiment) -> list[str]:
 def figures_spec(exp: Experiment) -> dict[str, Any]:
     """What the figures need beyond the tables: arms with their colours, the freeze
     schedules of the arms drawn on the freeze figure, the baseline arm."""
-    arms = [
-        {**a, "palette": _arm_traits(exp, a["name"]).palette, "colour": _arm_traits(exp, a["name"]).colour}
-        for a in aggregate_spec(exp)["arms"]
-    ]
+    agg = aggregate_spec(exp)
+    arms = []
+    for a in agg["arms"]:
+        t = exp.traits_of(a["name"])
+        arms.append({**a, "palette": t.palette, "colour": t.colour})
     schedules = {}
     for name in exp.arms:
-        if "freeze" in _arm_traits(exp, name).figures:
+        if "freeze" in exp.traits_of(name).figures:
             schedules[name] = {
                 str(t): float(exp.arms[exp.owner(name, t)].per_task[t]["freeze"])
                 for t in range(2, exp.arms[name].last_task + 1)
@@ -270,7 +267,7 @@ def figures_spec(exp: Experiment) -> dict[str, Any]:
         "arms": arms,
         "freeze_schedules": schedules,
         "reference": _first_arm(exp, "baseline"),
-        "compare_to": aggregate_spec(exp)["compare_to"],
+        "compare_to": agg["compare_to"],
     }
 
 
@@ -281,6 +278,6 @@ def figure_files(layout: Layout, exp: Experiment) -> list[str]:
         for n in ("forgetting", "methods", "comparisons", "training")
     ]
     files += [layout.experiment_file(exp.name, f"figures/accuracy_matrix/{a}.png") for a in exp.arms]
-    extra = dict.fromkeys(f for a in exp.arms for f in _arm_traits(exp, a).figures)
+    extra = dict.fromkeys(f for a in exp.arms for f in exp.traits_of(a).figures)
     files += [layout.experiment_file(exp.name, f"figures/{name}.png") for name in extra]
     return files

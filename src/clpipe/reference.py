@@ -19,6 +19,7 @@ trained again, and metrics.csv, whose rows name the commit that made them, is ke
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import sys
@@ -37,17 +38,25 @@ REFERENCE = ROOT / "results" / "reference"
 CONFIGS = ("config.yaml", "quick.yaml")  # quick.yaml's CPU-sized experiments win
 
 
-def configured_spec(experiment: str) -> dict:
-    """The experiment's aggregate spec (clpipe.plan) as the committed configs give it."""
+@functools.cache
+def configured_experiments() -> dict:
+    """Every experiment of the committed configs (read and validated once)."""
     import yaml
 
-    from clpipe import plan
     from clpipe.config import validate_config
 
     found = {}
     for name in CONFIGS:
         cfg = yaml.safe_load((ROOT / "config" / name).read_text())
         found |= validate_config(cfg, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    return found
+
+
+def configured_spec(experiment: str) -> dict:
+    """The experiment's aggregate spec (clpipe.plan) as the committed configs give it."""
+    from clpipe import plan
+
+    found = configured_experiments()
     if experiment not in found:
         raise KeyError(f"{experiment!r} is in no committed config ({', '.join(CONFIGS)})")
     return plan.aggregate_spec(found[experiment])

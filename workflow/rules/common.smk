@@ -14,6 +14,7 @@ from clpipe.catalog import (
 )
 from clpipe.config import validate_config
 from clpipe.layout import SCRATCH
+from clpipe.config_input import NAME as NAME_PATTERN
 from clpipe.config_input import check_config_files, check_data_dir, normalized_path
 from clpipe.errors import InputError
 from clpipe.fingerprint import job_code, method_modules
@@ -54,7 +55,7 @@ DATA_DIR = config["data_dir"]
 DRY_RUN = workflow.output_settings.dryrun  # workflow.dryrun is not known yet here
 
 RESOURCES = config["resources"]
-NAME = "[A-Za-z][A-Za-z0-9_.-]*"
+NAME = NAME_PATTERN.pattern  # the names the config allows (clpipe.config_input)
 
 
 wildcard_constraints:
