@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import load_note, machine_line, median, sync, table  # noqa: E402
 
-from clpipe.models import build_model, count_parameters  # noqa: E402
+from clpipe.networks import build_model, count_parameters  # noqa: E402
 from clpipe.optim import build_optimizer  # noqa: E402
 
 BATCH = 32

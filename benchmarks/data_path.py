@@ -44,7 +44,7 @@ from common import MODELS, add_data_dir_argument, load_note, machine_line, media
 
 from clpipe.data import InputPipeline, Split, Task  # noqa: E402
 from clpipe.methods.finetune import FineTune  # noqa: E402
-from clpipe.models import build_model, count_parameters  # noqa: E402
+from clpipe.networks import build_model, count_parameters  # noqa: E402
 from clpipe.optim import build_optimizer  # noqa: E402
 from clpipe.scenarios import Scenario  # noqa: E402
 from clpipe.training import train_task  # noqa: E402

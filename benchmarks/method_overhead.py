@@ -43,7 +43,7 @@ from clpipe.methods import load_method  # noqa: E402
 from clpipe.methods.base import TaskContext  # noqa: E402
 from clpipe.methods.ewc import ElasticWeightConsolidation  # noqa: E402
 from clpipe.methods.mag import freezing_values, managed_parameters  # noqa: E402
-from clpipe.models import build_model, count_parameters  # noqa: E402
+from clpipe.networks import build_model, count_parameters  # noqa: E402
 from clpipe.optim import StepScaler  # noqa: E402
 from clpipe.scenarios import Scenario  # noqa: E402
 

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, add_data_dir_argument, machine_line, sync, table  # noqa: E402
 
 from clpipe.data import InputPipeline  # noqa: E402
-from clpipe.models import build_model  # noqa: E402
+from clpipe.networks import build_model  # noqa: E402
 from clpipe.training import autocast, memory_format  # noqa: E402
 
 VARIANTS = {

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import torch
 
-from clpipe.growing import GrowingTaskNet, dense_parameter_count
+from clpipe.networks.growing import GrowingTaskNet, dense_parameter_count
 
 
 class GrowthStep(NamedTuple):

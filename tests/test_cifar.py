@@ -24,9 +24,9 @@ from clpipe.checkpoints import load_model
 from clpipe.config import ConfigError, validate_config
 from clpipe.data import build_tasks, read_cifar, read_dataset
 from clpipe.datasets import DataError, verify_dataset
-from clpipe.growing import GrowingTaskNet, dense_parameter_count
 from clpipe.methods import load_method
-from clpipe.models import build_model, count_parameters
+from clpipe.networks import build_model, count_parameters
+from clpipe.networks.growing import GrowingTaskNet, dense_parameter_count
 from conftest import ROOT, SCHEMA, planned_jobs, snakemake, write_config
 
 TORCHVISION = {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100}

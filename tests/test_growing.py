@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 from growing_schedule import SOURCE_SCHEDULE, schedule_totals, source_network, source_schedule_parameters
 
-from clpipe.growing import (
+from clpipe.methods.growing import decide_growth
+from clpipe.networks.growing import (
     GrowingTaskNet,
     TaskMaskedConv2d,
     TaskMaskedLinear,
-    decide_growth,
     dense_parameter_count,
 )
 from clpipe.optim import build_optimizer

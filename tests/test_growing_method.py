@@ -12,11 +12,11 @@ from clpipe import io
 from clpipe.aggregate import PARAMETER_COLUMNS
 from clpipe.checkpoints import load_model, save_model
 from clpipe.data import InputPipeline, Split, Task
-from clpipe.growing import GrowingTaskNet, dense_parameter_count
 from clpipe.methods import load_method
 from clpipe.methods.base import TaskContext
 from clpipe.methods.growing import GrowingNetwork
-from clpipe.models import build_model, count_parameters, evaluation_parameters, parameter_report, spec_of
+from clpipe.networks import build_model, count_parameters, evaluation_parameters, parameter_report, spec_of
+from clpipe.networks.growing import GrowingTaskNet, dense_parameter_count
 from clpipe.runtime import make_runtime, seed_everything
 from clpipe.scenarios import Scenario
 from clpipe.steps.train import _train

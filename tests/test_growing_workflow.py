@@ -8,7 +8,7 @@ import torch
 
 from clpipe import io
 from clpipe.checkpoints import load_model
-from clpipe.growing import GrowingTaskNet, dense_parameter_count
+from clpipe.networks.growing import GrowingTaskNet, dense_parameter_count
 from conftest import ROOT, snakemake, write_config
 
 K, POOLED, IN = 3, 2, 1  # kernel, pooled size, input channels of growing_tiny

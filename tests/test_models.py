@@ -4,7 +4,8 @@ import torch
 from torch import nn
 
 from clpipe.checkpoints import load_model, save_model
-from clpipe.models import VGG16, build_model, count_parameters
+from clpipe.networks import build_model, count_parameters
+from clpipe.networks.plain import VGG16
 from clpipe.runtime import seed_everything
 
 

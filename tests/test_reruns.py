@@ -245,8 +245,8 @@ def test_the_models_or_the_data_path_edited_rerun_every_model(finished):
         "aggregate": 1,
         **FIGURES,
     }
-    # the models: the init too; the data path: the data step, not the init it does not feed
-    for module, first in (("models.py", {"init_model": 1}), ("data.py", {"prepare_data": 1})):
+    # the networks: the init too; the data path: the data step, not the init it does not feed
+    for module, first in (("networks/plain.py", {"init_model": 1}), ("data.py", {"prepare_data": 1})):
         restore = edit_package(repo, module, lambda s: s + "\n_EDITED = True\n")
         try:
             counts, _ = planned(repo, work, work / "config.yaml")

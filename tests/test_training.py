@@ -12,7 +12,7 @@ from clpipe import io
 from clpipe.data import InputPipeline, Split, Task
 from clpipe.methods.base import ContinualMethod
 from clpipe.methods.finetune import FineTune
-from clpipe.models import build_model
+from clpipe.networks import build_model
 from clpipe.runtime import make_runtime, seed_everything
 from clpipe.scenarios import Scenario
 from clpipe.training import EarlyStopping, EpochCheckpoint, NonFiniteLossError, train_task
@@ -221,7 +221,7 @@ def two_class_task(index, classes, seed):
 
 def test_a_growing_network_trains_and_is_evaluated_with_its_task_id():
     from clpipe.evaluation import evaluate_split
-    from clpipe.growing import GrowingTaskNet
+    from clpipe.networks.growing import GrowingTaskNet
 
     make_runtime("cpu", deterministic=True, threads=1)
     g = seed_everything(3)
@@ -251,7 +251,7 @@ class MixesTasks(ContinualMethod):
 
 
 def test_a_head_per_task_cannot_train_on_batches_that_mix_tasks():
-    from clpipe.growing import GrowingTaskNet
+    from clpipe.networks.growing import GrowingTaskNet
 
     model = GrowingTaskNet(in_channels=1, input_size=8, conv=[2], hidden=4, outputs=2, pool_after=[False])
     with pytest.raises(ValueError, match="mix tasks"):

@@ -44,7 +44,7 @@ METRICS_COLUMNS = [
 # Optional columns after METRICS_COLUMNS: the evaluated model's size (eval.csv has them
 # since the growing network's per-task report; older metrics.csv files do not).
 # parameters_total for every model; parameters_added / parameters_in_use for a growing
-# network after a task (clpipe.models.evaluation_parameters), NaN otherwise.
+# network after a task (clpipe.networks.evaluation_parameters), NaN otherwise.
 PARAMETER_COLUMNS = ["parameters_total", "parameters_added", "parameters_in_use"]
 # Optional provenance of the evaluated model (eval.csv has them since the GPU work):
 # the threads its training job used, whether the checkout had uncommitted changes, and

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from clpipe import io
-from clpipe.models import build_model
+from clpipe.networks import build_model
 
 
 def save_model(

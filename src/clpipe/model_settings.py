@@ -1,7 +1,7 @@
 """The models the config can name, their settings and defaults (torch-free).
 
 One place for them: the config's checks (clpipe.config) fill an experiment's model
-settings from here, and the networks (clpipe.models) are built from a spec completed
+settings from here, and the networks (clpipe.networks) are built from a spec completed
 with :func:`completed`. The schema's ``model.name`` enum names exactly these models
 (tests/test_config.py).
 """
@@ -42,6 +42,7 @@ PLAIN_INITS = ("glorot", "torch")
 
 def completed(spec: dict[str, Any]) -> dict[str, Any]:
     """A model spec with the defaults of its model's settings filled in (a spec saved
-    before a setting existed builds as it did then: with its default)."""
+    before a setting existed builds as it did then: with its default). A user's model
+    (``module:function``) has no settings here: its spec is left as it is."""
     defaults = {k: v for k, v in MODEL_SETTINGS.get(spec["name"], {}).items() if v is not None}
     return {**defaults, **spec}

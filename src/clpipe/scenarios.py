@@ -6,7 +6,7 @@
   outside the current task's classes are masked out in training and evaluation.
 - ``class``: one head over every class of the sequence, nothing masked.
 
-A model with a head of its own per task (:class:`clpipe.growing.GrowingTaskNet`, which
+A model with a head of its own per task (:class:`clpipe.networks.growing.GrowingTaskNet`, which
 says so with ``takes_task_id = True``) is called as ``model(x, task)`` and returns only
 that task's logits. In the ``task`` scenario it is the same protocol without a mask: the
 targets are within-task (class k of a task -> k) and the prediction is the argmax over

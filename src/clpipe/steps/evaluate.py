@@ -42,7 +42,7 @@ def evaluation_rows(model_in: str, data: str, spec: dict[str, Any], runtime) -> 
     from clpipe.checkpoints import load_model
     from clpipe.data import InputPipeline, load_tasks
     from clpipe.evaluation import evaluate_split
-    from clpipe.models import evaluation_parameters
+    from clpipe.networks import evaluation_parameters
     from clpipe.provenance import device_name
     from clpipe.scenarios import Scenario
 

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from clpipe.checkpoints import save_model
-from clpipe.models import build_model, count_parameters
+from clpipe.networks import build_model, count_parameters
 from clpipe.provenance import provenance
 from clpipe.runtime import Runtime, derive_seed, seed_everything
 

@@ -1,5 +1,10 @@
 """A task-masked network that grows a column of units per task (METHODS.md section 4, "SynapticNet").
 
+The network only: its layers, its growth by given counts (:meth:`GrowingTaskNet.grow`),
+what each task uses and trains, its spec. When and by how much it grows is the growing
+method's (:mod:`clpipe.methods.growing`, with its automatic-growth rule
+``decide_growth``). :class:`FixedGrowingNet` is the same architecture, never grown.
+
 Every conv filter and hidden neuron belongs to the task that created it (the ``unit_task``
 buffer of each layer). Running the network for task ``t`` activates a subset of the units
 and zeroes the rest, in one of two modes:
@@ -47,7 +52,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -636,38 +641,16 @@ def dense_parameter_count(
     return total + hidden * outputs + outputs
 
 
-# --- automatic growth (the source's future work) ---------------------------------------
+# --- the same architecture, never grown ------------------------------------------------
 
 
-@dataclass(frozen=True)
-class GrowthDecision:
-    task: int
-    accuracy: float  # validation accuracy after briefly training the existing capacity
-    threshold: float
-    grow: bool
-    parameters_before: int
-    parameters_after: int  # what growing gives, or parameters_before when not growing
+class FixedGrowingNet(nn.Module):
+    """:class:`GrowingTaskNet`'s architecture with one task's units only and a single
+    output layer over every output of the scenario, never grown: a plain network."""
 
-    def record(self) -> dict[str, Any]:
-        return asdict(self)
+    def __init__(self, **settings: Any):
+        super().__init__()
+        self.net = GrowingTaskNet(mode="isolated", **settings)
 
-
-def decide_growth(
-    task: int, accuracy: float, threshold: float, parameters_before: int, parameters_if_grown: int
-) -> GrowthDecision:
-    """Grow when the validation accuracy is below the threshold (the source's proposed
-    trigger). The caller measures ``accuracy`` -- e.g. after briefly training the task's
-    units, or in ``read`` mode only a head over earlier tasks' features -- and, on a
-    decision to grow, calls :meth:`GrowingTaskNet.grow` with the counts it priced."""
-    accuracy, threshold = float(accuracy), float(threshold)
-    if not math.isfinite(accuracy) or not 0.0 <= accuracy <= 1.0:
-        raise ValueError(f"a validation accuracy in [0, 1] is needed to decide on growth, got {accuracy}")
-    grow = accuracy < threshold
-    return GrowthDecision(
-        task=task,
-        accuracy=accuracy,
-        threshold=threshold,
-        grow=grow,
-        parameters_before=int(parameters_before),
-        parameters_after=int(parameters_if_grown if grow else parameters_before),
-    )
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x, 1)

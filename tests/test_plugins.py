@@ -1,0 +1,77 @@
+"""A user's own code named by ``module:Name``: found without being run, fingerprinted
+as the jobs that run it see it (clpipe.plugins, clpipe.plan.user_code)."""
+
+import sys
+
+import pytest
+
+from clpipe import fingerprint, plugins
+from clpipe.errors import ConfigError
+
+
+@pytest.fixture
+def userpkg(tmp_path, monkeypatch):
+    pkg = tmp_path / "userpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "helpers.py").write_text("def scale(x):\n    return 2 * x\n")
+    (pkg / "model.py").write_text(
+        '"""A model."""\n\nimport math\n\nfrom userpkg.helpers import scale\n\n\n'
+        "def build(spec):\n    # a comment\n    return scale(spec)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [m for m in sys.modules if m.split(".")[0] == "userpkg"]:
+        monkeypatch.delitem(sys.modules, name)  # another test's userpkg
+    yield pkg
+    for name in [m for m in sys.modules if m.split(".")[0] == "userpkg"]:
+        del sys.modules[name]
+
+
+@pytest.mark.parametrize("value", ["pkg.mod:Name", "mod:build_tiny", "a.b.c:_X1"])
+def test_a_reference_is_module_colon_name(value):
+    assert plugins.is_reference(value)
+    assert plugins.split_reference(value, "k") == tuple(value.split(":"))
+
+
+@pytest.mark.parametrize("value", ["mag", "pkg.mod", "pkg.mod:", ":Name", "pkg mod:Name", "pkg.mod:a.b", 3])
+def test_anything_else_is_not_and_is_refused_naming_the_key(value):
+    assert not plugins.is_reference(value)
+    with pytest.raises(ConfigError, match="not a reference to code") as err:
+        plugins.split_reference(value, "experiments.e.model.name")
+    assert err.value.key == "experiments.e.model.name"
+
+
+def test_a_module_s_file_is_found_without_running_it(userpkg):
+    assert plugins.module_file("userpkg.model", "k") == userpkg / "model.py"
+    assert "userpkg.model" not in sys.modules
+
+
+def test_a_missing_module_is_refused_naming_the_key_and_what_to_do(userpkg):
+    with pytest.raises(ConfigError, match="module 'userpkg.nothing' not found.*PYTHONPATH") as err:
+        plugins.module_file("userpkg.nothing", "experiments.e.methods.m.type")
+    assert err.value.key == "experiments.e.methods.m.type"
+    with pytest.raises(ConfigError, match="module 'nopkg.mod' not found"):
+        plugins.module_file("nopkg.mod", "k")
+    with pytest.raises(ConfigError, match="has no Python source"):
+        plugins.module_file("math", "k")  # built in: nothing to fingerprint
+
+
+def test_load_imports_the_named_object_or_names_what_is_missing(userpkg):
+    assert plugins.load("userpkg.model:build", "k")(3) == 6
+    with pytest.raises(ConfigError, match="module 'userpkg.model' has no 'nope'"):
+        plugins.load("userpkg.model:nope", "k")
+
+
+def test_the_fingerprint_follows_the_user_s_own_imports_and_their_code_only(userpkg):
+    first = fingerprint.user_code(["userpkg.model"], "k")
+    assert set(fingerprint.user_modules(["userpkg.model"], "k")) == {"userpkg.model", "userpkg.helpers"}
+    model = userpkg / "model.py"
+    model.write_text(
+        model.read_text().replace("# a comment", "# another comment").replace('"""A model."""', '"""Doc."""')
+    )
+    fingerprint._parsed.cache_clear()
+    assert fingerprint.user_code(["userpkg.model"], "k") == first  # comments and docstrings
+    (userpkg / "helpers.py").write_text("def scale(x):\n    return 3 * x\n")
+    fingerprint._parsed.cache_clear()
+    assert fingerprint.user_code(["userpkg.model"], "k") != first  # an imported helper's code
+    assert fingerprint.user_code([], "k") == ""
