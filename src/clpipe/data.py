@@ -11,6 +11,7 @@ with no per-sample PIL work.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import pickle
@@ -21,9 +22,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from clpipe import io
+from clpipe import io, plugins
 from clpipe.catalog import DatasetInfo, bucket_files, dataset_info
 from clpipe.datasets import DataError, verify_dataset
+from clpipe.errors import ConfigError
+from clpipe.user_datasets import SPLITS, UserDataset, image_files
+from clpipe.user_datasets import content as user_content
 
 log = logging.getLogger("clpipe")
 
@@ -127,36 +131,190 @@ def read_cifar(data_dir: str | Path, info: DatasetInfo, train: bool) -> tuple[to
     return torch.cat(xs).contiguous(), torch.cat(ys)
 
 
+def decode_images(paths: list[Path], image_size: int | None, channels: int = 3) -> torch.Tensor:
+    """Image files decoded once (uint8, N x C x S x S): RGB (``channels`` 3) or
+    grayscale (1); the shorter side resized to ``image_size`` (bilinear, antialiased)
+    and centre-cropped to a square. ``image_size`` None: as stored, every image the size
+    of the first (else :class:`DataError` naming the file)."""
+    from PIL import Image
+
+    mode = {1: "L", 3: "RGB"}[channels]
+    x = None
+    for i, path in enumerate(paths):
+        try:
+            with Image.open(path) as img:
+                img = img.convert(mode)
+                w, h = img.size
+                if image_size is not None:
+                    scale = image_size / min(w, h)
+                    nw, nh = max(image_size, round(w * scale)), max(image_size, round(h * scale))
+                    img = img.resize((nw, nh), Image.BILINEAR, reducing_gap=None)
+                    left, top = (nw - image_size) // 2, (nh - image_size) // 2
+                    img = img.crop((left, top, left + image_size, top + image_size))
+                    w = h = image_size
+                if x is None:
+                    x = torch.empty((len(paths), channels, h, w), dtype=torch.uint8)
+                elif (h, w) != tuple(x.shape[2:]):
+                    raise DataError(
+                        f"{path}: {w} x {h} px, but {paths[0]} is {x.shape[3]} x {x.shape[2]}: images "
+                        "of different sizes need an image_size to be resized to"
+                    )
+                x[i] = (
+                    torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+                    .view(h, w, channels)
+                    .permute(2, 0, 1)
+                )
+        except OSError as err:
+            raise DataError(f"{path}: cannot be read as an image ({err})") from err
+    if x is None:
+        side = image_size or 0
+        x = torch.empty((0, channels, side, side), dtype=torch.uint8)
+    return x
+
+
 def read_bucket(
     data_dir: str | Path, info: DatasetInfo, bucket: int, image_size: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Every image of one bucket of an image-folder dataset, decoded once: RGB, the
     shorter side resized to ``image_size`` (bilinear, antialiased), centre-cropped to a
     square (uint8, N x 3 x S x S), and the labels; in :func:`bucket_files` order."""
-    from PIL import Image
-
     root = info.bucket_dir(data_dir, bucket)
     files = bucket_files(data_dir, info, bucket)
-    x = torch.empty((len(files), info.channels, image_size, image_size), dtype=torch.uint8)
-    for i, (rel, _) in enumerate(files):
-        try:
-            with Image.open(root / rel) as img:
-                img = img.convert("RGB")
-                w, h = img.size
-                scale = image_size / min(w, h)
-                nw, nh = max(image_size, round(w * scale)), max(image_size, round(h * scale))
-                img = img.resize((nw, nh), Image.BILINEAR, reducing_gap=None)
-                left, top = (nw - image_size) // 2, (nh - image_size) // 2
-                img = img.crop((left, top, left + image_size, top + image_size))
-                x[i] = (
-                    torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
-                    .view(image_size, image_size, info.channels)
-                    .permute(2, 0, 1)
-                )
-        except OSError as err:
-            raise DataError(f"{root / rel}: cannot be read as an image ({err})") from err
+    x = decode_images([root / rel for rel, _ in files], image_size, info.channels)
     y = torch.tensor([label for _, label in files], dtype=torch.int64)
     return x, y
+
+
+# --- the config's own datasets (clpipe.user_datasets) ---------------------------------
+
+SPLIT_KEYS = ("images", "labels")
+
+
+def check_splits(obj: Any, where: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """A user dataset's splits, as a tensor file or a loader gives them: exactly
+    ``{"train": {"images": X, "labels": Y}, "test": {...}}``, X a uint8 tensor N x H x W
+    (one channel) or N x C x H x W, Y an int64 tensor of N labels >= 0, the same C x H x W
+    in both splits. Returns {split: (images N x C x H x W, labels)}; anything else raises
+    :class:`DataError` naming ``where`` (the file or loader, and its config key) and the
+    key that is missing or wrong."""
+    if not isinstance(obj, dict):
+        raise DataError(f"{where}: holds a {type(obj).__name__}, not a dict {{'train': ..., 'test': ...}}")
+    for split in SPLITS:
+        if split not in obj:
+            raise DataError(f"{where}: no {split!r} split (its keys: {', '.join(map(repr, obj)) or 'none'})")
+    for k in obj:
+        if k not in SPLITS:
+            raise DataError(
+                f"{where}: {k!r} is not a split the pipeline reads (only 'train' and 'test'; "
+                "the validation split is carved from train)"
+            )
+    out = {}
+    for split in SPLITS:
+        part, at = obj[split], f"{where}: {split!r}"
+        if not isinstance(part, dict):
+            raise DataError(f"{at} is a {type(part).__name__}, not a dict {{'images': ..., 'labels': ...}}")
+        for k in SPLIT_KEYS:
+            if k not in part:
+                raise DataError(f"{at} has no {k!r} (its keys: {', '.join(map(repr, part)) or 'none'})")
+        for k in part:
+            if k not in SPLIT_KEYS:
+                raise DataError(f"{at}: {k!r} is not read (a split holds only 'images' and 'labels')")
+        x, y = part["images"], part["labels"]
+        if not (isinstance(x, torch.Tensor) and x.dtype == torch.uint8 and x.ndim in (3, 4)):
+            what = (
+                f"a {x.dtype} tensor of shape {tuple(x.shape)}"
+                if isinstance(x, torch.Tensor)
+                else f"a {type(x).__name__}"
+            )
+            hint = (
+                " (floats in [0, 1]: (x * 255).round().to(torch.uint8))"
+                if isinstance(x, torch.Tensor) and x.is_floating_point()
+                else ""
+            )
+            raise DataError(f"{at}.images is {what}, not a uint8 tensor N x H x W or N x C x H x W{hint}")
+        if not (isinstance(y, torch.Tensor) and y.dtype == torch.int64 and y.ndim == 1):
+            what = (
+                f"a {y.dtype} tensor of shape {tuple(y.shape)}"
+                if isinstance(y, torch.Tensor)
+                else f"a {type(y).__name__}"
+            )
+            raise DataError(f"{at}.labels is {what}, not an int64 tensor of N labels (y.long())")
+        if len(y) != len(x):
+            raise DataError(f"{at}: {len(y)} labels for {len(x)} images")
+        if len(y) and int(y.min()) < 0:
+            raise DataError(f"{at}.labels: label {int(y.min())} is negative (classes are 0, 1, ...)")
+        x = x.unsqueeze(1) if x.ndim == 3 else x
+        out[split] = (x.contiguous(), y.contiguous())
+    shapes = {split: tuple(out[split][0].shape[1:]) for split in SPLITS}
+    if shapes["train"] != shapes["test"]:
+        raise DataError(
+            f"{where}: train images are {shapes['train']} (C x H x W), test images {shapes['test']}; "
+            "give both splits the same"
+        )
+    return out
+
+
+def read_user_dataset(ds: UserDataset) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Both splits of a config's own dataset: {split: (images N x C x H x W, labels)}."""
+    where = f"{ds.path} (config key '{ds.source_key}')"
+    if ds.kind == "tensor_file":
+        try:
+            obj = torch.load(ds.path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise DataError(f"{where}: missing") from None
+        except Exception as err:  # noqa: BLE001 -- a damaged file, a pickle of other objects
+            why = (str(err).splitlines() or [""])[0].split(". ")[0]
+            raise DataError(
+                f"{where}: not a file torch.save wrote of tensors in dicts ({type(err).__name__}: {why})"
+            ) from err
+        return check_splits(obj, where)
+    if ds.kind == "loader":
+        function = plugins.load(ds.loader, ds.source_key)
+        if not callable(function):
+            raise DataError(
+                f"{ds.loader!r} (config key '{ds.source_key}'): not a function (a {type(function).__name__})"
+            )
+        returned = function(copy.deepcopy(ds.settings))
+        return check_splits(returned, f"what {ds.loader!r} returned (config key '{ds.source_key}')")
+    out = {}
+    for split in SPLITS:
+        files = image_files(ds.path, split, ds.class_names)
+        x = decode_images([Path(ds.path) / rel for rel, _ in files], ds.image_size, ds.channels)
+        out[split] = (x, torch.tensor([label for _, label in files], dtype=torch.int64))
+    return out
+
+
+def verify_user_dataset(ds: UserDataset, planned: str | None) -> None:
+    """Refuse a dataset whose content changed since the workflow planned the data step
+    (``planned``: the content its spec records; None: nothing to check)."""
+    if planned is None:
+        return
+    try:
+        now = user_content(ds)
+    except ConfigError as err:
+        raise DataError(str(err)) from None
+    if now != planned:
+        raise DataError(
+            f"dataset {ds.name!r} ({ds.path or ds.loader}, config key '{ds.source_key}') changed since "
+            f"the workflow planned this job ({now}, planned {planned}); run the workflow again"
+        )
+
+
+def _check_task_classes(i: int, task: dict[str, Any], where: str, y_train: torch.Tensor, n_test: int) -> None:
+    """Every class of a task over a config's own dataset has training images, and the
+    task has test images (the config could not check: only the data step sees them)."""
+    present = set(y_train.unique().tolist())
+    for c in task["classes"]:
+        if c not in present:
+            shown = ", ".join(map(str, sorted(present)[:20])) + (", ..." if len(present) > 20 else "")
+            raise DataError(
+                f"task {i}: class {c} has no training images in dataset {task['dataset']!r} ({where}; "
+                f"its training labels: {shown or 'none'})"
+            )
+    if n_test == 0:
+        raise DataError(
+            f"task {i}: no test images of classes {task['classes']} in dataset {task['dataset']!r} ({where})"
+        )
 
 
 def _subsample(n: int, keep: int | None, generator: torch.Generator) -> torch.Tensor:
@@ -174,17 +332,30 @@ def build_tasks(data_dir: str | Path, spec: dict[str, Any], release_md5: bool = 
     the release's, or have the md5 the spec's ``unreleased_md5`` gives them (the
     workflow lists there the files it accepted with ``verify_release_md5: false``), or
     ``release_md5`` is False (:func:`verify_dataset`).
+
+    The config's own datasets (``spec["datasets"]``, clpipe.user_datasets) are read
+    from their file, folder or loader, not from ``data_dir``; their content must be what
+    the spec's ``dataset_content`` says the workflow planned with, and every class of a
+    task over one of them must have training images.
     """
     opts = spec["data"]
+    own = {n: UserDataset.from_spec(n, s) for n, s in spec.get("datasets", {}).items()}
     cache: dict[tuple[str, bool], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def source(name: str, train: bool):
         if (name, train) not in cache:
-            cache[(name, train)] = read_dataset(data_dir, name, train)
+            if name in own:
+                splits = read_user_dataset(own[name])
+                cache[(name, True)], cache[(name, False)] = splits["train"], splits["test"]
+            else:
+                cache[(name, train)] = read_dataset(data_dir, name, train)
         return cache[(name, train)]
 
     for name in sorted({t["dataset"] for t in spec["tasks"]}):
-        verify_dataset(data_dir, name, release_md5, spec.get("unreleased_md5"))
+        if name in own:
+            verify_user_dataset(own[name], spec.get("dataset_content", {}).get(name))
+        else:
+            verify_dataset(data_dir, name, release_md5, spec.get("unreleased_md5"))
 
     tasks = []
     for i, task in enumerate(spec["tasks"], start=1):
@@ -205,6 +376,9 @@ def build_tasks(data_dir: str | Path, spec: dict[str, Any], release_md5: bool = 
         splits["val"] = {"x": x[val_idx], "y": y[val_idx], "index": val_idx}
         x, y = source(task["dataset"], False)
         idx = torch.nonzero(torch.isin(y, classes)).flatten()
+        if task["dataset"] in own:
+            ds = own[task["dataset"]]
+            _check_task_classes(i, task, ds.path or ds.loader, source(task["dataset"], True)[1], len(idx))
         idx = idx[_subsample(len(idx), opts["max_test_per_task"], g)]
         splits["test"] = {"x": x[idx], "y": y[idx], "index": idx}
         log.info(

@@ -60,6 +60,8 @@ rule prepare_data:
         data_dir=DATA_DIR,
         # plan.data_spec, plus the md5 of each file that is not the release's (only
         # with verify_release_md5: false): a changed generated file rebuilds the data.
+        # The config's own datasets (datasets:) have no manifest nor download job: the
+        # spec holds their content (clpipe.user_datasets.content) instead.
         spec=prepare_data_spec,
     script:
         "../../src/prepare_data.py"
