@@ -65,7 +65,7 @@ import yaml  # noqa: E402
 from clpipe import io, plan  # noqa: E402
 from clpipe.config import validate_config  # noqa: E402
 from clpipe.runtime import make_runtime  # noqa: E402
-from clpipe.steps.consolidate import compute_importance  # noqa: E402
+from clpipe.steps.importance import compute_importance  # noqa: E402
 from clpipe.steps.train import train_first_task  # noqa: E402
 
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -260,7 +260,7 @@ def check_fisher(work: Path, cfg: dict, device: str) -> dict:
             None,
             spec,
             str(out),
-            make_runtime(where, deterministic=True, threads=exp.resources["consolidate"]["threads"]),
+            make_runtime(where, deterministic=True, threads=exp.resources["importance"]["threads"]),
         )
         fisher[where] = io.load(out, "importance")["terms"][0]["fisher"]
     cpu, gpu = fisher["cpu"], fisher[device]

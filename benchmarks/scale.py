@@ -58,8 +58,8 @@ from clpipe.data import build_tasks  # noqa: E402
 from clpipe.experiment import Experiment  # noqa: E402
 from clpipe.hashing import stable_hash  # noqa: E402
 from clpipe.layout import SCRATCH  # noqa: E402
-from clpipe.methods import REGISTRY  # noqa: E402
-from clpipe.models import build_model, count_parameters  # noqa: E402
+from clpipe.methods import traits  # noqa: E402
+from clpipe.networks import build_model, count_parameters  # noqa: E402
 
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 SNAKEFILE = ROOT / "workflow" / "Snakefile"
@@ -235,7 +235,7 @@ def formula_jobs(exp: Experiment) -> dict[str, int]:
     for n, a in exp.arms.items():
         if exp.traits_of(n).importance:
             read |= {(exp.owner(n, t), t, a.method) for t in range(a.first_task - 1, a.last_task)}
-    progress = {(o, t) for o, t, m in read if o != SCRATCH and REGISTRY[exp.methods[m]["type"]].progress}
+    progress = {(o, t) for o, t, m in read if o != SCRATCH and traits(exp.methods[m]["type"]).progress}
     c = {
         "init": 1,
         "train": train,

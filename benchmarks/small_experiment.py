@@ -187,7 +187,7 @@ from clpipe.config import validate_config
 from clpipe.figures import draw_accuracy_matrix, draw_experiment
 from clpipe.layout import SCRATCH
 from clpipe.runtime import make_runtime
-from clpipe.steps.consolidate import compute_importance
+from clpipe.steps.importance import compute_importance
 from clpipe.steps.evaluate import evaluate
 from clpipe.steps.init import init_model
 from clpipe.steps.prepare import prepare_data

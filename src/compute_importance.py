@@ -12,7 +12,7 @@ pin(smk.config.get("cpu_isa", "avx2"))
 
 from clpipe.logs import log_to
 from clpipe.runtime import runtime_for
-from clpipe.steps.consolidate import compute_importance
+from clpipe.steps.importance import compute_importance
 
 with log_to(smk.log[0]):
     compute_importance(

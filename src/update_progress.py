@@ -11,7 +11,7 @@ from clpipe.cpu_isa import pin  # noqa: I001 -- before anything imports torch
 pin(smk.config.get("cpu_isa", "avx2"))
 
 from clpipe.logs import log_to
-from clpipe.steps.consolidate import update_progress
+from clpipe.steps.importance import update_progress
 
 with log_to(smk.log[0]):
     update_progress(

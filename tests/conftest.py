@@ -17,7 +17,7 @@ SNAKEFILE = ROOT / "workflow" / "Snakefile"
 # ``unit`` test (``pytest -m unit``: the fast loop).
 WORKFLOW_MODULES = {
     "test_benchmarks", "test_faults", "test_growing_workflow", "test_live", "test_module", "test_report",
-    "test_reruns", "test_slurm", "test_workflow",
+    "test_reruns", "test_slurm", "test_user_datasets_workflow", "test_workflow",
 }  # fmt: skip
 
 
@@ -43,10 +43,12 @@ def data_dir() -> Path:
     return DATA_DIR
 
 
-def snakemake(workdir, *args, check=True, timeout=None):
-    """Run the workflow in ``workdir`` (its own .snakemake and results) and return the process."""
+def snakemake(workdir, *args, check=True, timeout=None, env=None):
+    """Run the workflow in ``workdir`` (its own .snakemake and results) and return the
+    process; ``env``: variables set for it (and its jobs) besides this process's."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    environment = {**os.environ, **env} if env else None
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=environment)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
@@ -61,9 +63,11 @@ def write_config(path, source, **overrides):
     return path
 
 
-def planned_jobs(workdir, configfile, *extra):
+def planned_jobs(workdir, configfile, *extra, env=None):
     """{rule: count} of a dry run."""
-    out = snakemake(workdir, "-n", "--quiet", "rules", "--configfile", str(configfile), *extra).stdout
+    out = snakemake(
+        workdir, "-n", "--quiet", "rules", "--configfile", str(configfile), *extra, env=env
+    ).stdout
     counts = {}
     for line in out.splitlines():
         m = re.match(r"^(\w+)\s+(\d+)$", line.strip())

@@ -15,10 +15,10 @@ from clpipe.methods.ewc import (
     squared_grads_layers,
     squared_grads_loop,
 )
-from clpipe.models import build_model
+from clpipe.networks import build_model
 from clpipe.runtime import make_runtime
 from clpipe.scenarios import Scenario
-from clpipe.steps.consolidate import compute_importance
+from clpipe.steps.importance import compute_importance
 from clpipe.steps.init import init_model
 from clpipe.steps.train import train_first_task, train_next_task
 

@@ -19,7 +19,7 @@ from test_workflow import SNAKEFILE, snakemake
 
 from clpipe import io
 from clpipe.runtime import make_runtime
-from clpipe.steps.consolidate import compute_importance
+from clpipe.steps.importance import compute_importance
 from clpipe.steps.init import init_model
 from clpipe.steps.train import train_first_task, train_next_task
 from conftest import ROOT
@@ -413,7 +413,7 @@ def small_config(data_dir, **train):
         "seeds": [0],
         "resources": {
             kind: {"mem_mb": 2000, "runtime": 10, "threads": 1}
-            for kind in ("train", "consolidate", "evaluate")
+            for kind in ("train", "importance", "evaluate")
         },
         "experiments": {
             "small": {

@@ -44,7 +44,7 @@ def test_tables_and_figures_run_no_training_code():
     for plot in ("plot_experiment.py", "plot_freeze.py", "plot_accuracy_matrix.py"):
         found = modules(plot)
         assert "clpipe.figures" in found
-        assert not {"clpipe.training", "clpipe.aggregate", "clpipe.models"} & found, plot
+        assert not {"clpipe.training", "clpipe.aggregate", "clpipe.networks"} & found, plot
 
 
 def test_docstrings_and_comments_are_not_code(tmp_path):
@@ -77,12 +77,14 @@ print('torch' in sys.modules, time.perf_counter() - t)
 
 
 def test_what_a_method_declares_for_the_reports_only_reruns_no_job_of_it(tmp_path):
-    """Its colours, role, figures and description reach the figure and aggregate jobs
-    through their specs; the method's own jobs follow the rest of its declaration."""
+    """Its colours, role, figures and descriptions (its own and its settings') reach the
+    figure and aggregate jobs through their specs or nowhere; the method's own jobs
+    follow the rest of its declaration (a setting's default)."""
     base = (
         "from clpipe.methods.traits import MethodTraits\n\n"
         'METHOD = MethodTraits(name="m", implementation="x:Y", description="{d}", palette="{p}",\n'
-        '                      defaults={{"alpha": {a}}})\n'
+        '                      settings={{"alpha": {{"type": "number", "default": {a},\n'
+        '                                             "description": "{d}"}}}})\n'
     )
     a, b, c = (tmp_path / n for n in ("a.py", "b.py", "c.py"))
     a.write_text(base.format(d="one", p="Blues", a=1))

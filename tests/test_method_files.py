@@ -38,7 +38,8 @@ def test_a_new_method_file_is_read_as_it_declares_itself(tmp_path):
         '"""My method."""\n\nfrom __future__ import annotations\n\n'
         "from clpipe.methods.traits import MethodTraits\n\n"
         'METHOD = MethodTraits(name="mine", implementation=f"{__name__}:Mine", description="d",\n'
-        '                      defaults={"alpha": 0.5}, importance=True, palette="Reds")\n\n'
+        '                      settings={"alpha": {"type": "number", "default": 0.5}},\n'
+        '                      importance=True, palette="Reds")\n\n'
         "import torch  # the implementation: never run to read the declaration\n\n"
         "raise RuntimeError('the implementation was run')\n"
     )
@@ -77,3 +78,140 @@ def test_a_method_s_defaults_are_its_declaration_s_only():
         source = (METHODS / f"{name}.py").read_text()
         again = [k for k in re.findall(r"\.get\(\"(\w+)\", ", source) if k in t.defaults or k in t.per_task]
         assert not again, f"{name}.py repeats the default of {again}"
+
+
+def test_each_declared_setting_is_a_valid_schema_its_default_fits():
+    """A method's settings are JSON schemas (draft 2020-12) whose defaults they accept:
+    the config's validation is generated from them."""
+    import jsonschema
+
+    for name, t in REGISTRY.items():
+        for kind in ("settings", "per_task_settings", "rewritten_settings"):
+            for key, schema in getattr(t, kind).items():
+                jsonschema.Draft202012Validator.check_schema(schema)
+                if "default" in schema:
+                    assert jsonschema.Draft202012Validator(schema).is_valid(schema["default"]), (name, key)
+
+
+def _config_with_method(method: dict, arm: dict | None = None) -> dict:
+    return {
+        "data_dir": "data",
+        "experiments": {
+            "e": {
+                "dataset": "mnist",
+                "tasks": [[0, 1], [2, 3]],
+                "model": {"name": "mlp", "hidden": [8]},
+                "train": {"epochs": 1, "batch_size": 8, "optimizer": {"name": "sgd", "lr": 0.1}},
+                "methods": {"m": method},
+                "arms": {"a": {"method": "m", **(arm or {})}},
+            }
+        },
+    }
+
+
+def _validate(config):
+    from clpipe.config import validate_config
+
+    return validate_config(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+
+
+@pytest.mark.parametrize(
+    "method, arm, key, message",
+    [
+        (
+            {"type": "mag", "gamma": -1},
+            None,
+            "experiments.e.methods.m.gamma",
+            "less than or equal to the minimum",
+        ),
+        ({"type": "mag", "gama": 2}, None, "experiments.e.methods.m.gama", "unexpected"),
+        (
+            {"type": "replay", "budget": {"fraction": 2}},
+            None,
+            "experiments.e.methods.m.budget.fraction",
+            "maximum",
+        ),
+        ({"type": "mag"}, {"freeze": [20, 120]}, "experiments.e.arms.a.freeze[1]", "maximum"),
+        ({"type": "mag"}, {"freeze_total": "x"}, "experiments.e.arms.a.freeze_total", "not of type"),
+        ({"type": "mag"}, {"lambda": 1}, "experiments.e.arms.a.lambda", "not a setting of method 'mag'"),
+        (
+            {"type": "ewc", "online": "yes"},
+            {"lambda": 1},
+            "experiments.e.methods.m.online",
+            "not of type 'boolean'",
+        ),
+        ({"type": "magg"}, None, "experiments.e.methods.m.type", "unknown method 'magg'"),
+    ],
+)
+def test_a_method_s_settings_are_checked_against_its_declaration(method, arm, key, message):
+    from clpipe.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message) as err:
+        _validate(_config_with_method(method, arm))
+    assert err.value.key == key
+
+
+def test_a_declared_default_fills_a_setting_the_config_leaves_out():
+    exp = _validate(_config_with_method({"type": "mag"}, {"freeze": 20}))["e"]
+    assert exp.methods["m"] == {"type": "mag", "gamma": 1.0, "scale_biases": False}
+    assert exp.arms["a"].per_task == {2: {"freeze": 20}}
+
+
+USER_METHOD = '''"""A user's method, outside the package."""
+
+from __future__ import annotations
+
+from clpipe.methods.traits import MethodTraits
+
+METHOD = MethodTraits(
+    name="shrink",
+    implementation=f"{__name__}:Shrink",
+    description="fine-tuning whose weights shrink by a factor after each task",
+    settings={"factor": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.5}},
+    per_task_settings={"boost": {"type": "integer", "minimum": 0, "default": 1}},
+)
+
+import torch  # the implementation: never run to read the declaration
+
+raise RuntimeError("the implementation was run")
+'''
+
+
+def test_a_user_s_method_by_reference_is_validated_from_its_own_declaration(tmp_path, monkeypatch):
+    from clpipe.errors import ConfigError
+
+    (tmp_path / "usermethods").mkdir()
+    (tmp_path / "usermethods" / "__init__.py").write_text("")
+    (tmp_path / "usermethods" / "shrink.py").write_text(USER_METHOD)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "usermethods", raising=False)
+    exp = _validate(_config_with_method({"type": "usermethods.shrink:Shrink"}, {"boost": [3]}))["e"]
+    assert exp.methods["m"] == {"type": "usermethods.shrink:Shrink", "factor": 0.5}
+    assert exp.arms["a"].per_task == {2: {"boost": 3}}
+    assert exp.traits_of("a").name == "shrink"
+    assert "usermethods.shrink" not in sys.modules  # read, not imported
+    with pytest.raises(ConfigError, match="maximum") as err:
+        _validate(_config_with_method({"type": "usermethods.shrink:Shrink", "factor": 2}))
+    assert err.value.key == "experiments.e.methods.m.factor"
+    with pytest.raises(ConfigError, match="not a setting of method 'shrink'") as err:
+        _validate(_config_with_method({"type": "usermethods.shrink:Shrink"}, {"freeze": 1}))
+    assert err.value.key == "experiments.e.arms.a.freeze"
+    with pytest.raises(
+        ConfigError, match="implemented by 'usermethods.shrink:Shrink', not 'usermethods.shrink:Other'"
+    ):
+        _validate(_config_with_method({"type": "usermethods.shrink:Other"}))
+    with pytest.raises(ConfigError, match="module 'usermethods.absent' not found") as err:
+        _validate(_config_with_method({"type": "usermethods.absent:Shrink"}))
+    assert err.value.key == "experiments.e.methods.m.type"
+
+
+def test_a_method_an_installed_package_registers_is_found_by_its_entry_point(tmp_path, monkeypatch):
+    (tmp_path / "usershrink.py").write_text(USER_METHOD)
+    dist = tmp_path / "usershrink-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: usershrink\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[clpipe.methods]\nshrink_it = usershrink:Shrink\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    exp = _validate(_config_with_method({"type": "shrink_it", "factor": 0.25}))["e"]
+    assert exp.methods["m"] == {"type": "shrink_it", "factor": 0.25}
+    assert exp.traits_of("a").implementation == "usershrink:Shrink"

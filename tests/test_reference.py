@@ -33,8 +33,8 @@ def test_committed_tables_are_exactly_what_the_aggregation_makes(folder: Path):
     assert (folder / "figures" / "methods.png").stat().st_size > 10_000
 
 
-def test_the_readme_shows_the_reference_table_of_the_headline():
-    readme = (ROOT / "README.md").read_text()
+def test_the_headline_page_shows_the_reference_tables_and_the_readme_links_it():
+    page = (ROOT / "docs" / "headline.md").read_text()
     table = [
         line
         for line in (REFERENCE / "split_mnist_quick" / "summary.md").read_text().splitlines()
@@ -42,8 +42,11 @@ def test_the_readme_shows_the_reference_table_of_the_headline():
     ]
     assert len(table) > 10
     for line in table:
-        assert line in readme, f"README lacks the reference row: {line}"
-    assert "results/reference/split_mnist_quick/figures/freeze.png" in readme
+        assert line in page, f"docs/headline.md lacks the reference row: {line}"
+    assert "../results/reference/split_mnist_quick/figures/freeze.png" in page
+    readme = (ROOT / "README.md").read_text()
+    assert "(docs/headline.md)" in readme
+    assert "results/reference/split_mnist_quick/figures/comparisons.png" in readme
 
 
 def test_retabulating_a_reference_remakes_its_tables_and_keeps_its_metrics(tmp_path):

@@ -9,7 +9,7 @@ from clpipe import io
 from clpipe.methods import REGISTRY
 from clpipe.methods.replay import BUFFER_KEYS, ExperienceReplay, empty_buffer, hardness, preference, select
 from clpipe.runtime import make_runtime
-from clpipe.steps.consolidate import compute_importance
+from clpipe.steps.importance import compute_importance
 from clpipe.steps.init import init_model
 from clpipe.steps.train import train_first_task, train_next_task
 
@@ -232,7 +232,7 @@ def test_a_buffer_from_other_data_is_refused(tmp_path):
 def test_scoring_costs_one_evaluation_pass(tmp_path):
     """compute_importance runs the model once per evaluation batch, in inference mode."""
     from clpipe.data import load_tasks
-    from clpipe.models import build_model
+    from clpipe.networks import build_model
     from clpipe.steps.context import task_context as _context
 
     tasks = load_tasks(toy_data(tmp_path))

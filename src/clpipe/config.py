@@ -11,14 +11,14 @@ single job runs. Torch-free: the workflow imports this while it builds the DAG.
 from __future__ import annotations
 
 import copy
-import re
 from typing import Any
 
 from clpipe.catalog import DATASETS
-from clpipe.config_input import boolean_hint, check_finite, check_names, dotted_key
+from clpipe.config_input import check_finite, check_names, dotted_key, schema_error
 from clpipe.errors import ConfigError
 from clpipe.experiment import Arm, Experiment, TaskSpec, resolve_arms, resolve_methods
-from clpipe.methods import REGISTRY
+from clpipe.methods import REGISTRY, SettingError, method_schema
+from clpipe.methods import traits as method_traits
 from clpipe.model_settings import (
     GROWING_MODELS,
     MODEL_INITS,
@@ -26,9 +26,23 @@ from clpipe.model_settings import (
     PLAIN_INITS,
     TASK_HEADED_MODELS,
 )
+from clpipe.plugins import is_reference, module_file, split_reference
+from clpipe.user_datasets import UserDataset
+from clpipe.user_datasets import resolve as resolve_datasets
 
 
-def _resolve_tasks(key: str, exp: dict[str, Any]) -> list[TaskSpec]:
+def _known_datasets(declared: dict[str, UserDataset]) -> str:
+    """The datasets a config may name, both kinds."""
+    own = ", ".join(sorted(declared)) or "none in this config"
+    return f"built-in: {', '.join(sorted(DATASETS))}; declared under datasets: {own}"
+
+
+def _resolve_tasks(
+    key: str, exp: dict[str, Any], declared: dict[str, UserDataset] | None = None
+) -> list[TaskSpec]:
+    """Each task's (dataset, classes, bucket); ``declared``: the config's own datasets
+    (clpipe.user_datasets.resolve)."""
+    declared = declared or {}
     tasks: list[TaskSpec] = []
     seen: dict[tuple[str, int | None, int], int] = {}
     for i, task in enumerate(exp["tasks"], start=1):
@@ -40,25 +54,41 @@ def _resolve_tasks(key: str, exp: dict[str, Any]) -> list[TaskSpec]:
             raise ConfigError(
                 f"{key}.dataset",
                 f"task {i} names no dataset and the experiment has no default 'dataset' "
-                f"(known: {', '.join(sorted(DATASETS))})",
+                f"({_known_datasets(declared)})",
             )
-        info = DATASETS[dataset]
+        if dataset not in DATASETS and dataset not in declared:
+            raise ConfigError(
+                f"{tkey}.dataset" if "dataset" in task else f"{key}.dataset",
+                f"unknown dataset {dataset!r} ({_known_datasets(declared)})",
+            )
+        if dataset in declared:
+            own = declared[dataset]
+            buckets, n_classes = (), own.n_classes
+        else:
+            info = DATASETS[dataset]
+            buckets, n_classes = info.buckets, info.n_classes
         bucket = task.get("bucket")
-        if info.buckets and bucket is None:
+        if buckets and bucket is None:
             raise ConfigError(
                 f"{tkey}.bucket",
-                f"dataset {dataset!r} comes in time buckets ({info.buckets[0]}..{info.buckets[-1]}); "
+                f"dataset {dataset!r} comes in time buckets ({buckets[0]}..{buckets[-1]}); "
                 "name the task's bucket",
             )
-        if bucket is not None and bucket not in info.buckets:
-            has = f"buckets {info.buckets[0]}..{info.buckets[-1]}" if info.buckets else "no buckets"
+        if bucket is not None and bucket not in buckets:
+            has = f"buckets {buckets[0]}..{buckets[-1]}" if buckets else "no buckets"
             raise ConfigError(f"{tkey}.bucket", f"{bucket} is not a bucket of {dataset!r}, which has {has}")
-        classes = task.get("classes", list(range(info.n_classes)))
-        bad = [c for c in classes if c >= info.n_classes]
+        if n_classes is None and "classes" not in task:
+            raise ConfigError(
+                f"{tkey}.classes",
+                f"dataset {dataset!r} is a {declared[dataset].kind} dataset, whose classes only the "
+                "data step sees: list the task's classes",
+            )
+        classes = task.get("classes", list(range(n_classes or 0)))
+        bad = [c for c in classes if n_classes is not None and c >= n_classes]
         if bad:
             raise ConfigError(
                 tkey,
-                f"class(es) {bad} not in dataset {dataset!r}, which has classes 0..{info.n_classes - 1}",
+                f"class(es) {bad} not in dataset {dataset!r}, which has classes 0..{n_classes - 1}",
             )
         where = dataset if bucket is None else f"{dataset} bucket {bucket}"
         for c in classes:
@@ -113,12 +143,30 @@ def _check_architecture(key: str, exp: dict[str, Any]) -> None:
         )
 
 
+def _check_built_in_model_settings(key: str, exp: dict[str, Any]) -> None:
+    """A built-in model's settings: only its own, its defaults filled in, its architecture."""
+    model = exp["model"]
+    settings = MODEL_SETTINGS[model["name"]]
+    for k in model:
+        if k != "name" and k not in settings:
+            raise ConfigError(
+                f"{key}.model.{k}",
+                f"not a setting of model {model['name']!r} (settings: {', '.join(settings)})",
+            )
+    for k, default in settings.items():
+        if k not in model:
+            if default is None:
+                raise ConfigError(f"{key}.model.{k}", f"required by model {model['name']!r}")
+            model[k] = copy.deepcopy(default)
+    _check_architecture(key, exp)
+
+
 def _check_arms_fit_model(key: str, exp: dict[str, Any], methods, arms: dict[str, Arm]) -> None:
     """A growing network trains its later tasks with the growing method only, and the
     growing method needs a growing network."""
     model = exp["model"]
     for name, arm in arms.items():
-        traits = REGISTRY[methods[arm.method]["type"]]
+        traits = method_traits(methods[arm.method]["type"])
         akey = f"{key}.arms.{name}"
         if model["name"] in TASK_HEADED_MODELS and not traits.grows:
             if traits.mixes_tasks:
@@ -199,36 +247,26 @@ def _check_meaningful(key: str, exp: dict[str, Any], tasks: list[TaskSpec]) -> N
 def _check_methods(key: str, exp: dict[str, Any], methods: dict[str, dict[str, Any]]) -> None:
     """Method settings that depend on the rest of the experiment."""
     for name, settings in methods.items():
-        if settings["type"] != "growing" or settings.get("auto_grow") is None:
-            continue
-        mkey = f"{key}.methods.{name}.auto_grow"
-        mode = settings.get("mode") or exp["model"].get("mode", "isolated")
-        if mode != "read":
-            raise ConfigError(
-                mkey,
-                f"probes a head over the earlier tasks' frozen features, which needs mode 'read'; "
-                f"method {name!r} runs in mode {mode!r}"
-                + ("" if settings.get("mode") else " (the model's: set the method's mode to 'read')")
-                + ", where a task without units of its own reads nothing",
+        check = method_traits(settings["type"]).check_settings
+        try:
+            deciding = check(settings, exp) if check is not None else None
+        except SettingError as err:
+            raise ConfigError(f"{key}.methods.{name}.{err.key}", str(err)) from None
+        if deciding is not None:
+            _needs_validation_split(
+                f"{key}.methods.{name}.{deciding}", "decides on the validation split", exp
             )
-        _needs_validation_split(mkey, "decides on the validation split's accuracy", exp)
 
 
 def _check_model(key: str, exp: dict[str, Any]) -> None:
     model, inp = exp["model"], exp["input"]
-    settings = MODEL_SETTINGS[model["name"]]
-    for k in model:
-        if k != "name" and k not in settings:
-            raise ConfigError(
-                f"{key}.model.{k}",
-                f"not a setting of model {model['name']!r} (settings: {', '.join(settings)})",
-            )
-    for k, default in settings.items():
-        if k not in model:
-            if default is None:
-                raise ConfigError(f"{key}.model.{k}", f"required by model {model['name']!r}")
-            model[k] = copy.deepcopy(default)
-    _check_architecture(key, exp)
+    # a user's model (module:function) is a plain network (no head per task, never
+    # grown) whose keys are its own: passed to its builder as written, no defaults; its
+    # module must be there (found, not imported: it imports torch)
+    if is_reference(model["name"]):
+        module_file(split_reference(model["name"], f"{key}.model.name")[0], f"{key}.model.name")
+    else:
+        _check_built_in_model_settings(key, exp)
     if model["name"] == "vgg16" and inp["size"] < 32:
         raise ConfigError(
             f"{key}.input.size",
@@ -242,7 +280,6 @@ def _check_model(key: str, exp: dict[str, Any]) -> None:
                     f"{key}.input.normalize.{part}",
                     f"has {len(norm[part])} values; give 1 or one per channel ({inp['channels']})",
                 )
-    _check_data_and_input(key, exp)
     _check_schedule(key, exp["train"])
     if "early_stopping" in exp["train"]:
         _needs_validation_split(f"{key}.train.early_stopping", "watches the validation split", exp)
@@ -269,12 +306,16 @@ def _check_model(key: str, exp: dict[str, Any]) -> None:
 IMAGE_FOLDER_DATA = {"image_size": 256, "test_fraction": 0.3}  # data settings -> defaults
 
 
-def _check_data_and_input(key: str, exp: dict[str, Any]) -> None:
-    """Image-folder settings only where an image-folder dataset is used (defaults filled
-    there and only there, so other experiments' data specs stay as they were); a crop
-    must fit in the stored images."""
+def _check_data_and_input(
+    key: str, exp: dict[str, Any], tasks: list[TaskSpec], declared: dict[str, UserDataset]
+) -> None:
+    """Image-folder settings only where a built-in image-folder dataset is used (defaults
+    filled there and only there, so other experiments' data specs stay as they were; a
+    declared image folder has its own); a crop must fit in the stored images, where
+    their size is known before the data step (not a tensor file's or a loader's)."""
     data, inp = exp["data"], exp["input"]
-    datasets = list({t.dataset: DATASETS[t.dataset] for t in _resolve_tasks(key, exp)}.values())
+    used = dict.fromkeys(t.dataset for t in tasks)
+    datasets = [DATASETS[d] for d in used if d in DATASETS]
     folders = [d for d in datasets if d.kind == "image_folder"]
     for k, default in IMAGE_FOLDER_DATA.items():
         if folders:
@@ -285,8 +326,10 @@ def _check_data_and_input(key: str, exp: dict[str, Any]) -> None:
                 f"only for image-folder datasets ({', '.join(n for n, d in DATASETS.items() if d.buckets)})",
             )
     crop = inp.get("crop")
-    if crop is not None:
-        stored = min((data["image_size"] if d.kind == "image_folder" else d.size) for d in datasets)
+    sizes = [(data["image_size"] if d.kind == "image_folder" else d.size) for d in datasets]
+    sizes += [declared[d].image_size for d in used if d in declared and declared[d].image_size]
+    if crop is not None and sizes:
+        stored = min(sizes)
         if crop["size"] > stored:
             raise ConfigError(
                 f"{key}.input.crop.size",
@@ -341,12 +384,19 @@ def _check_report(key: str, exp: dict[str, Any], arms: dict[str, Arm]) -> None:
 
 
 def check_experiment(
-    name: str, exp: dict[str, Any], default_seeds: list[int], resources: dict[str, Any] | None = None
+    name: str,
+    exp: dict[str, Any],
+    default_seeds: list[int],
+    resources: dict[str, Any] | None = None,
+    datasets: dict[str, UserDataset] | None = None,
 ) -> Experiment:
+    """``datasets``: the config's own datasets (clpipe.user_datasets.resolve)."""
     key = f"experiments.{name}"
-    tasks = _resolve_tasks(key, exp)
+    declared = datasets or {}
+    tasks = _resolve_tasks(key, exp, declared)
     _check_meaningful(key, exp, tasks)
     _check_model(key, exp)
+    _check_data_and_input(key, exp, tasks, declared)
     methods = resolve_methods(exp)
     _check_methods(key, exp, methods)
     arms = resolve_arms(key, exp, len(tasks), methods)
@@ -362,13 +412,15 @@ def check_experiment(
         methods=methods,
         arms=arms,
         resources=merged,
+        datasets={t.dataset: declared[t.dataset] for t in tasks if t.dataset in declared},
     )
 
 
 def check_config(config: dict[str, Any]) -> dict[str, Experiment]:
     """Semantic checks of a schema-validated config; returns the experiments by name."""
+    declared = resolve_datasets(config.get("datasets"))
     experiments = {
-        name: check_experiment(name, exp, config["seeds"], config.get("resources"))
+        name: check_experiment(name, exp, config["seeds"], config.get("resources"), declared)
         for name, exp in config["experiments"].items()
     }
     for i, name in enumerate(config.get("run", [])):
@@ -410,13 +462,47 @@ def _integer_seeds_from_the_command_line(config: dict[str, Any]) -> None:
             holder["seeds"] = [int(s) if isinstance(s, str) and s.isdigit() else s for s in seeds]
 
 
+# Keys of earlier versions, refused with their new name (a schema would only say "unexpected").
+RENAMED_RESOURCES = {"consolidate": "importance"}  # the compute_importance and update_progress jobs
+
+
+def _refuse_renamed_keys(config: dict[str, Any]) -> None:
+    experiments = config.get("experiments")
+    sections = [("resources", config.get("resources"))] + [
+        (f"experiments.{name}.resources", exp.get("resources"))
+        for name, exp in (experiments.items() if isinstance(experiments, dict) else ())
+        if isinstance(exp, dict)
+    ]
+    for where, resources in sections:
+        for old, new in RENAMED_RESOURCES.items():
+            if isinstance(resources, dict) and old in resources:
+                raise ConfigError(
+                    f"{where}.{old}",
+                    f"renamed {new!r} (the compute_importance and update_progress jobs): write {where}.{new}",
+                )
+
+
+def _method_types(config: dict[str, Any]) -> list[str]:
+    """The type of every ``methods:`` entry of the config, each known (a built-in method,
+    or a user's: its declaration is read here); a malformed entry is the schema's to refuse."""
+    experiments = config.get("experiments")
+    types = []
+    for name, exp in experiments.items() if isinstance(experiments, dict) else ():
+        methods = exp.get("methods") if isinstance(exp, dict) else None
+        for method, settings in methods.items() if isinstance(methods, dict) else ():
+            kind = settings.get("type") if isinstance(settings, dict) else None
+            if isinstance(kind, str):
+                method_traits(kind, f"experiments.{name}.methods.{method}.type")
+                types.append(kind)
+    return types
+
+
 def validate_config(config: dict[str, Any], schema_path: str) -> dict[str, Experiment]:
     """Schema validation (defaults filled in place), then the semantic checks.
 
     Errors name the dotted key, e.g. ``config key 'experiments.x.model.name': 'resnet'
     is not one of ['vgg16', 'mlp']``.
     """
-    import jsonschema
     import yaml
 
     with open(schema_path) as f:
@@ -427,21 +513,11 @@ def validate_config(config: dict[str, Any], schema_path: str) -> dict[str, Exper
         )
     _integer_seeds_from_the_command_line(config)
     check_finite(config)
+    _refuse_renamed_keys(config)
+    schema["$defs"]["method"] = method_schema([*REGISTRY, *_method_types(config)])
     validator = _validator_with_defaults(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
-    if error is not None:
-        path = list(error.absolute_path)
-        # name the missing or unexpected key itself, not the mapping that holds it
-        named = re.match(r"'([^']+)' is a required property", error.message) or re.search(
-            r"\('([^']+)' (?:was|were) unexpected\)", error.message
-        )
-        if named and error.validator in ("required", "additionalProperties"):
-            path.append(named.group(1))
-        hint = (
-            boolean_hint(error.instance, nested=len(path) > 1)
-            if error.validator == "type" and "boolean" in str(error.validator_value)
-            else ""
-        )
-        raise ConfigError(dotted_key(path), error.message + hint)
+    found = schema_error(validator, config)
+    if found is not None:
+        raise ConfigError(dotted_key(found[0]), found[1])
     check_names(config)
     return check_config(config)

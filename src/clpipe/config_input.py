@@ -157,6 +157,41 @@ def boolean_hint(instance: Any, nested: bool = False) -> str:
     return ""
 
 
+def schema_error(validator, instance: Any, nested: bool = False) -> tuple[list, str] | None:
+    """The most telling error of ``instance`` under a JSON-schema ``validator``, or None:
+    (the path of the offending key, the message). The path names a missing or
+    unexpected key itself, not the mapping that holds it."""
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
+    if error is None:
+        return None
+    path = list(error.absolute_path)
+    named = re.match(r"'([^']+)' is a required property", error.message) or re.search(
+        r"\('([^']+)' (?:was|were) unexpected\)", error.message
+    )
+    if named and error.validator in ("required", "additionalProperties"):
+        path.append(named.group(1))
+    hint = (
+        boolean_hint(error.instance, nested=nested or len(path) > 1)
+        if error.validator == "type" and "boolean" in str(error.validator_value)
+        else ""
+    )
+    return path, error.message + hint
+
+
+def schema_problem(value: Any, schema: dict[str, Any]) -> tuple[str, str] | None:
+    """Whether ``value`` fits ``schema`` (a setting a method declares): None, or (where
+    below the value's own key, e.g. ``.threshold`` or ``[2]``; the message)."""
+    import jsonschema
+
+    found = schema_error(jsonschema.Draft202012Validator(schema), value, nested=True)
+    if found is None:
+        return None
+    path, message = found
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path), message
+
+
 def check_names(config: dict[str, Any]) -> None:
     """Experiment, arm and method names: whole words (no trailing newline) that do not
     collide with what the results layout writes."""

@@ -9,12 +9,16 @@ config section; the arm resolution here is a few named steps, each raising
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from clpipe.config_input import schema_problem
 from clpipe.errors import ConfigError
 from clpipe.layout import SCRATCH
-from clpipe.methods import REGISTRY, REQUIRED, ArmSettingError, MethodTraits
+from clpipe.methods import REGISTRY, REQUIRED, MethodTraits, SettingError, traits
 from clpipe.model_settings import TASK_HEADED_MODELS
+
+if TYPE_CHECKING:
+    from clpipe.user_datasets import UserDataset
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class Experiment:
     methods: dict[str, dict[str, Any]]  # name -> settings incl. "type"
     arms: dict[str, Arm] = field(default_factory=dict)
     resources: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> mem_mb, runtime, threads
+    # the config's own datasets (top-level datasets:) its tasks read, by name
+    datasets: dict[str, UserDataset] = field(default_factory=dict)
 
     @property
     def n_tasks(self) -> int:
@@ -64,7 +70,7 @@ class Experiment:
         return self.methods[self.arms[arm].method]
 
     def traits_of(self, arm: str) -> MethodTraits:
-        return REGISTRY[self.method_of(arm)["type"]]
+        return traits(self.method_of(arm)["type"])
 
     def owner(self, arm: str, task: int) -> str:
         """The arm whose job trained ``task`` in ``arm``'s history."""
@@ -105,8 +111,7 @@ def resolve_methods(exp: dict[str, Any]) -> dict[str, dict[str, Any]]:
     method configurations completed with theirs."""
     methods = {name: {"type": name, **t.defaults} for name, t in REGISTRY.items()}
     for name, settings in exp.get("methods", {}).items():
-        t = REGISTRY[settings["type"]]
-        methods[name] = {"type": t.name, **t.defaults, **settings}
+        methods[name] = {**traits(settings["type"]).defaults, **settings}
     return methods
 
 
@@ -145,12 +150,13 @@ def _parent(akey: str, parent: str | None, raw_arms: dict[str, dict[str, Any]], 
 
 def _resolve_arm(akey, name, spec, parent: Arm | None, arms, methods, n_tasks) -> Arm:
     method, first = _method_and_first_task(akey, spec, parent, methods)
-    traits = REGISTRY[methods[method]["type"]]
-    if parent is not None and (traits.joint or REGISTRY[methods[parent.method]["type"]].joint):
+    declared = traits(methods[method]["type"])
+    if parent is not None and (declared.joint or traits(methods[parent.method]["type"]).joint):
         raise ConfigError(f"{akey}.start_from", "a joint arm trains every task at once: no start_from")
-    if traits.joint:
+    if declared.joint:
         first = n_tasks  # one job: from the random init, on tasks 1..n_tasks together
-    spec = _rewritten(akey, spec, traits, _history(arms, parent))
+    _check_arm_settings(akey, spec, declared)
+    spec = _rewritten(akey, spec, declared, _history(arms, parent))
     if first > n_tasks and parent is not None:
         raise ConfigError(
             f"{akey}.start_from",
@@ -162,9 +168,10 @@ def _resolve_arm(akey, name, spec, parent: Arm | None, arms, methods, n_tasks) -
             "the experiment has one task, which the model every arm shares trains: nothing is "
             "left for this arm (give it a joint method, or the experiment more tasks)",
         )
-    _check_arm_keys(akey, spec, traits)
-    last = _last_task(akey, spec, traits, first, n_tasks)
-    return Arm(name, method, parent and parent.name, first, last, _per_task(akey, spec, traits, first, last))
+    last = _last_task(akey, spec, declared, first, n_tasks)
+    return Arm(
+        name, method, parent and parent.name, first, last, _per_task(akey, spec, declared, first, last)
+    )
 
 
 def _method_and_first_task(akey, spec, parent: Arm | None, methods) -> tuple[str, int]:
@@ -196,29 +203,41 @@ def _history(arms: dict[str, Arm], parent: Arm | None) -> list[dict[str, Any]]:
     return history
 
 
-def _rewritten(akey, spec, traits: MethodTraits, history) -> dict[str, Any]:
+def _rewritten(akey, spec, declared: MethodTraits, history) -> dict[str, Any]:
     """The method's rewrite of the arm's settings (MAG: freeze_total into freeze)."""
-    if traits.arm_settings is None:
+    if declared.arm_settings is None:
         return spec
     try:
-        return traits.arm_settings(dict(spec), history)
-    except ArmSettingError as err:
+        return declared.arm_settings(dict(spec), history)
+    except SettingError as err:
         raise ConfigError(f"{akey}.{err.key}", str(err)) from None
 
 
-def _check_arm_keys(akey, spec, traits: MethodTraits) -> None:
-    for k in spec:
-        if k not in ("method", "start_from", "n_tasks") and k not in traits.per_task:
+ARM_KEYS = ("method", "start_from", "n_tasks")  # an arm's own keys; the rest are its method's
+
+
+def _check_arm_settings(akey, spec, declared: MethodTraits) -> None:
+    """The arm's settings are its own or its method's, each value (or each task's, in a
+    list) valid under the method's declaration."""
+    own = {**declared.per_task_settings, **declared.rewritten_settings}
+    for k, value in spec.items():
+        if k in ARM_KEYS:
+            continue
+        if k not in own:
             raise ConfigError(
                 f"{akey}.{k}",
-                f"not a setting of method {traits.name!r} "
-                f"(per-task settings: {', '.join(traits.per_task) or 'none'})",
+                f"not a setting of method {declared.name!r} (per-task settings: {', '.join(own) or 'none'})",
             )
+        for i, v in enumerate(value) if isinstance(value, list) else [(None, value)]:
+            problem = schema_problem(v, own[k])
+            if problem is not None:
+                where, message = problem
+                raise ConfigError(f"{akey}.{k}" + ("" if i is None else f"[{i}]") + where, message)
 
 
-def _last_task(akey, spec, traits: MethodTraits, first: int, n_tasks: int) -> int:
+def _last_task(akey, spec, declared: MethodTraits, first: int, n_tasks: int) -> int:
     """The arm's last task: from n_tasks, its per-task lists' length, or the experiment's end."""
-    lengths = {k: len(spec[k]) for k in traits.per_task if isinstance(spec.get(k), list)}
+    lengths = {k: len(spec[k]) for k in declared.per_task if isinstance(spec.get(k), list)}
     if "n_tasks" in spec:
         count = spec["n_tasks"]
     elif lengths:
@@ -240,15 +259,15 @@ def _last_task(akey, spec, traits: MethodTraits, first: int, n_tasks: int) -> in
     return last
 
 
-def _per_task(akey, spec, traits: MethodTraits, first: int, last: int) -> dict[int, dict[str, Any]]:
+def _per_task(akey, spec, declared: MethodTraits, first: int, last: int) -> dict[int, dict[str, Any]]:
     """Each task's per-task settings: a list's entry for the task, or the one value."""
-    for k, default in traits.per_task.items():
+    for k, default in declared.per_task.items():
         if default is REQUIRED and k not in spec:
-            raise ConfigError(f"{akey}.{k}", f"required by method {traits.name!r}")
+            raise ConfigError(f"{akey}.{k}", f"required by method {declared.name!r}")
     per_task = {}
     for j, t in enumerate(range(first, last + 1)):
         values = {}
-        for k, default in traits.per_task.items():
+        for k, default in declared.per_task.items():
             v = spec.get(k, default)
             values[k] = v[j] if isinstance(v, list) else v
         per_task[t] = values

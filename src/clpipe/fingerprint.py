@@ -34,8 +34,11 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import importlib.util
 from collections.abc import Iterable
 from pathlib import Path
+
+from clpipe import plugins
 
 PACKAGE = "clpipe"
 # Modules that cannot change a result: the version string, the log format, and this
@@ -94,7 +97,8 @@ REPORT_ONLY = ("description", "role", "palette", "colour", "figures")
 
 
 class _ReportOnly(ast.NodeTransformer):
-    """Drops the REPORT_ONLY keywords of ``METHOD = MethodTraits(...)``."""
+    """Drops the REPORT_ONLY keywords of ``METHOD = MethodTraits(...)``, and the
+    "description" of each setting it declares (its schemas' text, not their meaning)."""
 
     def visit_Assign(self, node):
         call = node.value
@@ -105,6 +109,14 @@ class _ReportOnly(ast.NodeTransformer):
             and call.func.id == "MethodTraits"
         ):
             call.keywords = [k for k in call.keywords if k.arg not in REPORT_ONLY]
+            for declared in ast.walk(call):
+                if isinstance(declared, ast.Dict):
+                    kept = [
+                        (k, v)
+                        for k, v in zip(declared.keys, declared.values, strict=True)
+                        if not (isinstance(k, ast.Constant) and k.value == "description")
+                    ]
+                    declared.keys, declared.values = [k for k, _ in kept], [v for _, v in kept]
         return node
 
 
@@ -185,10 +197,11 @@ def code_modules(
     files = files or module_files()
     if not files:
         raise RuntimeError(f"{package_root()}: no .py sources of clpipe to fingerprint the jobs' code by")
-    own = closure([method_module], files) if method_module else []
+    own = closure([method_module], files, leave_out=NOT_RESULTS) if method_module else []
     others = set(method_modules) - set(own)
     roots = script_imports(script, files) + ([method_module] if method_module else [])
-    return [m for m in closure(roots, files, leave_out=others) if m not in NOT_RESULTS]
+    # what only this module and the version and log modules import runs no result either
+    return [m for m in closure(roots, files, leave_out=others | NOT_RESULTS) if m not in NOT_RESULTS]
 
 
 def fingerprint(modules: Iterable[str], files: dict[str, Path] | None = None) -> str:
@@ -198,6 +211,12 @@ def fingerprint(modules: Iterable[str], files: dict[str, Path] | None = None) ->
     for name in sorted(modules):
         digest.update(f"{name}\0{_parsed(files[name])[0]}\0".encode())
     return digest.hexdigest()[:16]
+
+
+@functools.cache
+def runs_module(script: str, module: str) -> bool:
+    """Whether a job of ``script`` runs ``module`` (a job of no method)."""
+    return module in code_modules(Path(script), None, ())
 
 
 @functools.cache
@@ -214,3 +233,56 @@ def job_code(
         shared = set(code_modules(Path(besides), None, method_modules))
         modules = [m for m in modules if m not in shared]
     return fingerprint(modules)
+
+
+# --- a user's own code (clpipe.plugins) ------------------------------------------------
+# A method, model or dataset of the user's module is part of the jobs that run it: its
+# code is hashed the same way, with that of every module of its own top-level package it
+# imports, so editing it reruns those jobs and nothing else.
+
+
+def _imported(path: Path) -> set[str]:
+    """Every module a file imports, anywhere in it (absolute imports; a relative one is
+    resolved by the caller's package)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def user_modules(modules: Iterable[str], key: str) -> dict[str, Path]:
+    """``modules`` and the modules of their own top-level packages they import,
+    recursively: name -> source file (a user's code, never the pipeline's)."""
+    files: dict[str, Path] = {}
+    todo = list(modules)
+    while todo:
+        name = todo.pop()
+        if name in files:
+            continue
+        files[name] = plugins.module_file(name, key)
+        top = name.split(".")[0]
+        for imported in _imported(files[name]):
+            if imported.split(".")[0] == top and imported not in files:
+                try:
+                    found = importlib.util.find_spec(imported)
+                except (ImportError, ValueError):
+                    found = None  # ``from pkg.mod import function``: not a module
+                if found is not None and found.origin and found.origin.endswith(".py"):
+                    todo.append(imported)
+    return files
+
+
+def user_code(modules: Iterable[str], key: str) -> str:
+    """A short hash of the code of a user's ``modules`` (and what of their own package
+    they import), by module name; "" for none."""
+    files = user_modules(modules, key)
+    if not files:
+        return ""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(f"{name}\0{code_of_file(files[name])}\0".encode())
+    return digest.hexdigest()[:16]

@@ -13,13 +13,18 @@ import functools
 from typing import Any
 
 from clpipe.experiment import Experiment
+from clpipe.fingerprint import PACKAGE
+from clpipe.fingerprint import user_code as user_code_fingerprint
 from clpipe.layout import SCRATCH, Layout
-from clpipe.methods import REGISTRY, ROLES
+from clpipe.methods import ROLES
+from clpipe.methods import traits as method_traits
+from clpipe.plugins import is_reference, split_reference
 
 
 def dataset_manifests(layout: Layout, exp: Experiment) -> list[str]:
-    """Checksum manifests of the datasets an experiment reads."""
-    return [layout.manifest(d) for d in sorted({t.dataset for t in exp.tasks})]
+    """Checksum manifests of the built-in datasets an experiment reads (a config's own
+    datasets have none: the data step's spec holds what they are, data_spec)."""
+    return [layout.manifest(d) for d in sorted({t.dataset for t in exp.tasks}) if d not in exp.datasets]
 
 
 # --- job specifications: what defines each job's output (Snakemake params) ----------
@@ -46,6 +51,10 @@ def _spec(fn):
 
 @_spec
 def data_spec(exp: Experiment) -> dict[str, Any]:
+    """The tasks and data settings; with the config's own datasets the experiment reads,
+    how to read each (clpipe.user_datasets.UserDataset.spec; the workflow adds what
+    their content is)."""
+    own = {"datasets": {n: d.spec() for n, d in exp.datasets.items()}} if exp.datasets else {}
     return {
         "tasks": [
             {"dataset": t.dataset, "classes": list(t.classes)}
@@ -53,7 +62,7 @@ def data_spec(exp: Experiment) -> dict[str, Any]:
             for t in exp.tasks
         ],
         "data": exp.raw["data"],
-    }
+    } | own
 
 
 @_spec
@@ -129,9 +138,27 @@ def next_task_spec(exp: Experiment, seed: int, arm: str, task: int) -> dict[str,
 @_spec
 def importance_spec(exp: Experiment, seed: int, task: int, method: str) -> dict[str, Any]:
     settings = exp.methods[method]
-    traits = REGISTRY[settings["type"]]
+    traits = method_traits(settings["type"])
     kept = {k: settings[k] for k in traits.importance_settings}
     return {**_task_spec(exp, seed, task), "method": {"type": settings["type"], **kept}}
+
+
+def user_code(exp: Experiment, method_type: str | None, builds_models: bool) -> str:
+    """The fingerprint of a user's own code a job of ``exp`` runs (clpipe.plugins): its
+    method's module when the method is not the package's, and the model's builder's
+    module when the job builds models (``builds_models``) and the model is a user's; ""
+    when it runs none (every built-in job)."""
+    modules = []
+    if method_type is not None:
+        module = method_traits(method_type).implementation.split(":")[0]
+        if not module.startswith(f"{PACKAGE}."):
+            modules.append(module)
+    model = exp.raw["model"]["name"]
+    if builds_models and is_reference(model):
+        modules.append(split_reference(model, f"experiments.{exp.name}.model.name")[0])
+    if not modules:
+        return ""
+    return "+" + user_code_fingerprint(modules, f"experiments.{exp.name}")
 
 
 # --- the DAG: which files each job reads ---------------------------------------------
@@ -161,7 +188,7 @@ def next_task_inputs(layout: Layout, exp: Experiment, seed: int, arm: str, task:
 def importance_inputs(
     layout: Layout, exp: Experiment, seed: int, owner: str, task: int, method: str
 ) -> dict[str, str]:
-    traits = REGISTRY[exp.methods[method]["type"]]
+    traits = method_traits(exp.methods[method]["type"])
     inputs = {
         "model": layout.model(exp.name, seed, owner, task),
         "data": layout.data(exp.name),

@@ -1,10 +1,10 @@
 """What each job asks the scheduler for (torch-free; the workflow's rules call these).
 
-Resources come from the config by *kind* of step (``train``, ``consolidate``,
-``evaluate``, ``data``, ``aggregate``), the experiment's own values over the top-level
-ones. A retried job gets a longer time limit: ``runtime`` times the attempt, so a
-training job killed at its limit comes back with twice the time and resumes from its
-last epoch checkpoint.
+Resources come from the config by *kind* of step (``train``, ``importance``: the
+compute_importance and update_progress jobs, ``evaluate``, ``data``, ``aggregate``), the
+experiment's own values over the top-level ones. A retried job gets a longer time
+limit: ``runtime`` times the attempt, so a training job killed at its limit comes back
+with twice the time and resumes from its last epoch checkpoint.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-KINDS = ("train", "consolidate", "evaluate", "data", "aggregate")
+KINDS = ("train", "importance", "evaluate", "data", "aggregate")
 # The kinds whose ``threads`` a rule uses (data, aggregation and figures run on 1 thread).
-THREADED_KINDS = ("train", "consolidate", "evaluate")
+THREADED_KINDS = ("train", "importance", "evaluate")
 
 
 def resource(

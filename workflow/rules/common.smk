@@ -17,8 +17,9 @@ from clpipe.layout import SCRATCH
 from clpipe.config_input import NAME as NAME_PATTERN
 from clpipe.config_input import check_config_files, check_data_dir, normalized_path
 from clpipe.errors import InputError
-from clpipe.fingerprint import job_code, method_modules
-from clpipe.methods import REGISTRY
+from clpipe.user_datasets import content as user_dataset_content
+from clpipe.fingerprint import job_code, method_modules, runs_module
+from clpipe.methods import traits as method_traits
 from clpipe.gpus import allocated_gpus
 from clpipe.resources import lowered_threads, lowered_threads_message, resource
 
@@ -198,15 +199,40 @@ def unreleased_md5(dataset):
     return unreleased(dataset, dataset_checksums(dataset))
 
 
+_CONTENT = {}  # the config's own datasets' content, worked out once per DAG
+
+
+def user_dataset_contents(exp):
+    """{dataset: content} of the config's own datasets an experiment reads (a tensor
+    file's md5, an image folder's names and md5s, a loader's code: clpipe.user_datasets
+    .content): in the data step's spec, so a changed content rebuilds the data and a
+    touched file does not. A file or folder that is gone stops the run here."""
+    for name, ds in exp.datasets.items():
+        if name not in _CONTENT:
+            try:
+                _CONTENT[name] = user_dataset_content(
+                    ds, USER_DATASETS_CACHE, write_cache=not DRY_RUN
+                )
+            except InputError as err:
+                refuse(f"invalid configuration: {err}")
+    return {name: _CONTENT[name] for name in sorted(exp.datasets)}
+
+
+# md5 sums of the config's own datasets' files by path, size and mtime
+USER_DATASETS_CACHE = f"{LAYOUT.results}/datasets/user-datasets-cache.json"
+
+
 def prepare_data_spec(wildcards):
-    """The data step's spec: what it builds, and the md5 of each file it reads that is
-    not the release's, so that a changed (generated) file rebuilds the data."""
+    """The data step's spec: what it builds, the md5 of each file it reads that is not
+    the release's, so that a changed (generated) file rebuilds the data, and the content
+    of the config's own datasets it reads (which have no manifest)."""
     exp = experiment(wildcards)
     spec = plan.data_spec(exp)
     unreleased = {}
-    for dataset in sorted({t.dataset for t in exp.tasks}):
+    for dataset in built_in_datasets(exp):
         unreleased.update(unreleased_md5(dataset))
-    return {**spec, "unreleased_md5": unreleased} if unreleased else spec
+    own = {"dataset_content": user_dataset_contents(exp)} if exp.datasets else {}
+    return {**spec, "unreleased_md5": unreleased} | own if unreleased else spec | own
 
 
 # The methods' modules: a job runs its own method's module only.
@@ -214,17 +240,22 @@ METHOD_MODULES = method_modules()
 
 
 def code(script, method=None, besides=None):
-    """A job's rerun trigger for the package code it runs: the fingerprint of the
-    clpipe modules its script imports, recursively, and of its method's module
-    (clpipe.fingerprint). ``method``: the method type, or how the job's wildcards name
-    it. ``besides``: a script whose modules are left out (see download_data)."""
+    """A job's rerun trigger for the code it runs: the fingerprint of the clpipe modules
+    its script imports, recursively, and of its method's module (clpipe.fingerprint),
+    and of the user's own method or model it runs, if any (plan.user_code). ``method``:
+    the method type, or how the job's wildcards name it. ``besides``: a script whose
+    modules are left out (see download_data)."""
     path = str(SRC / script)
     other = str(SRC / besides) if besides else None
 
     def value(wildcards):
         kind = method(wildcards) if callable(method) else method
-        own = REGISTRY[kind].implementation.split(":")[0] if kind else None
-        return job_code(path, own, METHOD_MODULES, other)
+        own = method_traits(kind).implementation.split(":")[0] if kind else None
+        package_code = job_code(path, own, METHOD_MODULES, other)
+        if "experiment" not in wildcards.keys():
+            return package_code
+        builds_models = runs_module(path, "clpipe.networks")
+        return package_code + plan.user_code(experiment(wildcards), kind, builds_models)
 
     return value
 
@@ -259,6 +290,11 @@ def model_group(owner=None, task=None):
 # --- input functions -------------------------------------------------------------
 
 
+def built_in_datasets(exp):
+    """The built-in datasets an experiment reads (the config's own have no manifest)."""
+    return sorted({t.dataset for t in exp.tasks} - set(exp.datasets))
+
+
 def dataset_manifests(wildcards):
     """The data step's manifests, ancient when the dataset's files are the release's:
     the manifests' checksums, not their mtimes, say what the data are, and rechecking
@@ -271,7 +307,7 @@ def dataset_manifests(wildcards):
             if manifest_is_ancient(unreleased_md5(d))
             else LAYOUT.manifest(d)
         )
-        for d in sorted({t.dataset for t in experiment(wildcards).tasks})
+        for d in built_in_datasets(experiment(wildcards))
     ]
 
 

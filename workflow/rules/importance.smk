@@ -15,10 +15,10 @@ rule compute_importance:
         model_group()
     conda:
         "../../envs/torch.yaml"
-    threads: res("consolidate", "threads")
+    threads: res("importance", "threads")
     resources:
-        mem_mb=res("consolidate", "mem_mb"),
-        runtime=res("consolidate", "runtime"),
+        mem_mb=res("importance", "mem_mb"),
+        runtime=res("importance", "runtime"),
         gpu=gpus,
     params:
         code=code("compute_importance.py", method=named_method),
@@ -44,8 +44,8 @@ rule update_progress:
         "../../envs/torch.yaml"
     threads: 1
     resources:
-        mem_mb=res("consolidate", "mem_mb"),
-        runtime=res("consolidate", "runtime"),
+        mem_mb=res("importance", "mem_mb"),
+        runtime=res("importance", "runtime"),
     params:
         code=code("update_progress.py", method=arm_method),
         spec=lambda w: plan.progress_spec(

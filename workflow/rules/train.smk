@@ -15,9 +15,9 @@ rule init_model:
     threads: 1
     resources:
         # no GPU: the init is drawn on the CPU, the same on every device (its group's
-        # evaluation asks for the GPU)
-        mem_mb=res("consolidate", "mem_mb"),
-        runtime=res("consolidate", "runtime"),
+        # evaluation asks for the GPU); a small step, sized as that evaluation
+        mem_mb=res("evaluate", "mem_mb"),
+        runtime=res("evaluate", "runtime"),
     params:
         code=code("init_model.py"),
         spec=lambda w: plan.init_spec(experiment(w), int(w.seed)),

@@ -1,25 +1,44 @@
 """Continual-learning methods: the registry the workflow reads (torch-free).
 
-A method is one file in this package: it declares its :class:`MethodTraits` as
-``METHOD`` (name, description, settings and their defaults, per-task settings, which
+A method is one file: it declares its :class:`MethodTraits` as ``METHOD`` (name,
+description, settings as JSON schemas with their defaults, per-task settings, which
 steps follow a task, its rewrite of an arm's settings, its role in the reports, its
 colours and figures) before its implementation's imports, then implements
 :class:`clpipe.methods.base.ContinualMethod`. The registry reads every file's
 declaration without running the rest of it (:func:`read_declaration`): the workflow
-never imports torch or a method's implementation to build the DAG. Adding a method is
-adding its file (and its settings to the config schema).
+never imports torch or a method's implementation to build the DAG, and the config's
+validation of a method's settings is generated from its declaration
+(:func:`method_schema`). Adding a method is adding its file.
+
+The built-in methods are this package's files. A user's own method lives in their own
+module, declared the same way, and a config names it by ``type: package.module:Class``
+or by the name an installed distribution registers it under (entry point group
+``clpipe.methods``, :mod:`clpipe.plugins`); :func:`traits` reads its declaration from
+its file the same way.
 """
 
 from __future__ import annotations
 
 import ast
 import importlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from clpipe.methods.traits import REQUIRED, ROLES, ArmSettingError, MethodTraits
+from clpipe.errors import ConfigError
+from clpipe.methods.traits import REQUIRED, ROLES, MethodTraits, SettingError
+from clpipe.plugins import METHOD_ENTRY_POINTS, entry_point, is_reference, module_file, split_reference
 
-__all__ = ["REGISTRY", "REQUIRED", "ROLES", "ArmSettingError", "MethodTraits", "load_method", "traits"]
+__all__ = [
+    "REGISTRY",
+    "REQUIRED",
+    "ROLES",
+    "SettingError",
+    "MethodTraits",
+    "load_method",
+    "method_schema",
+    "traits",
+]
 
 # what a declaration may import: torch-free modules only (the rest is the implementation's)
 DECLARATION_IMPORTS = (
@@ -81,17 +100,75 @@ def _builtin_methods() -> dict[str, MethodTraits]:
 REGISTRY: dict[str, MethodTraits] = _builtin_methods()
 
 
-def traits(method_type: str) -> MethodTraits:
+_USER_METHODS: dict[str, MethodTraits] = {}  # a user's methods by their config type, once read
+
+
+def _user_method(method_type: str, key: str) -> MethodTraits | None:
+    """The declaration of a method named by ``module:Class`` or an entry point, or None."""
+    reference = method_type if is_reference(method_type) else entry_point(METHOD_ENTRY_POINTS, method_type)
+    if reference is None:
+        return None
+    module, _ = split_reference(reference, key)
     try:
+        method = read_declaration(module_file(module, key), module)
+    except (TypeError, SyntaxError) as err:
+        raise ConfigError(key, f"{method_type!r}: {err}") from None
+    if method.implementation != reference:
+        raise ConfigError(
+            key,
+            f"{method_type!r}: module {module!r} declares method {method.name!r} implemented by "
+            f"{method.implementation!r}, not {reference!r}",
+        )
+    if method.name in REGISTRY:
+        raise ConfigError(
+            key, f"{method_type!r} declares the name {method.name!r} of a built-in method; rename it"
+        )
+    return method
+
+
+def traits(method_type: str, key: str = "method.type") -> MethodTraits:
+    """What the workflow knows of a method: a built-in one by its name, a user's by
+    ``module:Class`` or an entry point's name (its declaration read, not imported).
+    ``key``: the config key that names it, for the error an unknown one gets."""
+    if method_type in REGISTRY:
         return REGISTRY[method_type]
-    except KeyError:
-        known = ", ".join(sorted(REGISTRY))
-        raise KeyError(f"unknown method {method_type!r}; known methods: {known}") from None
+    if method_type not in _USER_METHODS:
+        method = _user_method(method_type, key)
+        if method is None:
+            known = ", ".join(sorted(REGISTRY))
+            raise ConfigError(
+                key,
+                f"unknown method {method_type!r}: built-in methods are {known}; a method of your "
+                f"own is named by module:Class (its module on PYTHONPATH) or by an entry point "
+                f"of group {METHOD_ENTRY_POINTS!r}",
+            )
+        _USER_METHODS[method_type] = method
+    return _USER_METHODS[method_type]
+
+
+def method_schema(method_types: Iterable[str]) -> dict[str, Any]:
+    """The JSON schema of a ``methods:`` entry of the config, generated from the
+    declarations of ``method_types`` (every type the config names; each must be known):
+    its ``type`` and, for each type, its settings and nothing else."""
+    return {
+        "type": "object",
+        "required": ["type"],
+        "properties": {"type": {"type": "string"}},
+        "allOf": [
+            {
+                "if": {"properties": {"type": {"const": kind}}, "required": ["type"]},
+                "then": {
+                    "additionalProperties": False,
+                    "properties": {"type": {}, **traits(kind).settings},
+                },
+            }
+            for kind in sorted(set(method_types))
+        ],
+    }
 
 
 def load_method(settings: dict[str, Any]):
     """Instantiate the method described by a normalised method config (has ``type``)."""
-    info = traits(settings["type"])
-    module_name, class_name = info.implementation.split(":")
+    module_name, class_name = traits(settings["type"]).implementation.split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls({k: v for k, v in settings.items() if k != "type"})

@@ -2,10 +2,11 @@
 
 A method answers two questions (as in Mammoth/FACIL):
 
-- *what to consolidate after a task* -- :meth:`compute_importance` (the workflow's
-  "compute importance" step: MAG's freezing values, EWC's Fisher) and
-  :meth:`update_progress` (the "update progress" step: MAG's cumulative frozen set);
-- *how to train the next task* -- :meth:`begin_task` reads what was consolidated,
+- *what to carry to the next task* -- :meth:`compute_importance` (the workflow's
+  "compute importance" step, written as importance.pt: MAG's freezing values, EWC's
+  Fisher and anchors, replay's buffer) and :meth:`update_progress` (the "update
+  progress" step, progress.pt: MAG's cumulative frozen set);
+- *how to train the next task* -- :meth:`begin_task` reads the previous task's importance,
   :meth:`attach` hooks into the optimizer, :meth:`penalty` adds to the loss,
   :meth:`after_backward` adjusts the gradients, and
   :meth:`end_task` returns the task's record for the progress step.
@@ -81,7 +82,8 @@ class ContinualMethod:
         task_settings: dict[str, Any],
         ctx: TaskContext,
     ) -> None:
-        """Prepare to train a task from what the previous task's steps consolidated."""
+        """Prepare to train a task from the previous task's importance (None: the method
+        has no importance step)."""
 
     def attach(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
         """Hook into the task's optimizer (called once, before the first step)."""

@@ -24,7 +24,7 @@ The sum over tasks is folded into one quadratic per parameter,
 
 from __future__ import annotations
 
-from clpipe.methods.traits import REQUIRED, MethodTraits
+from clpipe.methods.traits import MethodTraits
 
 # The method as the workflow reads it, without importing what follows (clpipe.methods)
 METHOD = MethodTraits(
@@ -34,14 +34,48 @@ METHOD = MethodTraits(
         "elastic weight consolidation: a Fisher-weighted quadratic penalty towards "
         "the weights after each earlier task (or one running Fisher: online EWC)"
     ),
-    defaults={
-        "fisher_labels": "empirical",
-        "fisher_samples": None,
-        "fisher_batch_size": 64,
-        "online": False,
-        "decay": 1.0,
+    settings={
+        "fisher_labels": {
+            "enum": ["empirical", "predicted", "sampled"],
+            "default": "empirical",
+            "description": (
+                "label of each sample's log-likelihood gradient: the true label, the model's "
+                'prediction, or one sampled from its output ("true Fisher")'
+            ),
+        },
+        "fisher_samples": {
+            "type": ["integer", "null"],
+            "minimum": 1,
+            "default": None,
+            "description": "training samples the Fisher averages over (null = the whole task)",
+        },
+        "fisher_batch_size": {
+            "type": "integer",
+            "minimum": 1,
+            "default": 64,
+            "description": "samples per batch of per-sample gradients (memory, not the result)",
+        },
+        "online": {
+            "type": "boolean",
+            "default": False,
+            "description": "one running Fisher (decayed) and one anchor instead of one per task",
+        },
+        "decay": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "default": 1.0,
+            "description": "online EWC; weight of the old Fisher when the new one is added",
+        },
     },
-    per_task={"lambda": REQUIRED},
+    per_task_settings={
+        # no default: every EWC arm says its strength
+        "lambda": {
+            "type": "number",
+            "minimum": 0,
+            "description": "strength of the penalty (lambda / 2) * sum F (theta - theta*)^2",
+        },
+    },
     importance=True,
     importance_settings=("fisher_labels", "fisher_samples", "fisher_batch_size", "online", "decay"),
     chained_importance=True,

@@ -1,6 +1,6 @@
 """Growing a task-masked network by a column per task (METHODS.md section 4, "SynapticNet").
 
-The model is a :class:`clpipe.growing.GrowingTaskNet` (config ``model: {name: growing}``)
+The model is a :class:`clpipe.networks.growing.GrowingTaskNet` (config ``model: {name: growing}``)
 in the task scenario. Task 1 is the network as built (trained by the shared first-task
 step). Before each later task the network grows a column for it: ``grow_conv`` channels
 in every conv layer (one count, or one per layer), ``grow_hidden`` hidden units and a
@@ -21,7 +21,7 @@ features; that head is trained briefly (``probe_epochs`` epochs through
 :func:`clpipe.training.train_task` on the task's training split, the task's optimizer
 and batch size, constant learning rate, no early stopping, no epoch checkpoint, every
 other entry protected as in the real training), its accuracy on the task's validation
-split goes to :func:`clpipe.growing.decide_growth`, and only below ``threshold`` the
+split goes to :func:`decide_growth` (below), and only below ``threshold`` the
 task's column is widened by ``grow_conv`` / ``grow_hidden`` (new head entries 0 with
 ``init: standard``, so the probed head keeps its function). The task's training then
 starts from the probed head. In ``isolated`` mode a head-only task reads nothing, so
@@ -32,12 +32,34 @@ a killed job resumes (the epoch checkpoint then restores the training's own stat
 The record of each task (record.pt) holds the growth, the parameter counts and, with
 ``auto_grow``, the decision (probe accuracy, threshold, grow or not, parameters before
 and after) and the probe's epochs; the same counts are columns of history.csv
-(``clpipe.models.parameter_report``).
+(``clpipe.networks.parameter_report``).
 """
 
 from __future__ import annotations
 
-from clpipe.methods.traits import MethodTraits
+from typing import Any
+
+from clpipe.methods.traits import MethodTraits, SettingError
+
+GROWTH = {"type": "integer", "minimum": 0}  # units added to a layer
+
+
+def check_auto_grow(settings: dict[str, Any], experiment: dict[str, Any]) -> str | None:
+    """auto_grow probes a head over the earlier columns' frozen features, which only
+    mode read gives a task; it decides on the validation split."""
+    if settings.get("auto_grow") is None:
+        return None
+    mode = settings.get("mode") or experiment["model"].get("mode")  # the model's, filled in
+    if mode != "read":
+        raise SettingError(
+            "auto_grow",
+            f"probes a head over the earlier tasks' frozen features, which needs mode 'read'; "
+            f"the method runs in mode {mode!r}"
+            + ("" if settings.get("mode") else " (the model's: set the method's mode to 'read')")
+            + ", where a task without units of its own reads nothing",
+        )
+    return "auto_grow"
+
 
 # The method as the workflow reads it, without importing what follows (clpipe.methods)
 METHOD = MethodTraits(
@@ -47,13 +69,54 @@ METHOD = MethodTraits(
         "a task-masked network that grows a column of units and a head per task and "
         "trains only the new column (METHODS.md section 4)"
     ),
-    # mode None: the model's mode. auto_grow ({threshold, probe_epochs}: grow a task's
-    # column only if a head over the earlier columns falls short) has no default
-    # here: absent means always grow, and the jobs of arms without it keep their specs
-    defaults={"mode": None},
-    # units added to every conv layer (one count, or a list with one per layer) and
-    # to the hidden layer for each task (the source: 64 / 512; 128 / 1024 for CIFAR-100)
-    per_task={"grow_conv": 64, "grow_hidden": 512},
+    settings={
+        "mode": {
+            "enum": ["isolated", "read", None],
+            "default": None,
+            "description": (
+                "mode of the grown network (null: the model's mode). isolated: each task runs its "
+                "own column only; read: a task's column also reads every earlier column's frozen "
+                "features. Task 1 computes the same in both"
+            ),
+        },
+        # no default: absent means always grow, and the jobs of arms without it keep their specs
+        "auto_grow": {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "required": ["threshold"],
+            "properties": {
+                "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+                "probe_epochs": {"type": "integer", "minimum": 1, "default": 1},
+            },
+            "description": (
+                "automatic growth (mode read only; null or absent: always grow). Before a task's "
+                "units are added, the task gets a head only, over the earlier tasks' frozen "
+                "features, trained for probe_epochs [1] epochs (the task's optimizer and batch "
+                "size, constant learning rate); the task's column (grow_conv / grow_hidden) is "
+                "added only if that head's accuracy on the task's validation split is below "
+                "threshold. The decision and the parameter counts go into the task's record.pt "
+                "and its log"
+            ),
+        },
+    },
+    # the source: 64 / 512 per task; 128 / 1024 for CIFAR-100
+    per_task_settings={
+        "grow_conv": {
+            "oneOf": [GROWTH, {"type": "array", "minItems": 1, "items": GROWTH}],
+            "default": 64,
+            "description": (
+                "channels added to every conv layer for the task, or a list with one count per "
+                "conv layer ([32, 32, 64, 64]); per task a list of those: [64, 64, 128] or "
+                "[[32, 32, 64, 64]]"
+            ),
+        },
+        "grow_hidden": {
+            **GROWTH,
+            "default": 512,
+            "description": "hidden units added for the task",
+        },
+    },
+    check_settings=check_auto_grow,
     grows=True,
     palette="Reds",
 )
@@ -61,13 +124,14 @@ METHOD = MethodTraits(
 # --- the implementation ------------------------------------------------------------
 
 import logging
-from typing import Any
+import math
+from dataclasses import asdict, dataclass
 
 from torch import nn
 
-from clpipe.growing import GrowingTaskNet, decide_growth
 from clpipe.methods.base import ContinualMethod, TaskContext
-from clpipe.models import parameter_report
+from clpipe.networks import parameter_report
+from clpipe.networks.growing import GrowingTaskNet
 from clpipe.optim import StepScaler
 from clpipe.training import train_task
 
@@ -81,6 +145,43 @@ PROBE_DROPS = ("epochs", "iterations", "schedule", "early_stopping")
 def probe_train_config(train_cfg: dict[str, Any], epochs: int) -> dict[str, Any]:
     """The task's train settings for a growth probe of ``epochs`` epochs."""
     return {**{k: v for k, v in train_cfg.items() if k not in PROBE_DROPS}, "epochs": int(epochs)}
+
+
+# --- automatic growth (the source's future work): whether a task's column is added ---
+
+
+@dataclass(frozen=True)
+class GrowthDecision:
+    task: int
+    accuracy: float  # validation accuracy after briefly training the existing capacity
+    threshold: float
+    grow: bool
+    parameters_before: int
+    parameters_after: int  # what growing gives, or parameters_before when not growing
+
+    def record(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def decide_growth(
+    task: int, accuracy: float, threshold: float, parameters_before: int, parameters_if_grown: int
+) -> GrowthDecision:
+    """Grow when the validation accuracy is below the threshold (the source's proposed
+    trigger). The caller measures ``accuracy`` -- e.g. after briefly training the task's
+    units, or in ``read`` mode only a head over earlier tasks' features -- and, on a
+    decision to grow, calls :meth:`GrowingTaskNet.grow` with the counts it priced."""
+    accuracy, threshold = float(accuracy), float(threshold)
+    if not math.isfinite(accuracy) or not 0.0 <= accuracy <= 1.0:
+        raise ValueError(f"a validation accuracy in [0, 1] is needed to decide on growth, got {accuracy}")
+    grow = accuracy < threshold
+    return GrowthDecision(
+        task=task,
+        accuracy=accuracy,
+        threshold=threshold,
+        grow=grow,
+        parameters_before=int(parameters_before),
+        parameters_after=int(parameters_if_grown if grow else parameters_before),
+    )
 
 
 class GrowingNetwork(ContinualMethod):

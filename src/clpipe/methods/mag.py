@@ -14,7 +14,9 @@ Which tensors are managed: kernels (conv and linear weights), and biases too whe
 
 from __future__ import annotations
 
-from clpipe.methods.traits import ArmSettingError, MethodTraits
+from clpipe.methods.traits import MethodTraits, SettingError
+
+PERCENT = {"type": "number", "minimum": 0, "exclusiveMaximum": 100}
 
 
 def freeze_from_totals(spec: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -27,7 +29,7 @@ def freeze_from_totals(spec: dict[str, Any], history: list[dict[str, Any]]) -> d
     if "freeze_total" not in spec:
         return spec
     if "freeze" in spec:
-        raise ArmSettingError("freeze_total", "give either freeze or freeze_total, not both")
+        raise SettingError("freeze_total", "give either freeze or freeze_total, not both")
     totals = spec["freeze_total"] if isinstance(spec["freeze_total"], list) else [spec["freeze_total"]]
     kept = 1.0
     for h in history:
@@ -37,7 +39,7 @@ def freeze_from_totals(spec: dict[str, Any], history: list[dict[str, Any]]) -> d
     for i, total in enumerate(totals):
         if total < before - 1e-9:
             where = "the arm it starts from" if i == 0 else f"task {i}'s {before:g}"
-            raise ArmSettingError(
+            raise SettingError(
                 f"freeze_total[{i}]",
                 f"{total:g}% is less than what is already frozen ({before:g}% after {where}); "
                 "freeze_total is cumulative and must not decrease",
@@ -56,8 +58,37 @@ METHOD = MethodTraits(
     description=(
         "magnitude-based per-weight learning rates (freezing values) with freezing of the largest weights"
     ),
-    defaults={"gamma": 1.0, "scale_biases": False},
-    per_task={"freeze": 0.0},
+    settings={
+        "gamma": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "default": 1.0,
+            "description": "exponent of the freezing value 1 - (|w| / max|w|) ** gamma",
+        },
+        "scale_biases": {
+            "type": "boolean",
+            "default": False,
+            "description": "scale (and freeze) biases too; the original scaled kernels only",
+        },
+    },
+    per_task_settings={
+        "freeze": {
+            **PERCENT,
+            "default": 0.0,
+            "description": "percent of the still-trainable weights of each tensor frozen at the task",
+        },
+    },
+    # an arm's alternative to freeze, rewritten into it (arm_settings) before the arm is resolved
+    rewritten_settings={
+        "freeze_total": {
+            **PERCENT,
+            "description": (
+                "instead of freeze: percent of each tensor frozen in all after the task "
+                "(cumulative over the arm's history, so it must not decrease; "
+                "freeze_total [20, 60] is freeze [20, 50])"
+            ),
+        },
+    },
     importance=True,
     importance_settings=("gamma", "scale_biases"),
     progress=True,

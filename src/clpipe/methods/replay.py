@@ -35,13 +35,58 @@ METHOD = MethodTraits(
         "experience replay: after each task its hardest (or easiest) training samples "
         "by EL2N, entropy or margin (or random ones) join a buffer trained on with later tasks"
     ),
-    defaults={
-        "score": "random",
-        "keep": "hardest",
-        "budget": {"fraction": 0.01},
-        "mode": "concat",
-        "replay_batch_size": None,
-        "replay_weight": 1.0,
+    settings={
+        "score": {
+            "enum": ["el2n", "entropy", "margin", "random"],
+            "default": "random",
+            "description": (
+                "hardness of a training sample under the trained model's softmax p: "
+                "el2n ||p - onehot(y)||, entropy -sum p ln p, margin p_y - max other p, or a random number"
+            ),
+        },
+        "keep": {
+            "enum": ["hardest", "easiest"],
+            "default": "hardest",
+            "description": "keep the hardest (highest EL2N / entropy, lowest margin) or the easiest",
+        },
+        "budget": {
+            "type": "object",
+            "additionalProperties": False,
+            "minProperties": 1,
+            "maxProperties": 1,
+            "properties": {
+                "fraction": {"type": "number", "minimum": 0, "maximum": 1},
+                "per_class": {"type": "integer", "minimum": 0},
+                "memory": {"type": "integer", "minimum": 0},
+            },
+            "default": {"fraction": 0.01},
+            "description": (
+                "one of: fraction (int(f * n) samples of each task join the buffer, which only "
+                "grows: the source), per_class (that many samples of every class seen), memory "
+                "(that many samples in all, shared equally by the classes seen so far; old "
+                "entries are evicted to make room)"
+            ),
+        },
+        "mode": {
+            "enum": ["concat", "batch"],
+            "default": "concat",
+            "description": (
+                "concat: buffer and new data shuffled together (the source); batch: a separate "
+                "replay batch each step, its loss added with replay_weight"
+            ),
+        },
+        "replay_batch_size": {
+            "type": ["integer", "null"],
+            "minimum": 1,
+            "default": None,
+            "description": "mode batch; samples per replay batch (null = the training batch size)",
+        },
+        "replay_weight": {
+            "type": "number",
+            "minimum": 0,
+            "default": 1.0,
+            "description": "mode batch; weight of the replay batch's loss",
+        },
     },
     importance=True,
     importance_settings=("score", "keep", "budget"),

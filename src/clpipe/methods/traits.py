@@ -3,6 +3,12 @@
 Every method file declares one :class:`MethodTraits` as ``METHOD`` before its
 implementation's imports; :mod:`clpipe.methods` reads that part of the file without
 running the rest (no torch at DAG time).
+
+A method's settings are declared as JSON schemas, each with its ``default`` (a
+per-task setting without one is REQUIRED: every arm of the method gives it). The
+config's validation is generated from them (:func:`clpipe.methods.method_schema`, and
+the arms' per-task values by :mod:`clpipe.experiment`); their defaults are what a job
+gets for a setting the config leaves out.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ REQUIRED = None  # a per-task setting without a default: every arm of the method
 ROLES = ("baseline", "upper_bound")  # in the order the default comparisons are listed
 
 
-class ArmSettingError(ValueError):
-    """An arm setting a method refuses; ``key`` is the setting's name under the arm."""
+class SettingError(ValueError):
+    """A setting a method refuses; ``key`` is its name under the arm or the method's
+    entry (``freeze_total[1]``, ``auto_grow``)."""
 
     def __init__(self, key: str, message: str):
         self.key = key
@@ -30,11 +37,14 @@ class MethodTraits:
     name: str
     implementation: str  # "module:Class", imported only by the steps that run it
     description: str
-    # Method-level settings and their defaults (the config's ``methods:`` entries).
-    defaults: dict[str, Any] = field(default_factory=dict)
-    # Per-task settings of an arm (a value, or a list with one value per task) and their
-    # defaults; REQUIRED: every arm of the method must give it.
-    per_task: dict[str, Any] = field(default_factory=dict)
+    # Method-level settings (the config's ``methods:`` entries): name -> the JSON schema
+    # of its value, with its "default" (none: the setting may be left out, and is then
+    # absent from the job's settings).
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Per-task settings of an arm (a value, or a list with one value per task): name ->
+    # the JSON schema of one task's value, with its "default" (none: REQUIRED, every arm
+    # of the method gives it).
+    per_task_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     # After a task: a "compute importance" step writes what the next task needs.
     importance: bool = False
     # Settings the importance step depends on (the others only affect training).
@@ -48,6 +58,14 @@ class MethodTraits:
     # cumulative freeze_total into per-task freeze); gets the arm's settings and the
     # per-task settings of the tasks its history trained before it.
     arm_settings: Callable[[dict[str, Any], list[dict[str, Any]]], dict[str, Any]] | None = None
+    # Arm settings only arm_settings reads (a value, or one per task): name -> the JSON
+    # schema of one task's value; they never reach a job.
+    rewritten_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Checks a configuration of the method against the rest of its experiment (the
+    # validated config section), beyond what the schemas say; raises SettingError
+    # naming the setting. Returns the setting that decides on the validation split, if
+    # any (the experiment must hold one out), else None.
+    check_settings: Callable[[dict[str, Any], dict[str, Any]], str | None] | None = None
     # The arm is one job per seed: the random init trained on every task at once (its
     # history is the init and the model after the last task; no start_from).
     joint: bool = False
@@ -68,3 +86,35 @@ class MethodTraits:
     # Figures drawn for an experiment with arms of this method, beside every experiment's
     # ("freeze": ACC and forgetting against the share of weights frozen, per-task "freeze").
     figures: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        declarations = {
+            "settings": self.settings,
+            "per_task_settings": self.per_task_settings,
+            "rewritten_settings": self.rewritten_settings,
+        }
+        for kind, declared in declarations.items():
+            for key, schema in declared.items():
+                if not isinstance(schema, dict):
+                    raise TypeError(
+                        f"method {self.name!r}: {kind}[{key!r}] is a JSON schema (a dict, e.g. "
+                        f'{{"type": "number", "default": 1.0}}), not {schema!r}'
+                    )
+        names = [k for declared in declarations.values() for k in declared]
+        twice = sorted({k for k in names if names.count(k) > 1})
+        if twice:
+            raise TypeError(f"method {self.name!r}: {twice} declared twice (settings, per task, rewritten)")
+        if self.rewritten_settings and self.arm_settings is None:
+            raise TypeError(
+                f"method {self.name!r}: rewritten_settings without the arm_settings that rewrites them"
+            )
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """The method-level settings' defaults (those that have one)."""
+        return {k: s["default"] for k, s in self.settings.items() if "default" in s}
+
+    @property
+    def per_task(self) -> dict[str, Any]:
+        """Each per-task setting's default, or REQUIRED."""
+        return {k: s.get("default", REQUIRED) for k, s in self.per_task_settings.items()}

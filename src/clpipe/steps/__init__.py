@@ -2,7 +2,7 @@
 
 One module per kind of step, as the rules are grouped (``workflow/rules/*.smk``):
 ``download`` and ``prepare`` (the data steps), ``init`` (init_model), ``train``
-(train_first_task, train_next_task), ``consolidate`` (compute_importance,
+(train_first_task, train_next_task), ``importance`` (compute_importance,
 update_progress) and ``evaluate``. Each rule's script in ``src/`` unpacks Snakemake's
 inputs, outputs and params and calls one function here; the same functions can be
 called from Python or a notebook. ``spec`` is the job's definition (its Snakemake

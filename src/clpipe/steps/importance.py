@@ -1,4 +1,5 @@
-"""Steps compute_importance and update_progress: what a method keeps after a task."""
+"""Steps compute_importance and update_progress: a method's importance, what it carries
+from a task to the next, and its progress, its running state over the tasks."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from clpipe.live import LiveLog, run_dir
 from clpipe.methods import load_method
 from clpipe.methods.base import ContinualMethod
 from clpipe.methods.finetune import FineTune
-from clpipe.models import parameter_report, spec_of
+from clpipe.networks import parameter_report, spec_of
 from clpipe.optim import CarriedOptimizerState
 from clpipe.provenance import provenance
 from clpipe.runtime import Runtime, derive_seed, seed_everything
@@ -51,14 +51,14 @@ def _train(
 
     With ``scripts_dir`` (the rule scripts' folder) it also evaluates the model file it
     wrote, for the evaluate rule to use (clpipe.steps.evaluate)."""
-    consolidated = io.load(importance, "importance") if importance else None
+    carried = io.load(importance, "importance") if importance else None
     # Seeded by run seed and task only (not the arm): two arms that do the same thing
     # on a task give bit-identical results.
     generator = seed_everything(derive_seed(spec["seed"], "train", spec["task"]))
     model, loaded = load_model(model_in, runtime.device)
     tasks = load_tasks(data)
     scenario, pipeline, ctx = task_context(spec, tasks, runtime, generator, model)
-    method.begin_task(model, consolidated, method.per_task(spec.get("task_settings", {})), ctx)
+    method.begin_task(model, carried, method.per_task(spec.get("task_settings", {})), ctx)
     label = f"{spec['experiment']} seed {spec['seed']} {spec.get('arm', 'scratch')} task {spec['task']}"
     # Epoch checkpoints beside the outputs (not an output: Snakemake leaves it alone when
     # it reruns the killed job), valid for exactly this job and these input files.
@@ -156,7 +156,7 @@ def train_next_task(
     runtime: Runtime,
     scripts_dir: str | None = None,
 ) -> None:
-    """A later task of an arm: its method, what the last task consolidated, its settings."""
+    """A later task of an arm: its method, the last task's importance, its settings."""
     record = _train(
         "train_next_task",
         model_in=model_in,
