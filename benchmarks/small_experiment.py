@@ -57,7 +57,7 @@ STEP_OF_BENCHMARK = {
     "prepare_data.benchmark.tsv": "prepare_data",
     "aggregate.benchmark.tsv": "aggregate",
     "plot_experiment.benchmark.tsv": "plot_experiment",
-    "plot_freeze.benchmark.tsv": "plot_freeze",
+    "plot_freeze.benchmark.tsv": "plot_setting_figure",  # MAG's own figure, freeze
 }
 
 

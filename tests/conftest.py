@@ -17,7 +17,7 @@ SNAKEFILE = ROOT / "workflow" / "Snakefile"
 # ``unit`` test (``pytest -m unit``: the fast loop).
 WORKFLOW_MODULES = {
     "test_benchmarks", "test_faults", "test_growing_workflow", "test_live", "test_module", "test_report",
-    "test_reruns", "test_slurm", "test_user_datasets_workflow", "test_workflow",
+    "test_reruns", "test_slurm", "test_user_code", "test_user_datasets_workflow", "test_workflow",
 }  # fmt: skip
 
 

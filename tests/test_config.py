@@ -404,16 +404,17 @@ def test_the_registry_s_methods_have_known_roles_colours_and_figures():
     import matplotlib.colors
     import seaborn as sns
 
+    from clpipe.layout import EXPERIMENT_FIGURES
     from clpipe.methods import REGISTRY, ROLES
+    from clpipe.methods.traits import SettingFigure
 
-    figure_rules = (ROOT / "workflow/rules/figures.smk").read_text()
     for name, t in REGISTRY.items():
         assert t.name == name
         assert t.role in (*ROLES, None), name
         assert sns.color_palette(t.palette, 3), name
         assert t.colour is None or matplotlib.colors.is_color_like(t.colour), name
         for figure in t.figures:
-            assert f"figures/{figure}.png" in figure_rules, f"{name}: no rule draws figures/{figure}.png"
+            assert isinstance(figure, SettingFigure) and figure.name not in EXPERIMENT_FIGURES, name
 
 
 def test_the_schema_names_exactly_the_models_with_settings():
@@ -425,6 +426,16 @@ def test_the_schema_names_exactly_the_models_with_settings():
     assert spec["init"] == "torch"  # the one default, where the config fills it too
     assert completed({"name": "mlp", "hidden": [8], "init": "torch"})["init"] == "torch"
     assert "hidden" not in completed({"name": "mlp"})  # required: no default to fall back on
+
+
+def test_the_schema_names_exactly_the_built_in_datasets_and_the_metrics():
+    from clpipe.catalog import DATASETS
+    from clpipe.metrics import ALL_METRICS
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    enums = [sorted(map(str, e)) for e in _enums(schema)]
+    assert sorted(DATASETS) in enums
+    assert sorted(ALL_METRICS) in enums  # report.metrics
 
 
 def _enums(node):

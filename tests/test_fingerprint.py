@@ -41,7 +41,7 @@ def test_tables_and_figures_run_no_training_code():
     tables = {"clpipe.aggregate", "clpipe.cpu_isa", "clpipe.errors", "clpipe.io", "clpipe.layout",
               "clpipe.live", "clpipe.metrics", "clpipe.stats"}  # fmt: skip
     assert modules("aggregate.py") == tables
-    for plot in ("plot_experiment.py", "plot_freeze.py", "plot_accuracy_matrix.py"):
+    for plot in ("plot_experiment.py", "plot_setting_figure.py", "plot_accuracy_matrix.py"):
         found = modules(plot)
         assert "clpipe.figures" in found
         assert not {"clpipe.training", "clpipe.aggregate", "clpipe.networks"} & found, plot

@@ -80,19 +80,6 @@ def test_a_method_s_defaults_are_its_declaration_s_only():
         assert not again, f"{name}.py repeats the default of {again}"
 
 
-def test_each_declared_setting_is_a_valid_schema_its_default_fits():
-    """A method's settings are JSON schemas (draft 2020-12) whose defaults they accept:
-    the config's validation is generated from them."""
-    import jsonschema
-
-    for name, t in REGISTRY.items():
-        for kind in ("settings", "per_task_settings", "rewritten_settings"):
-            for key, schema in getattr(t, kind).items():
-                jsonschema.Draft202012Validator.check_schema(schema)
-                if "default" in schema:
-                    assert jsonschema.Draft202012Validator(schema).is_valid(schema["default"]), (name, key)
-
-
 def _config_with_method(method: dict, arm: dict | None = None) -> dict:
     return {
         "data_dir": "data",
@@ -215,3 +202,65 @@ def test_a_method_an_installed_package_registers_is_found_by_its_entry_point(tmp
     exp = _validate(_config_with_method({"type": "shrink_it", "factor": 0.25}))["e"]
     assert exp.methods["m"] == {"type": "shrink_it", "factor": 0.25}
     assert exp.traits_of("a").implementation == "usershrink:Shrink"
+
+
+@pytest.mark.parametrize(
+    "declared, message",
+    [
+        ('settings={"a": {"type": "numbr"}}', r"settings\['a'\] is no valid JSON schema"),
+        (
+            'settings={"a": {"type": "number", "default": "x"}}',
+            r"its default 'x' does not fit its own schema",
+        ),
+        (
+            'per_task_settings={"a": {"type": "number", "minimum": 0, "default": -5}}',
+            "its default -5 does not fit",
+        ),
+        ('settings={"type": {"type": "string"}}', r"settings\['type'\]: the name 'type' is the config's own"),
+        ('per_task_settings={"n_tasks": {"type": "integer"}}', "the name 'n_tasks' is the config's own"),
+        ("settings=SETTINGS", "NameError: name 'SETTINGS' is not defined"),
+    ],
+)
+def test_a_users_declaration_with_a_mistake_is_refused_naming_its_type(
+    tmp_path, monkeypatch, declared, message
+):
+    from clpipe.errors import ConfigError
+
+    (tmp_path / "badmethod.py").write_text(
+        "from clpipe.methods.traits import MethodTraits\n\n"
+        'METHOD = MethodTraits(name="bad", implementation=f"{__name__}:Bad", description="d",\n'
+        f"                      {declared})\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match=message) as err:
+        _validate(_config_with_method({"type": "badmethod:Bad"}))
+    assert err.value.key == "experiments.e.methods.m.type"
+
+
+def test_the_built_in_declarations_have_no_such_mistake():
+    from clpipe.methods import declaration_problems
+
+    assert {name: declaration_problems(t) for name, t in REGISTRY.items()} == {name: [] for name in REGISTRY}
+
+
+def test_an_empty_per_task_list_is_refused_not_an_arm_that_trains_nothing():
+    from clpipe.errors import ConfigError
+
+    for method, arm in (({"type": "ewc"}, {"lambda": []}), ({"type": "mag"}, {"freeze_total": []})):
+        with pytest.raises(ConfigError, match="an empty list") as err:
+            _validate(_config_with_method(method, arm))
+        assert err.value.key == f"experiments.e.arms.a.{next(iter(arm))}"
+
+
+def test_a_users_declaration_is_read_afresh_by_the_next_validation(tmp_path, monkeypatch):
+    path = tmp_path / "freshmethod.py"
+    text = (
+        "from clpipe.methods.traits import MethodTraits\n\n"
+        'METHOD = MethodTraits(name="fresh", implementation=f"{__name__}:Fresh", description="d",\n'
+        '                      settings={"a": {"type": "number", "default": DEFAULT}})\n'
+    )
+    path.write_text(text.replace("DEFAULT", "1.0"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert _validate(_config_with_method({"type": "freshmethod:Fresh"}))["e"].methods["m"]["a"] == 1.0
+    path.write_text(text.replace("DEFAULT", "3.0"))
+    assert _validate(_config_with_method({"type": "freshmethod:Fresh"}))["e"].methods["m"]["a"] == 3.0

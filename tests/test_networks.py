@@ -197,3 +197,10 @@ def test_a_user_model_is_a_plain_network_not_for_the_growing_method(user_module)
     with pytest.raises(ConfigError, match="needs model 'growing'") as info:
         validate_config(cfg, str(SCHEMA))
     assert info.value.key == "experiments.tiny.arms.grow.method"
+
+
+@pytest.mark.parametrize("k", ["n_outputs", "outputs", "input"])
+def test_a_user_model_cannot_set_what_the_pipeline_gives_its_builder(user_module, k):
+    with pytest.raises(ConfigError, match="set by the pipeline for the builder") as info:
+        validate_config(tiny_config({"name": f"{user_module}:build_tiny", k: 99}), str(SCHEMA))
+    assert info.value.key == f"experiments.tiny.model.{k}"

@@ -91,3 +91,38 @@ def test_writing_out_a_train_setting_s_default_plans_the_same_jobs():
         changed["experiments"]["split_mnist"]["train"][key] = other
         spec = plan.training_spec(validate_config(changed, str(SCHEMA))["split_mnist"], 0, 1)
         assert spec["train"][key] == other and spec != before, key
+
+
+def test_a_method_s_own_figure_gets_each_arm_s_value_after_each_task_it_trains(exp):
+    """MAG's freeze figure: the share of each kernel frozen in all after each task an arm
+    trains itself (its ancestors' freezing included), from its declaration's value."""
+    figures = plan.setting_figures(exp)
+    assert list(figures) == ["freeze"]
+    points = figures["freeze"]["points"]
+    assert set(points) == {a for a in exp.arms if a.startswith("mag_")}  # the MAG arms only
+    assert points["mag_b20"] == {"2": pytest.approx(20.0)}
+    assert points["mag_b20_c50"] == {"3": pytest.approx(60.0)}  # 20%, then 50% of the rest
+    assert points["mag_0"] == {"2": 0.0, "3": 0.0}
+    assert figures["freeze"]["axis"] == "weights frozen in all (% of each kernel)"
+    assert plan.setting_figure_pattern([exp]) == "freeze"
+    assert plan.figure_files(plan.Layout("r"), exp)[-1] == "r/split_mnist/figures/freeze.png"
+
+
+def test_a_method_s_figure_under_an_experiment_figure_s_name_is_refused(tmp_path, monkeypatch):
+    from clpipe.errors import ConfigError
+
+    (tmp_path / "figmethod.py").write_text(
+        "from clpipe.methods.traits import MethodTraits, SettingFigure\n\n"
+        'F = SettingFigure(name="methods", axis="x", value=len, title="t", caption="c")\n'
+        'METHOD = MethodTraits(name="figs", implementation=f"{__name__}:Figs", description="d",\n'
+        "                      figures=(F,))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = yaml.safe_load((ROOT / "tests" / "configs" / "tiny.yaml").read_text())
+    cfg["experiments"]["tiny"]["methods"]["figs"] = {"type": "figmethod:Figs"}
+    cfg["experiments"]["tiny"]["arms"]["figs"] = {"method": "figs"}
+    with pytest.raises(
+        ConfigError, match="declares a figure 'methods', the name of one every experiment draws"
+    ) as err:
+        validate_config(cfg, str(SCHEMA))
+    assert err.value.key == "experiments.tiny.arms.figs.method"

@@ -64,7 +64,11 @@ def test_load_imports_the_named_object_or_names_what_is_missing(userpkg):
 
 def test_the_fingerprint_follows_the_user_s_own_imports_and_their_code_only(userpkg):
     first = fingerprint.user_code(["userpkg.model"], "k")
-    assert set(fingerprint.user_modules(["userpkg.model"], "k")) == {"userpkg.model", "userpkg.helpers"}
+    assert set(fingerprint.user_files(["userpkg.model"], "k")) == {
+        "userpkg",
+        "userpkg.model",
+        "userpkg.helpers",
+    }
     model = userpkg / "model.py"
     model.write_text(
         model.read_text().replace("# a comment", "# another comment").replace('"""A model."""', '"""Doc."""')
@@ -75,3 +79,53 @@ def test_the_fingerprint_follows_the_user_s_own_imports_and_their_code_only(user
     fingerprint._parsed.cache_clear()
     assert fingerprint.user_code(["userpkg.model"], "k") != first  # an imported helper's code
     assert fingerprint.user_code([], "k") == ""
+
+
+def test_finding_a_module_runs_neither_it_nor_its_parent_packages(tmp_path, monkeypatch):
+    pkg = tmp_path / "eagerpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("raise RuntimeError('the package was run')\n")
+    (pkg / "mine.py").write_text("raise RuntimeError('the module was run')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert plugins.module_file("eagerpkg.mine", "k") == pkg / "mine.py"
+    assert "eagerpkg" not in sys.modules
+    assert plugins.find_spec("eagerpkg.nothing") is None
+    assert plugins.find_spec("eagerpkg.mine.deeper") is None  # a module is no package
+
+
+def test_the_fingerprint_follows_relative_imports_and_the_users_flat_modules_only(tmp_path, monkeypatch):
+    (tmp_path / "relpkg").mkdir()
+    (tmp_path / "relpkg" / "__init__.py").write_text("from .method import Method\n")
+    (tmp_path / "relpkg" / "method.py").write_text(
+        "from .helpers import scale\nfrom . import other\nimport yaml\n"
+    )
+    (tmp_path / "relpkg" / "helpers.py").write_text("def scale(x):\n    return 2 * x\n")
+    (tmp_path / "relpkg" / "other.py").write_text("import flat_helpers\n")
+    (tmp_path / "flat_helpers.py").write_text("K = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    files = fingerprint.user_files(["relpkg.method"], "k")
+    # its package (its __init__ runs on import), the package's helpers (relative imports)
+    # and a module of the user's beside it; not yaml, an installed package
+    assert set(files) == {"relpkg", "relpkg.method", "relpkg.helpers", "relpkg.other", "flat_helpers"}
+    first = fingerprint.user_code(["relpkg.method"], "k")
+    (tmp_path / "flat_helpers.py").write_text("K = 2\n")
+    fingerprint._parsed.cache_clear()
+    assert fingerprint.user_code(["relpkg.method"], "k") != first
+    assert "relpkg" not in sys.modules
+
+
+def test_a_users_method_built_on_a_built_in_one_runs_that_ones_module(tmp_path, monkeypatch):
+    (tmp_path / "onewc.py").write_text(
+        "from clpipe.methods.traits import MethodTraits\n\n"
+        'METHOD = MethodTraits(name="onewc", implementation=f"{__name__}:Mine", description="d")\n\n'
+        "from clpipe.methods.ewc import ElasticWeightConsolidation\n\n\n"
+        "class Mine(ElasticWeightConsolidation):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    script = fingerprint.package_root().parent / "train_next_task.py"
+    methods = fingerprint.method_modules()
+    mine = fingerprint.job_code(str(script), None, methods, None, ("onewc",))
+    without = fingerprint.code_modules(script, None, methods)
+    with_ewc = fingerprint.code_modules(script, None, methods, also=["clpipe.methods.ewc"])
+    assert "clpipe.methods.ewc" not in without and "clpipe.methods.ewc" in with_ewc
+    assert mine.split("+")[0] == fingerprint.fingerprint(with_ewc)

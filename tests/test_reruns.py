@@ -102,7 +102,7 @@ def test_a_new_task_c_percentage_plans_only_its_jobs(finished):
     assert counts["compute_importance"] == 0 and counts["update_progress"] == 0
     assert counts["aggregate"] == 1  # and the tables and figures after it
     assert set(counts) <= {"train_next_task", "evaluate", "aggregate", "all", "plot_experiment",
-                           "plot_accuracy_matrix", "plot_freeze"}  # fmt: skip
+                           "plot_accuracy_matrix", "plot_setting_figure"}  # fmt: skip
 
 
 def test_an_ewc_lambda_change_reruns_only_ewc(finished):
@@ -180,7 +180,11 @@ def test_an_edited_script_reruns_its_rule_and_what_follows(finished):
 
 # --- edits of the clpipe package: exactly the jobs whose code includes the module --------
 
-FIGURES = {"plot_experiment": 1, "plot_accuracy_matrix": 4, "plot_freeze": 1}  # 4 arms, MAG among them
+FIGURES = {
+    "plot_experiment": 1,
+    "plot_accuracy_matrix": 4,
+    "plot_setting_figure": 1,
+}  # 4 arms, MAG among them
 
 
 def edit_package(repo, module, change):
@@ -314,8 +318,10 @@ def test_touch_and_cleanup_metadata_accept_a_code_edit_and_forcing_still_works(f
         run(repo, work, "--touch", "--cores", "1", "--configfile", str(work / "config.yaml"))
         proc = run(repo, work, "-n", "--configfile", str(work / "config.yaml"))
         assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-2000:]
-        out = run(repo, work, "-n", "--configfile", str(work / "config.yaml"), "-R", "plot_freeze").stdout
-        assert "rule plot_freeze:" in out and "rule aggregate:" not in out
+        out = run(
+            repo, work, "-n", "--configfile", str(work / "config.yaml"), "-R", "plot_setting_figure"
+        ).stdout
+        assert "rule plot_setting_figure:" in out and "rule aggregate:" not in out
     finally:
         restore()
 

@@ -34,7 +34,7 @@ def test_rulegraph_reads_like_the_notebook_order(tmp_path):
         ("aggregate", "all"),
         ("aggregate", "plot_experiment"),
         ("aggregate", "plot_accuracy_matrix"),
-        ("aggregate", "plot_freeze"),
+        ("aggregate", "plot_setting_figure"),
         ("plot_experiment", "all"),
     ]
     for edge in notebook_order:

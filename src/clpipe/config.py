@@ -17,7 +17,8 @@ from clpipe.catalog import DATASETS
 from clpipe.config_input import check_finite, check_names, dotted_key, schema_error
 from clpipe.errors import ConfigError
 from clpipe.experiment import Arm, Experiment, TaskSpec, resolve_arms, resolve_methods
-from clpipe.methods import REGISTRY, SettingError, method_schema
+from clpipe.layout import EXPERIMENT_FIGURES
+from clpipe.methods import REGISTRY, SettingError, forget_user_methods, method_schema
 from clpipe.methods import traits as method_traits
 from clpipe.model_settings import (
     GROWING_MODELS,
@@ -265,6 +266,13 @@ def _check_model(key: str, exp: dict[str, Any]) -> None:
     # module must be there (found, not imported: it imports torch)
     if is_reference(model["name"]):
         module_file(split_reference(model["name"], f"{key}.model.name")[0], f"{key}.model.name")
+        for k in ("n_outputs", "outputs", "input"):
+            if k in model:
+                raise ConfigError(
+                    f"{key}.model.{k}",
+                    "set by the pipeline for the builder (n_outputs: the scenario's head; "
+                    "input: the experiment's input settings); give your model's own keys another name",
+                )
     else:
         _check_built_in_model_settings(key, exp)
     if model["name"] == "vgg16" and inp["size"] < 32:
@@ -354,6 +362,29 @@ def _check_schedule(key: str, train: dict[str, Any]) -> None:
         schedule["t_max"] = train["epochs"]
 
 
+def _check_figures(key: str, methods: dict[str, dict[str, Any]], arms: dict[str, Arm]) -> None:
+    """The methods' own figures (their declarations' figures) take no name of every
+    experiment's figures, and two methods that name the same figure declare the same."""
+    declared: dict[str, tuple[str, Any]] = {}
+    for name, arm in arms.items():
+        kind = methods[arm.method]["type"]
+        for figure in method_traits(kind).figures:
+            mkey = f"{key}.arms.{name}.method"
+            if figure.name in EXPERIMENT_FIGURES:
+                raise ConfigError(
+                    mkey,
+                    f"method {kind!r} declares a figure {figure.name!r}, the name of one every "
+                    f"experiment draws ({', '.join(EXPERIMENT_FIGURES)}); rename it",
+                )
+            first = declared.setdefault(figure.name, (kind, figure))
+            if first[1] != figure:
+                raise ConfigError(
+                    mkey,
+                    f"method {kind!r} declares a figure {figure.name!r} other than method "
+                    f"{first[0]!r}'s of that name; rename one",
+                )
+
+
 def _check_report(key: str, exp: dict[str, Any], arms: dict[str, Arm]) -> None:
     """Choices among arms (report.select) compare like with like on a validation split;
     the arms compared with (report.compare_to) exist."""
@@ -401,6 +432,7 @@ def check_experiment(
     _check_methods(key, exp, methods)
     arms = resolve_arms(key, exp, len(tasks), methods)
     _check_arms_fit_model(key, exp, methods, arms)
+    _check_figures(key, methods, arms)
     _check_report(key, exp, arms)
     own = exp.get("resources", {})
     merged = {kind: {**values, **own.get(kind, {})} for kind, values in (resources or {}).items()}
@@ -514,6 +546,7 @@ def validate_config(config: dict[str, Any], schema_path: str) -> dict[str, Exper
     _integer_seeds_from_the_command_line(config)
     check_finite(config)
     _refuse_renamed_keys(config)
+    forget_user_methods()  # read each user's method as its file is now
     schema["$defs"]["method"] = method_schema([*REGISTRY, *_method_types(config)])
     validator = _validator_with_defaults(schema)
     found = schema_error(validator, config)

@@ -190,7 +190,11 @@ def _method_and_first_task(akey, spec, parent: Arm | None, methods) -> tuple[str
             raise ConfigError(f"{akey}.method", "missing (needed unless the arm has 'start_from')")
         method, first = spec["method"], 2  # task 1 is trained from scratch once and shared
     if method not in methods:
-        raise ConfigError(f"{akey}.method", f"unknown method {method!r}; known: {', '.join(sorted(methods))}")
+        raise ConfigError(
+            f"{akey}.method",
+            f"unknown method {method!r}; known: {', '.join(sorted(methods))} (a method of your own "
+            "is named under the experiment's methods:, e.g. mine: {type: mypackage.mymethod:MyMethod})",
+        )
     return method, first
 
 
@@ -228,6 +232,8 @@ def _check_arm_settings(akey, spec, declared: MethodTraits) -> None:
                 f"{akey}.{k}",
                 f"not a setting of method {declared.name!r} (per-task settings: {', '.join(own) or 'none'})",
             )
+        if value == []:
+            raise ConfigError(f"{akey}.{k}", "an empty list: give a value for every task, or one per task")
         for i, v in enumerate(value) if isinstance(value, list) else [(None, value)]:
             problem = schema_problem(v, own[k])
             if problem is not None:

@@ -242,23 +242,22 @@ def stage_metrics(metrics: pd.DataFrame, arm: str, stage: int) -> list[dict[str,
     return out
 
 
-def freeze_figure(metrics: pd.DataFrame, schedules: dict[str, dict[str, float]], reference: str | None):
-    """ACC and forgetting right after each task against the share of weights frozen in all.
+def setting_figure(metrics: pd.DataFrame, figure: dict[str, Any], reference: str | None):
+    """ACC and forgetting right after each task against the number a method's per-task
+    settings give by then (a method's own figure, clpipe.plan.setting_figures: MAG's share
+    of weights frozen in all).
 
-    ``schedules`` maps each MAG arm to the freeze percent of every task in its history
-    (its ancestors' included); a point is an arm at a task it trained itself, at the
-    cumulative frozen share 1 - prod(1 - p_t). ``reference`` (fine-tuning) is drawn as
-    a dashed line per task with its ± sd band.
+    ``figure["points"]`` maps each arm drawn to its x after each task it trained itself;
+    ``reference`` (the baseline, fine-tuning) is drawn as a dashed line per task with its
+    ± sd band.
     """
     points = []
-    for arm, schedule in schedules.items():
-        own = metrics.loc[metrics["arm"] == arm, ["owner", "trained_task"]].drop_duplicates()
-        for stage in sorted(own.loc[own["owner"] == arm, "trained_task"]):
-            kept = np.prod([1 - p / 100.0 for t, p in schedule.items() if int(t) <= stage])
-            for m in stage_metrics(metrics, arm, stage):
-                points.append({"arm": arm, "after": f"after task {stage}", "frozen": 100 * (1 - kept), **m})
+    for arm, values in figure["points"].items():
+        for stage, x in values.items():
+            for m in stage_metrics(metrics, arm, int(stage)):
+                points.append({"arm": arm, "after": f"after task {stage}", "x": x, **m})
     if not points:
-        raise ValueError("no MAG arm in this experiment: nothing to plot against the freeze share")
+        raise ValueError(f"no arm drawn on this figure has results ({figure['axis']})")
     data = pd.DataFrame(points)
     stages = sorted(data["after"].unique())
     palette = dict(zip(stages, sns.color_palette("deep", len(stages)), strict=True))
@@ -267,7 +266,7 @@ def freeze_figure(metrics: pd.DataFrame, schedules: dict[str, dict[str, float]],
         axes, (("acc", "ACC (average accuracy)"), ("forgetting", "forgetting")), strict=True
     ):
         sns.lineplot(
-            data=data, x="frozen", y=metric, hue="after", hue_order=stages, palette=palette, errorbar="sd",
+            data=data, x="x", y=metric, hue="after", hue_order=stages, palette=palette, errorbar="sd",
             err_style="bars", marker="o", ax=ax, legend=ax is axes[0], err_kws={"capsize": 3},
         )  # fmt: skip
         if reference is not None:
@@ -278,15 +277,17 @@ def freeze_figure(metrics: pd.DataFrame, schedules: dict[str, dict[str, float]],
                     mean, sd = float(np.mean(ref)), float(np.std(ref, ddof=1)) if len(ref) > 1 else 0.0
                     ax.axhline(mean, color=palette[stage], ls="--", lw=1)
                     ax.axhspan(mean - sd, mean + sd, color=palette[stage], alpha=0.08, lw=0)
-        ax.set_xlabel("weights frozen in all (% of each kernel)")
+        ax.set_xlabel(figure["axis"])
         ax.set_ylabel(label)
         ax.set_title(label)
-        ax.set_xlim(-3, 100)
+        if figure.get("axis_range"):
+            ax.set_xlim(*figure["axis_range"])
     if reference is not None:
-        axes[0].plot([], [], color="0.3", ls="--", label=f"{reference} (no freezing)")
+        note = f" {figure['reference_note']}" if figure.get("reference_note") else ""
+        axes[0].plot([], [], color="0.3", ls="--", label=f"{reference}{note}")
         axes[0].legend(title=None, fontsize=8)
     n = int(data["seed"].nunique())
-    fig.suptitle(f"Does freezing help? Right after each task (mean ± sd over {_seeds(n)})")
+    fig.suptitle(f"{figure['title']} Right after each task (mean ± sd over {_seeds(n)})")
     return fig
 
 
@@ -307,6 +308,8 @@ def draw_accuracy_matrix(matrix_csv: str, arm: str, stem: str) -> None:
     save(accuracy_matrix_figure(pd.read_csv(matrix_csv), arm), stem)
 
 
-def draw_freeze(spec: dict[str, Any], metrics_csv: str, stem: str) -> None:
+def draw_setting_figure(spec: dict[str, Any], name: str, metrics_csv: str, stem: str) -> None:
+    """The plot_setting_figure step: the method's own figure ``name``."""
     set_style()
-    save(freeze_figure(pd.read_csv(metrics_csv), spec["freeze_schedules"], spec["reference"]), stem)
+    figure = spec["setting_figures"][name]
+    save(setting_figure(pd.read_csv(metrics_csv), figure, spec["reference"]), stem)

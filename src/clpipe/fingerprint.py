@@ -34,7 +34,7 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
-import importlib.util
+import sysconfig
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -97,11 +97,14 @@ REPORT_ONLY = ("description", "role", "palette", "colour", "figures")
 
 
 class _ReportOnly(ast.NodeTransformer):
-    """Drops the REPORT_ONLY keywords of ``METHOD = MethodTraits(...)``, and the
-    "description" of each setting it declares (its schemas' text, not their meaning)."""
+    """Drops the REPORT_ONLY keywords of ``METHOD = MethodTraits(...)``, the
+    "description" of each setting it declares (its schemas' text, not their meaning),
+    and the figures a method file declares (``X = SettingFigure(...)``)."""
 
     def visit_Assign(self, node):
         call = node.value
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "SettingFigure":
+            return None
         if (
             any(isinstance(t, ast.Name) and t.id == "METHOD" for t in node.targets)
             and isinstance(call, ast.Call)
@@ -190,16 +193,20 @@ def code_modules(
     method_module: str | None,
     method_modules: Iterable[str],
     files: dict[str, Path] | None = None,
+    also: Iterable[str] = (),
 ) -> list[str]:
     """The modules a job of ``script`` runs, for a job of the method implemented in
-    ``method_module`` (None: no method). Every other method's module is left out,
-    unless the job's own method imports it."""
+    ``method_module`` (None: no method or a user's). Every other method's module is left
+    out, unless the job's own method imports it. ``also``: package modules the job runs
+    besides (those a user's method or model imports: a user's method that builds on a
+    built-in one runs its module)."""
     files = files or module_files()
     if not files:
         raise RuntimeError(f"{package_root()}: no .py sources of clpipe to fingerprint the jobs' code by")
-    own = closure([method_module], files, leave_out=NOT_RESULTS) if method_module else []
+    extra = [m for m in also if m in files]
+    own = closure([method_module, *extra] if method_module else extra, files, leave_out=NOT_RESULTS)
     others = set(method_modules) - set(own)
-    roots = script_imports(script, files) + ([method_module] if method_module else [])
+    roots = script_imports(script, files) + ([method_module] if method_module else []) + extra
     # what only this module and the version and log modules import runs no result either
     return [m for m in closure(roots, files, leave_out=others | NOT_RESULTS) if m not in NOT_RESULTS]
 
@@ -225,64 +232,103 @@ def job_code(
     method_module: str | None = None,
     method_modules: tuple[str, ...] = (),
     besides: str | None = None,
+    user_modules: tuple[str, ...] = (),
 ) -> str:
     """The rerun trigger of a job: the fingerprint of the package code it runs (less
-    the modules a job of script ``besides`` runs too, if given)."""
-    modules = code_modules(Path(script), method_module, method_modules)
+    the modules a job of script ``besides`` runs too, if given), and of a user's own
+    ``user_modules`` it runs (a method's, a model's; :func:`user_code`) with the package
+    modules they import."""
+    users = user_files(user_modules, "(a module of your own)")
+    files = module_files()
+    also = sorted({m for path in users.values() for m in _parsed(path)[1] if m in files})
+    modules = code_modules(Path(script), method_module, method_modules, also=also)
     if besides is not None:
         shared = set(code_modules(Path(besides), None, method_modules))
         modules = [m for m in modules if m not in shared]
-    return fingerprint(modules)
+    package = fingerprint(modules)
+    return f"{package}+{_digest(users)}" if users else package
 
 
 # --- a user's own code (clpipe.plugins) ------------------------------------------------
 # A method, model or dataset of the user's module is part of the jobs that run it: its
-# code is hashed the same way, with that of every module of its own top-level package it
-# imports, so editing it reruns those jobs and nothing else.
+# code is hashed the same way, with that of every module of the user's own it imports
+# (found in the folder the named module was found in, not an installed package, the
+# standard library or clpipe), so editing it reruns those jobs and nothing else.
 
 
-def _imported(path: Path) -> set[str]:
-    """Every module a file imports, anywhere in it (absolute imports; a relative one is
-    resolved by the caller's package)."""
+@functools.cache
+def _not_users() -> tuple[Path, ...]:
+    """Folders whose modules are never a user's own: the standard library, installed
+    packages (a virtual environment inside the user's folder included), clpipe."""
+    paths = sysconfig.get_paths()
+    found = {Path(paths[k]).resolve() for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    return tuple(sorted(found | {package_root()}))
+
+
+def _imported(name: str, path: Path) -> set[str]:
+    """Every module the file of module ``name`` imports, anywhere in it, by absolute
+    name (relative imports resolved against its package)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".") if package else []
+                if node.level - 1 > len(parts):
+                    continue  # beyond the top-level package: Python refuses it too
+                above = ".".join(parts[: len(parts) - (node.level - 1)])
+                base = ".".join(p for p in (above, node.module) if p)
+            if base:
+                found.add(base)
+                found |= {f"{base}.{alias.name}" for alias in node.names}
     return found
 
 
-def user_modules(modules: Iterable[str], key: str) -> dict[str, Path]:
-    """``modules`` and the modules of their own top-level packages they import,
-    recursively: name -> source file (a user's code, never the pipeline's)."""
+def user_files(modules: Iterable[str], key: str) -> dict[str, Path]:
+    """``modules``, their parent packages and the user's own modules they import,
+    recursively: name -> source file. Found without running any of them
+    (clpipe.plugins.find_spec)."""
     files: dict[str, Path] = {}
-    todo = list(modules)
+    roots: dict[str, Path] = {}
+    for name in modules:
+        path = plugins.module_file(name, key)
+        depth = len(name.split(".")) - (0 if path.name == "__init__.py" else 1)
+        roots[name] = path.resolve().parents[depth]
+    # importing a module runs its parent packages' __init__ too
+    parents = {".".join(n.split(".")[:i]): roots[n] for n in roots for i in range(1, len(n.split(".")))}
+    todo = [*parents.items(), *roots.items()]
     while todo:
-        name = todo.pop()
+        name, root = todo.pop()
         if name in files:
             continue
         files[name] = plugins.module_file(name, key)
-        top = name.split(".")[0]
-        for imported in _imported(files[name]):
-            if imported.split(".")[0] == top and imported not in files:
-                try:
-                    found = importlib.util.find_spec(imported)
-                except (ImportError, ValueError):
-                    found = None  # ``from pkg.mod import function``: not a module
-                if found is not None and found.origin and found.origin.endswith(".py"):
-                    todo.append(imported)
+        for imported in _imported(name, files[name]):
+            if imported in files or imported.split(".")[0] == PACKAGE:
+                continue
+            spec = plugins.find_spec(imported)  # "from pkg.mod import function": None
+            origin = Path(spec.origin).resolve() if spec is not None and spec.origin else None
+            if (
+                origin is not None
+                and origin.suffix == ".py"
+                and origin.is_relative_to(root)
+                and not any(origin.is_relative_to(d) for d in _not_users())
+            ):
+                todo.append((imported, root))
     return files
 
 
-def user_code(modules: Iterable[str], key: str) -> str:
-    """A short hash of the code of a user's ``modules`` (and what of their own package
-    they import), by module name; "" for none."""
-    files = user_modules(modules, key)
-    if not files:
-        return ""
+def _digest(files: dict[str, Path]) -> str:
     digest = hashlib.sha256()
     for name in sorted(files):
         digest.update(f"{name}\0{code_of_file(files[name])}\0".encode())
     return digest.hexdigest()[:16]
+
+
+def user_code(modules: Iterable[str], key: str) -> str:
+    """A short hash of the code of a user's ``modules`` and of the user's own modules
+    they import, by module name; "" for none."""
+    files = user_files(modules, key)
+    return _digest(files) if files else ""

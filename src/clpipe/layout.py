@@ -24,6 +24,9 @@ from pathlib import PurePath
 from typing import Any
 
 SCRATCH = "scratch"  # owner of the models every arm shares (random init, first task)
+# every experiment's figures (plot_experiment; accuracy_matrix/ holds one per arm): a
+# method's own figure (its declaration's figures) takes none of these names
+EXPERIMENT_FIGURES = ("forgetting", "methods", "comparisons", "training", "accuracy_matrix")
 
 
 @dataclass(frozen=True)

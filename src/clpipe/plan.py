@@ -10,12 +10,13 @@ unit tests exercise directly.
 from __future__ import annotations
 
 import functools
+import re
+from collections.abc import Iterable
 from typing import Any
 
 from clpipe.experiment import Experiment
-from clpipe.fingerprint import PACKAGE
-from clpipe.fingerprint import user_code as user_code_fingerprint
-from clpipe.layout import SCRATCH, Layout
+from clpipe.fingerprint import PACKAGE, job_code, method_modules, runs_module
+from clpipe.layout import EXPERIMENT_FIGURES, SCRATCH, Layout
 from clpipe.methods import ROLES
 from clpipe.methods import traits as method_traits
 from clpipe.plugins import is_reference, split_reference
@@ -143,11 +144,10 @@ def importance_spec(exp: Experiment, seed: int, task: int, method: str) -> dict[
     return {**_task_spec(exp, seed, task), "method": {"type": settings["type"], **kept}}
 
 
-def user_code(exp: Experiment, method_type: str | None, builds_models: bool) -> str:
-    """The fingerprint of a user's own code a job of ``exp`` runs (clpipe.plugins): its
+def user_modules(exp: Experiment, method_type: str | None, builds_models: bool) -> tuple[str, ...]:
+    """The modules of a user's own code a job of ``exp`` runs (clpipe.plugins): its
     method's module when the method is not the package's, and the model's builder's
-    module when the job builds models (``builds_models``) and the model is a user's; ""
-    when it runs none (every built-in job)."""
+    module when the job builds models (``builds_models``) and the model is a user's."""
     modules = []
     if method_type is not None:
         module = method_traits(method_type).implementation.split(":")[0]
@@ -156,9 +156,19 @@ def user_code(exp: Experiment, method_type: str | None, builds_models: bool) -> 
     model = exp.raw["model"]["name"]
     if builds_models and is_reference(model):
         modules.append(split_reference(model, f"experiments.{exp.name}.model.name")[0])
-    if not modules:
-        return ""
-    return "+" + user_code_fingerprint(modules, f"experiments.{exp.name}")
+    return tuple(modules)
+
+
+def job_code_of(
+    script: str, exp: Experiment | None, method_type: str | None, besides: str | None = None
+) -> str:
+    """A job's rerun trigger (clpipe.fingerprint.job_code): the package code its script
+    runs, its method's module, and the user's own code it runs, if any; ``exp`` None: a
+    step of no experiment (download_data)."""
+    module = method_traits(method_type).implementation.split(":")[0] if method_type else None
+    own = module if module and module.startswith(f"{PACKAGE}.") else None
+    users = user_modules(exp, method_type, runs_module(script, f"{PACKAGE}.networks")) if exp else ()
+    return job_code(script, own, method_modules(), besides, users)
 
 
 # --- the DAG: which files each job reads ---------------------------------------------
@@ -273,26 +283,52 @@ def default_comparisons(exp: Experiment) -> list[str]:
     return [arm for arm in (_first_arm(exp, role) for role in ROLES) if arm is not None]
 
 
+def setting_figures(exp: Experiment) -> dict[str, dict[str, Any]]:
+    """The methods' own figures (clpipe.methods.traits.SettingFigure) of the experiment's
+    arms: name -> what it draws, with each arm's x after each task it trains itself."""
+    figures: dict[str, dict[str, Any]] = {}
+    for name, arm in exp.arms.items():
+        own = exp.traits_of(name).figures
+        if not own:
+            continue
+        history = [exp.arms[exp.owner(name, t)].per_task[t] for t in range(2, arm.last_task + 1)]
+        for f in own:
+            drawn = figures.setdefault(
+                f.name,
+                {
+                    "axis": f.axis,
+                    "title": f.title,
+                    "caption": f.caption,
+                    "reference_note": f.reference_note,
+                    "axis_range": list(f.axis_range) if f.axis_range else None,
+                    "points": {},
+                },
+            )
+            stages = range(arm.first_task, arm.last_task + 1)
+            drawn["points"][name] = {str(t): float(f.value(history[: t - 1])) for t in stages}
+    return figures
+
+
+def setting_figure_pattern(experiments: Iterable[Experiment]) -> str:
+    """A regular expression of the names of the methods' own figures ``experiments``
+    draw (the plot_setting_figure rule's wildcard); one that matches nothing for none."""
+    names = sorted({name for exp in experiments for name in setting_figures(exp)})
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
 @_spec
 def figures_spec(exp: Experiment) -> dict[str, Any]:
-    """What the figures need beyond the tables: arms with their colours, the freeze
-    schedules of the arms drawn on the freeze figure, the baseline arm."""
+    """What the figures need beyond the tables: arms with their colours, the methods' own
+    figures (setting_figures), the baseline arm."""
     agg = aggregate_spec(exp)
     arms = []
     for a in agg["arms"]:
         t = exp.traits_of(a["name"])
         arms.append({**a, "palette": t.palette, "colour": t.colour})
-    schedules = {}
-    for name in exp.arms:
-        if "freeze" in exp.traits_of(name).figures:
-            schedules[name] = {
-                str(t): float(exp.arms[exp.owner(name, t)].per_task[t]["freeze"])
-                for t in range(2, exp.arms[name].last_task + 1)
-            }
     return {
         "experiment": exp.name,
         "arms": arms,
-        "freeze_schedules": schedules,
+        "setting_figures": setting_figures(exp),
         "reference": _first_arm(exp, "baseline"),
         "compare_to": agg["compare_to"],
     }
@@ -300,11 +336,7 @@ def figures_spec(exp: Experiment) -> dict[str, Any]:
 
 def figure_files(layout: Layout, exp: Experiment) -> list[str]:
     """Every figure the workflow draws for an experiment (PNG; each has an SVG twin)."""
-    files = [
-        layout.experiment_file(exp.name, f"figures/{n}.png")
-        for n in ("forgetting", "methods", "comparisons", "training")
-    ]
+    files = [layout.experiment_file(exp.name, f"figures/{n}.png") for n in EXPERIMENT_FIGURES[:-1]]
     files += [layout.experiment_file(exp.name, f"figures/accuracy_matrix/{a}.png") for a in exp.arms]
-    extra = dict.fromkeys(f for a in exp.arms for f in exp.traits_of(a).figures)
-    files += [layout.experiment_file(exp.name, f"figures/{name}.png") for name in extra]
+    files += [layout.experiment_file(exp.name, f"figures/{name}.png") for name in setting_figures(exp)]
     return files

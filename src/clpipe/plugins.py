@@ -19,8 +19,9 @@ A user's module is part of the code of the jobs that run it:
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import re
+import sys
+from importlib.machinery import ModuleSpec
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -46,19 +47,39 @@ def split_reference(value: str, key: str) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
+def find_spec(module: str) -> ModuleSpec | None:
+    """Where ``module`` is, found the way ``import`` finds it (the finders of
+    ``sys.meta_path``: sys.path, editable installs) but without running it or its parent
+    packages (``importlib.util.find_spec`` runs the parents' ``__init__``, which may
+    import the implementation and torch). None: not found."""
+    spec: ModuleSpec | None = None
+    parts = module.split(".")
+    for i in range(len(parts)):
+        name, search = ".".join(parts[: i + 1]), spec.submodule_search_locations if spec else None
+        if i and search is None:
+            return None  # the parent is a module, not a package
+        loaded = sys.modules.get(name)
+        spec = getattr(loaded, "__spec__", None) if loaded is not None else None
+        for finder in sys.meta_path if spec is None else ():
+            try:
+                spec = finder.find_spec(name, search) if hasattr(finder, "find_spec") else None
+            except (ImportError, ValueError, AttributeError):
+                spec = None
+            if spec is not None:
+                break
+        if spec is None:
+            return None
+    return spec
+
+
 def module_file(module: str, key: str) -> Path:
-    """The source file of ``module``, found without running it (its parent packages are
-    imported); refused naming ``key`` when it cannot be found or has no Python source."""
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError) as err:  # a parent package missing or broken
-        spec, why = None, f" ({type(err).__name__}: {err})"
-    else:
-        why = ""
+    """The source file of ``module``, found without running it or its parent packages;
+    refused naming ``key`` when it cannot be found or has no Python source."""
+    spec = find_spec(module)
     if spec is None:
         raise ConfigError(
             key,
-            f"module {module!r} not found{why}: put the folder holding it on PYTHONPATH (for "
+            f"module {module!r} not found: put the folder holding it on PYTHONPATH (for "
             "the workflow and its jobs alike) or install it",
         )
     origin = Path(spec.origin) if spec.origin else None

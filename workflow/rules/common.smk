@@ -18,8 +18,6 @@ from clpipe.config_input import NAME as NAME_PATTERN
 from clpipe.config_input import check_config_files, check_data_dir, normalized_path
 from clpipe.errors import InputError
 from clpipe.user_datasets import content as user_dataset_content
-from clpipe.fingerprint import job_code, method_modules, runs_module
-from clpipe.methods import traits as method_traits
 from clpipe.gpus import allocated_gpus
 from clpipe.resources import lowered_threads, lowered_threads_message, resource
 
@@ -57,6 +55,8 @@ DRY_RUN = workflow.output_settings.dryrun  # workflow.dryrun is not known yet he
 
 RESOURCES = config["resources"]
 NAME = NAME_PATTERN.pattern  # the names the config allows (clpipe.config_input)
+# the methods' own figures the experiments draw (plot_setting_figure); none: no name
+SETTING_FIGURES = plan.setting_figure_pattern(EXPERIMENTS.values())
 
 
 wildcard_constraints:
@@ -235,27 +235,18 @@ def prepare_data_spec(wildcards):
     return {**spec, "unreleased_md5": unreleased} | own if unreleased else spec | own
 
 
-# The methods' modules: a job runs its own method's module only.
-METHOD_MODULES = method_modules()
-
-
 def code(script, method=None, besides=None):
-    """A job's rerun trigger for the code it runs: the fingerprint of the clpipe modules
-    its script imports, recursively, and of its method's module (clpipe.fingerprint),
-    and of the user's own method or model it runs, if any (plan.user_code). ``method``:
-    the method type, or how the job's wildcards name it. ``besides``: a script whose
-    modules are left out (see download_data)."""
+    """A job's rerun trigger for the code it runs (plan.job_code_of): the clpipe modules
+    its script imports, recursively, its method's module, and the user's own method or
+    model it runs, if any. ``method``: the method type, or how the job's wildcards name
+    it. ``besides``: a script whose modules are left out (see download_data)."""
     path = str(SRC / script)
     other = str(SRC / besides) if besides else None
 
     def value(wildcards):
         kind = method(wildcards) if callable(method) else method
-        own = method_traits(kind).implementation.split(":")[0] if kind else None
-        package_code = job_code(path, own, METHOD_MODULES, other)
-        if "experiment" not in wildcards.keys():
-            return package_code
-        builds_models = runs_module(path, "clpipe.networks")
-        return package_code + plan.user_code(experiment(wildcards), kind, builds_models)
+        exp = experiment(wildcards) if "experiment" in wildcards.keys() else None
+        return plan.job_code_of(path, exp, kind, other)
 
     return value
 

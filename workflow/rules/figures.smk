@@ -91,22 +91,26 @@ rule plot_accuracy_matrix:
         "../../src/plot_accuracy_matrix.py"
 
 
-rule plot_freeze:
+rule plot_setting_figure:
+    # a method's own figure (its declaration's figures: MAG's freeze), drawn for an
+    # experiment with arms of that method
     input:
         metrics=experiment_file("metrics.csv"),
     output:
         png=report(
-            experiment_file("figures/freeze.png"),
-            caption="../report/freeze.rst",
+            experiment_file("figures/{figure}.png"),
+            caption="../report/setting_figure.rst",
             category="{experiment}",
             subcategory="figures",
-            labels={"figure": "freezing"},
+            labels={"figure": "{figure}"},
         ),
-        svg=experiment_file("figures/freeze.svg"),
+        svg=experiment_file("figures/{figure}.svg"),
     log:
-        experiment_file("figures/plot_freeze.log"),
+        experiment_file("figures/plot_{figure}.log"),
     benchmark:
-        experiment_file("figures/plot_freeze.benchmark.tsv")
+        experiment_file("figures/plot_{figure}.benchmark.tsv")
+    wildcard_constraints:
+        figure=SETTING_FIGURES,
     group:
         "figures"
     conda:
@@ -116,7 +120,8 @@ rule plot_freeze:
         mem_mb=res("aggregate", "mem_mb"),
         runtime=res("aggregate", "runtime"),
     params:
-        code=code("plot_freeze.py"),
+        code=code("plot_setting_figure.py"),
         spec=lambda w: plan.figures_spec(experiment(w)),
+        caption=lambda w: plan.setting_figures(experiment(w))[w.figure]["caption"],
     script:
-        "../../src/plot_freeze.py"
+        "../../src/plot_setting_figure.py"

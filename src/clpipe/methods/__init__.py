@@ -101,6 +101,34 @@ REGISTRY: dict[str, MethodTraits] = _builtin_methods()
 
 
 _USER_METHODS: dict[str, MethodTraits] = {}  # a user's methods by their config type, once read
+# names the config keeps: a method entry's type; an arm's own keys (per-task, rewritten)
+RESERVED = {"settings": ("type",), "per_task_settings": ("method", "start_from", "n_tasks")}
+
+
+def declaration_problems(method: MethodTraits) -> list[str]:
+    """What is wrong with a method's declared settings: a schema that is no valid JSON
+    schema (draft 2020-12), a default its own schema refuses, a name the config keeps
+    for itself (a method entry's type, an arm's method, start_from, n_tasks)."""
+    import jsonschema
+
+    problems = []
+    kinds = {"settings": method.settings, "per_task_settings": method.per_task_settings}
+    kinds["rewritten_settings"] = method.rewritten_settings
+    for kind, declared in kinds.items():
+        for key, schema in declared.items():
+            where = f"{kind}[{key!r}]"
+            if key in RESERVED.get(kind, RESERVED["per_task_settings"]):
+                problems.append(f"{where}: the name {key!r} is the config's own")
+                continue
+            try:
+                jsonschema.Draft202012Validator.check_schema(schema)
+            except jsonschema.exceptions.SchemaError as err:
+                problems.append(f"{where} is no valid JSON schema: {err.message}")
+                continue
+            valid = jsonschema.Draft202012Validator(schema).is_valid
+            if "default" in schema and not valid(schema["default"]):
+                problems.append(f"{where}: its default {schema['default']!r} does not fit its own schema")
+    return problems
 
 
 def _user_method(method_type: str, key: str) -> MethodTraits | None:
@@ -109,10 +137,16 @@ def _user_method(method_type: str, key: str) -> MethodTraits | None:
     if reference is None:
         return None
     module, _ = split_reference(reference, key)
+    path = module_file(module, key)
     try:
-        method = read_declaration(module_file(module, key), module)
-    except (TypeError, SyntaxError) as err:
-        raise ConfigError(key, f"{method_type!r}: {err}") from None
+        method = read_declaration(path, module)
+    except Exception as err:  # the user's declaration part failed to run: say where
+        raise ConfigError(
+            key, f"{method_type!r}: reading its declaration in {path}: {type(err).__name__}: {err}"
+        ) from None
+    problems = declaration_problems(method)
+    if problems:
+        raise ConfigError(key, f"{method_type!r} ({path}): " + "; ".join(problems))
     if method.implementation != reference:
         raise ConfigError(
             key,
@@ -124,6 +158,12 @@ def _user_method(method_type: str, key: str) -> MethodTraits | None:
             key, f"{method_type!r} declares the name {method.name!r} of a built-in method; rename it"
         )
     return method
+
+
+def forget_user_methods() -> None:
+    """Read a user's declarations afresh next time (a config validated again in the same
+    process, after an edit of the user's file)."""
+    _USER_METHODS.clear()
 
 
 def traits(method_type: str, key: str = "method.type") -> MethodTraits:

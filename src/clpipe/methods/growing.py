@@ -50,6 +50,8 @@ def check_auto_grow(settings: dict[str, Any], experiment: dict[str, Any]) -> str
     if settings.get("auto_grow") is None:
         return None
     mode = settings.get("mode") or experiment["model"].get("mode")  # the model's, filled in
+    if mode is None:
+        return None  # no growing network: its arms are refused for that (clpipe.config)
     if mode != "read":
         raise SettingError(
             "auto_grow",

@@ -14,9 +14,20 @@ Which tensors are managed: kernels (conv and linear weights), and biases too whe
 
 from __future__ import annotations
 
-from clpipe.methods.traits import MethodTraits, SettingError
+from typing import Any
+
+from clpipe.methods.traits import MethodTraits, SettingError, SettingFigure
 
 PERCENT = {"type": "number", "minimum": 0, "exclusiveMaximum": 100}
+
+
+def frozen_share(history: list[dict[str, Any]]) -> float:
+    """Percent of each tensor frozen in all after the tasks of ``history`` (their
+    per-task settings): freezing p% then q% of the rest freezes 1 - (1-p)(1-q)."""
+    kept = 1.0
+    for h in history:
+        kept *= 1.0 - float(h["freeze"]) / 100.0
+    return 100.0 * (1.0 - kept)
 
 
 def freeze_from_totals(spec: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -31,10 +42,7 @@ def freeze_from_totals(spec: dict[str, Any], history: list[dict[str, Any]]) -> d
     if "freeze" in spec:
         raise SettingError("freeze_total", "give either freeze or freeze_total, not both")
     totals = spec["freeze_total"] if isinstance(spec["freeze_total"], list) else [spec["freeze_total"]]
-    kept = 1.0
-    for h in history:
-        kept *= 1.0 - float(h["freeze"]) / 100.0  # resolved per-task settings: always there
-    before = 100.0 * (1.0 - kept)
+    before = frozen_share(history)  # resolved per-task settings: freeze always there
     freeze = []
     for i, total in enumerate(totals):
         if total < before - 1e-9:
@@ -50,6 +58,22 @@ def freeze_from_totals(spec: dict[str, Any], history: list[dict[str, Any]]) -> d
     out["freeze"] = freeze
     return out
 
+
+FREEZE_FIGURE = SettingFigure(
+    name="freeze",
+    axis="weights frozen in all (% of each kernel)",
+    value=frozen_share,
+    title="Does freezing help?",
+    caption=(
+        "The headline question: does freezing the largest weights help, and how much? ACC and "
+        "forgetting right after each task, against the share of each kernel frozen in all by then "
+        "(freezing p% then q% of the rest freezes 1-(1-p)(1-q)), one colour per task, error bars "
+        "± one sd over seeds. Dashed lines and bands: fine-tuning (nothing frozen, no per-weight "
+        "learning rate) after the same task."
+    ),
+    reference_note="(no freezing)",
+    axis_range=(-3, 100),
+)
 
 # The method as the workflow reads it, without importing what follows (clpipe.methods)
 METHOD = MethodTraits(
@@ -94,13 +118,12 @@ METHOD = MethodTraits(
     progress=True,
     arm_settings=freeze_from_totals,
     palette="Blues",
-    figures=("freeze",),
+    figures=(FREEZE_FIGURE,),
 )
 
 # --- the implementation ------------------------------------------------------------
 
 import math
-from typing import Any
 
 import torch
 from torch import nn

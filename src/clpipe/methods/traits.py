@@ -31,6 +31,24 @@ class SettingError(ValueError):
 
 
 @dataclass(frozen=True)
+class SettingFigure:
+    """A figure of the method's own: ACC and forgetting right after each task an arm of
+    the method trains, against a number its per-task settings give by then (MAG: the
+    share of each kernel frozen in all), one colour per task, the baseline arm as a
+    dashed line per task. Drawn as ``figures/<name>.png`` by the plot_setting_figure
+    rule; every field reaches that job through its spec (clpipe.plan.figures_spec)."""
+
+    name: str  # figures/<name>.png; a method-free name ("forgetting" etc. are taken)
+    axis: str  # the x axis' label
+    # the per-task settings of the tasks 2..t of the arm's history, in order -> x after task t
+    value: Callable[[list[dict[str, Any]]], float]
+    title: str  # the question it answers; the figure adds "right after each task (mean ± sd ...)"
+    caption: str  # the report's caption: what is drawn
+    reference_note: str = ""  # after the baseline arm's name in the legend
+    axis_range: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
 class MethodTraits:
     """What the workflow needs to know about a method to build its part of the DAG."""
 
@@ -83,9 +101,9 @@ class MethodTraits:
     # or ``colour``, one colour for every arm of the method.
     palette: str = "viridis"
     colour: str | None = None
-    # Figures drawn for an experiment with arms of this method, beside every experiment's
-    # ("freeze": ACC and forgetting against the share of weights frozen, per-task "freeze").
-    figures: tuple[str, ...] = ()
+    # Figures of its own, drawn for an experiment with arms of this method beside every
+    # experiment's (MAG: ACC and forgetting against the share of weights frozen).
+    figures: tuple[SettingFigure, ...] = ()
 
     def __post_init__(self):
         declarations = {
