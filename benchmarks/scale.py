@@ -8,7 +8,7 @@ Nothing is trained. For every experiment of the config (all of them, not only `r
 whose datasets are in the data dir, for ONE seed:
   - jobs by kind, walked through clpipe.plan as the workflow does: the init, the
     trainings (task 1 from scratch once; every arm its own tasks; a joint arm one job),
-    the evaluations (one per model), the consolidation jobs (compute_importance: the
+    the evaluations (one per model), the importance jobs (compute_importance: the
     importance files the trainings read, and the earlier ones a chained importance step
     reads) and the update_progress jobs (the progress files those read, transitively).
     They are checked against the rule counts of a Snakemake dry run of the experiment
@@ -63,13 +63,13 @@ from clpipe.networks import build_model, count_parameters  # noqa: E402
 
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 SNAKEFILE = ROOT / "workflow" / "Snakefile"
-KINDS = ("init", "train", "evaluate", "consolidate", "progress")
+KINDS = ("init", "train", "evaluate", "importance", "progress")
 RULE_KIND = {
     "init_model": "init",
     "train_first_task": "train",
     "train_next_task": "train",
     "evaluate": "evaluate",
-    "compute_importance": "consolidate",
+    "compute_importance": "importance",
     "update_progress": "progress",
 }
 
@@ -121,7 +121,7 @@ class Jobs:
             "init": sum(t == 0 for _, _, t in self.nodes),
             "train": sum(t > 0 for _, _, t in self.nodes),
             "evaluate": len(self.nodes),
-            "consolidate": len(self.importance),
+            "importance": len(self.importance),
             "progress": len(self.progress),
         }
         return c | {"total": sum(c.values())}
@@ -240,7 +240,7 @@ def formula_jobs(exp: Experiment) -> dict[str, int]:
         "init": 1,
         "train": train,
         "evaluate": train + 1,
-        "consolidate": len(read),
+        "importance": len(read),
         "progress": len(progress),
     }
     return c | {"total": sum(c.values())}
@@ -412,12 +412,12 @@ def variants(exp: Experiment) -> list[tuple[str, callable, dict[str, int]]]:
         (
             "+1 finetune arm",
             lambda e: e["arms"].update(scale_extra_finetune={"method": "finetune"}),
-            {"train": T - 1, "evaluate": T - 1, "consolidate": 0, "progress": 0},
+            {"train": T - 1, "evaluate": T - 1, "importance": 0, "progress": 0},
         ),
         (
             "+1 joint arm",
             lambda e: e["arms"].update(scale_extra_joint={"method": "joint"}),
-            {"train": 1, "evaluate": 1, "consolidate": 0, "progress": 0},
+            {"train": 1, "evaluate": 1, "importance": 0, "progress": 0},
         ),
     ]
     mag = [n for n in exp.arms if exp.method_of(n)["type"] == "mag" and exp.arms[n].last_task < T]
@@ -441,7 +441,7 @@ def variants(exp: Experiment) -> list[tuple[str, callable, dict[str, int]]]:
                 lambda e, p=parent, k=k: e["arms"].update(
                     scale_extra_mag={"start_from": p, "freeze": [30] * k}
                 ),
-                {"train": k, "evaluate": k, "consolidate": k - 1 + new_node, "progress": k - 1 + new_node},
+                {"train": k, "evaluate": k, "importance": k - 1 + new_node, "progress": k - 1 + new_node},
             )
         )
     ewc = [n for n in exp.arms if exp.method_of(n)["type"] == "ewc"]
@@ -451,7 +451,7 @@ def variants(exp: Experiment) -> list[tuple[str, callable, dict[str, int]]]:
             (
                 f"+1 EWC lambda arm (method {method})",
                 lambda e, m=method: e["arms"].update(scale_extra_ewc={"method": m, "lambda": 1.0}),
-                {"train": T - 1, "evaluate": T - 1, "consolidate": T - 2, "progress": 0},
+                {"train": T - 1, "evaluate": T - 1, "importance": T - 2, "progress": 0},
             )
         )
     replay = [n for n in exp.arms if exp.method_of(n)["type"] == "replay"]
@@ -466,7 +466,7 @@ def variants(exp: Experiment) -> list[tuple[str, callable, dict[str, int]]]:
             (
                 f"+1 replay method and its arm (a copy of {method})",
                 add_replay,
-                {"train": T - 1, "evaluate": T - 1, "consolidate": T - 1, "progress": 0},
+                {"train": T - 1, "evaluate": T - 1, "importance": T - 1, "progress": 0},
             )
         )
     for _, _, delta in out:
@@ -476,11 +476,11 @@ def variants(exp: Experiment) -> list[tuple[str, callable, dict[str, int]]]:
 
 
 def fmt_jobs(c: dict[str, int]) -> str:
-    return " / ".join(str(c[k]) for k in ("train", "evaluate", "consolidate", "progress", "total"))
+    return " / ".join(str(c[k]) for k in ("train", "evaluate", "importance", "progress", "total"))
 
 
 def signed_jobs(c: dict[str, int]) -> str:
-    return " / ".join(f"{c[k]:+d}" for k in ("train", "evaluate", "consolidate", "progress", "total"))
+    return " / ".join(f"{c[k]:+d}" for k in ("train", "evaluate", "importance", "progress", "total"))
 
 
 def diff(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
@@ -493,7 +493,7 @@ def check_growth(raw: dict, names: list[str], data_dir: Path, workdir: Path | No
     columns = [
         "experiment",
         "change",
-        "rule: Δ jobs per seed (train / eval / consolidate / progress / total)",
+        "rule: Δ jobs per seed (train / eval / importance / progress / total)",
     ]
     columns += ["plan Δ", "dry run Δ", "Δ training images per seed", "Δ disk per seed", "check"]
     print("\n### Growth checks\n")
@@ -583,14 +583,14 @@ Growth rules, per experiment (T tasks; arm a trains n_a = last_a - first_a + 1 t
   the per-experiment steps (download_data, prepare_data, aggregate, plot_*) are made once per experiment;
 - trainings per seed = 1 (task 1 from scratch, shared by every arm) + sum over arms of n_a;
 - evaluations per seed = trainings + 1 (every model, the random init included);
-- consolidation jobs per seed = sum over importance methods m (MAG, EWC, replay) of the nodes an arm of m
+- importance jobs per seed = sum over importance methods m (MAG, EWC, replay) of the nodes an arm of m
   trains from: task 1 from scratch once per method, each arm's own tasks but its last, and its last too
   when another arm starts from it; update_progress jobs = the same nodes of MAG methods, task 1 excluded;
-- total jobs per seed = 1 (init) + trainings + evaluations + consolidation + progress;
+- total jobs per seed = 1 (init) + trainings + evaluations + importance + progress;
 - so a new task-C freeze % arm (start_from an arm that already has one) adds 1 training + 1 evaluation
-  per seed (and 1 consolidation + 1 progress if its parent had no child yet); a finetune arm T-1 + T-1;
-  a joint arm 1 + 1; an EWC arm with another lambda (same method) T-1 + T-1 + T-2 consolidation; a new
-  replay method with its arm T-1 + T-1 + T-1 consolidation;
+  per seed (and 1 importance + 1 progress if its parent had no child yet); a finetune arm T-1 + T-1;
+  a joint arm 1 + 1; an EWC arm with another lambda (same method) T-1 + T-1 + T-2 importance; a new
+  replay method with its arm T-1 + T-1 + T-1 importance;
 - training images per seed = sum over training jobs of passes x n, n = n_train(t) (+ the replay buffer in
   mode concat; a joint job: sum_t n_train(t)), passes = epochs or iterations x batch / n; replay in mode
   batch adds steps x replay batch;
@@ -642,7 +642,7 @@ def main() -> int:
     print(f"config: {args.configfile}, data: {data_dir}; one seed of each experiment\n")
     columns = ["experiment", "arms", "tasks", "parameters"]
     columns += [
-        "jobs per seed (train / eval / consolidate / progress / total)",
+        "jobs per seed (train / eval / importance / progress / total)",
         "training images x passes per seed",
     ]
     columns += ["evaluation images per seed", "disk per seed (checkpoints + importance/progress)"]
@@ -669,7 +669,7 @@ def main() -> int:
             f"\nThe config's run ({which}): {jobs:,} jobs of the kinds above, "
             f"{human(images)} training images x passes, {human_bytes(space)} on disk (data files included)."
         )
-    print("\njobs total = 1 (init) + train + eval + consolidate + progress; every one of them is per seed.")
+    print("\njobs total = 1 (init) + train + eval + importance + progress; every one of them is per seed.")
     if results:
         print("\nOutside training (per seed; not in the table above):\n")
         print(table(["experiment", "validation images (after every epoch)", "importance-step images"]))
@@ -697,7 +697,7 @@ def main() -> int:
                 table(
                     [
                         "experiment",
-                        "dry run: train / eval / consolidate / progress / total",
+                        "dry run: train / eval / importance / progress / total",
                         "per-experiment steps",
                     ]
                 )

@@ -121,8 +121,8 @@ def test_scale_prints_its_table(data_dir):
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
     assert cells[1:3] == ["8", "3"], rows[0]  # arms, tasks
     assert int(cells[3].replace(",", "")) > 0, rows[0]  # parameters
-    train, evaluate, consolidate, progress, total = (int(v) for v in cells[4].split(" / "))
-    assert total > 0 and total == 1 + train + evaluate + consolidate + progress, rows[0]
+    train, evaluate, importance, progress, total = (int(v) for v in cells[4].split(" / "))
+    assert total > 0 and total == 1 + train + evaluate + importance + progress, rows[0]
     assert evaluate == train + 1, rows[0]
     assert rows[2].split("|")[2].strip() == cells[4], rows[2]  # the Snakemake dry run plans the same
     assert "The dry run's per-seed jobs match the table." in proc.stdout

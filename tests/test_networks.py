@@ -1,6 +1,7 @@
 """A user's own model, named in the config by ``module:function`` (clpipe.networks.build_model)."""
 
 import copy
+import sys
 import textwrap
 
 import pytest
@@ -204,3 +205,61 @@ def test_a_user_model_cannot_set_what_the_pipeline_gives_its_builder(user_module
     with pytest.raises(ConfigError, match="set by the pipeline for the builder") as info:
         validate_config(tiny_config({"name": f"{user_module}:build_tiny", k: 99}), str(SCHEMA))
     assert info.value.key == f"experiments.tiny.model.{k}"
+
+
+DECLARED = '''"""A user's model that declares its settings before its imports."""
+
+SETTINGS = {
+    "hidden": {"type": "integer", "minimum": 1, "default": 8},
+    "act": {"enum": ["relu", "tanh"], "default": "relu"},
+}
+
+from torch import nn  # the implementation: never run to read SETTINGS
+
+
+def build(spec):
+    act = nn.ReLU() if spec["act"] == "relu" else nn.Tanh()
+    inputs = spec["input"]["channels"] * spec["input"]["size"] ** 2
+    hidden = spec["hidden"]
+    return nn.Sequential(nn.Flatten(), nn.Linear(inputs, hidden), act, nn.Linear(hidden, spec["n_outputs"]))
+'''
+
+
+@pytest.fixture
+def declared_module(tmp_path, monkeypatch):
+    (tmp_path / "declaredmodel.py").write_text(DECLARED)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "declaredmodel", raising=False)
+    return tmp_path
+
+
+def test_a_user_model_s_declared_settings_are_checked_and_their_defaults_filled(declared_module):
+    exp = validate_config(tiny_config({"name": "declaredmodel:build", "act": "tanh"}), str(SCHEMA))["tiny"]
+    assert exp.raw["model"] == {"name": "declaredmodel:build", "act": "tanh", "hidden": 8}
+    assert "declaredmodel" not in sys.modules  # read, not imported
+    for model, key, message in (
+        (
+            {"name": "declaredmodel:build", "hidden": 0},
+            "experiments.tiny.model.hidden",
+            "less than the minimum",
+        ),
+        ({"name": "declaredmodel:build", "width": 2}, "experiments.tiny.model.width", "unexpected"),
+        ({"name": "declaredmodel:build", "act": "gelu"}, "experiments.tiny.model.act", "is not one of"),
+    ):
+        with pytest.raises(ConfigError, match=message) as info:
+            validate_config(tiny_config(model), str(SCHEMA))
+        assert info.value.key == key
+
+
+def test_a_user_model_an_installed_package_registers_is_found_by_its_entry_point(declared_module):
+    dist = declared_module / "declaredmodel-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: declaredmodel\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[clpipe.models]\ndeclared_net = declaredmodel:build\n")
+    exp = validate_config(tiny_config({"name": "declared_net"}), str(SCHEMA))["tiny"]
+    assert exp.raw["model"] == {"name": "declared_net", "hidden": 8, "act": "relu"}
+    model = build_model(model_spec(exp))
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 2)
+    with pytest.raises(ConfigError, match="unknown model 'no_such_net'") as info:
+        validate_config(tiny_config({"name": "no_such_net"}), str(SCHEMA))
+    assert info.value.key == "experiments.tiny.model.name"

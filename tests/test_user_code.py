@@ -12,19 +12,9 @@ from conftest import ROOT, planned_jobs, snakemake
 
 README = (ROOT / "README.md").read_text()
 
-MODEL = '''"""A user's model: a builder given the spec."""
-
-from torch import nn
-
-
-def build_tiny(spec):
-    inputs = spec["input"]["channels"] * spec["input"]["size"] ** 2
-    hidden = spec["hidden"]  # a key of the user's own
-    layers = [nn.Flatten(), nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, spec["n_outputs"])]
-    return nn.Sequential(*layers)
-'''
-
 DATA = '''"""A user's dataset: a loader the data step calls with the entry's settings."""
+
+SETTINGS = {k: {"type": "integer", "minimum": 1} for k in ("seed", "classes", "train", "test")}
 
 import torch
 
@@ -43,10 +33,10 @@ def stripes(settings):
 '''
 
 
-def readme_example() -> str:
-    """The README's worked example method, as it is shown there."""
-    match = re.search(r"<!-- example: mymethods/anchor.py -->\n```python\n(.*?)```", README, re.S)
-    assert match, "README lacks the worked example"
+def readme_example(path: str = "mymethods/anchor.py") -> str:
+    """A file of the README's examples (the worked example method, the model), as shown."""
+    match = re.search(rf"<!-- example: {re.escape(path)} -->\n```python\n(.*?)```", README, re.S)
+    assert match, f"README lacks the example {path}"
     return match.group(1)
 
 
@@ -60,7 +50,7 @@ def user_run(tmp_path_factory):
     code = work / "code"
     for package, module, text in (
         ("mymethods", "anchor", readme_example()),
-        ("mymodels", "tiny", MODEL),
+        ("mymodels", "tiny", readme_example("mymodels/tiny.py")),
         ("mydata", "stripes", DATA),
     ):
         (code / package).mkdir(parents=True)
@@ -78,7 +68,7 @@ def user_run(tmp_path_factory):
             "tasks": [[0, 1], [2, 3]],
             "scenario": "class",
             "input": {"size": 12, "channels": 1},
-            "model": {"name": "mymodels.tiny:build_tiny", "hidden": 16},
+            "model": {"name": "mymodels.tiny:build_tiny", "hidden": 16},  # SETTINGS' default: 64
             "train": {"epochs": 1, "batch_size": 32, "optimizer": {"name": "sgd", "lr": 0.05}},
             "methods": {"anchor": {"type": "mymethods.anchor:Anchor"}},
             "arms": {"finetune": {"method": "finetune"}, "anchor": {"method": "anchor", "strength": 10.0}},

@@ -218,6 +218,32 @@ def test_a_loader_s_fingerprint_follows_its_code_not_its_comments(loader_module)
     assert content(ds) != before
 
 
+def test_a_loader_s_declared_settings_are_checked_and_their_defaults_filled(loader_module):
+    loader_module.write_text(
+        'SETTINGS = {"per_class": {"type": "integer", "minimum": 1, "default": 3},\n'
+        '            "classes": {"type": "integer", "minimum": 2}}\n' + LOADER
+    )
+    ds = load(config({"gen": {"loader": "userpkg.mydata:load", "classes": 4}}, [[0, 1]], dataset="gen"))
+    assert ds.datasets["gen"].settings == {"classes": 4, "per_class": 3}
+    assert "userpkg.mydata" not in sys.modules  # read, not imported
+    for entry, key in (
+        ({"classes": 1}, "datasets.gen.classes"),
+        ({"classes": 4, "size": 2}, "datasets.gen.size"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            load(config({"gen": {"loader": "userpkg.mydata:load", **entry}}, [[0, 1]], dataset="gen"))
+        assert err.value.key == key
+
+
+def test_a_loader_an_installed_package_registers_is_found_by_its_entry_point(loader_module):
+    dist = loader_module.parent.parent / "userdata-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: userdata\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[clpipe.datasets]\nblocks = userpkg.mydata:load\n")
+    exp = load(config({"gen": {"loader": "blocks", "per_class": 5, "classes": 4}}, [[0, 1]], dataset="gen"))
+    assert exp.datasets["gen"].loader == "userpkg.mydata:load"  # what the data step calls
+
+
 # --- what reruns the data step: content, not mtimes ------------------------------------
 
 
@@ -408,7 +434,8 @@ BAD = [
      r"class\(es\) \[3\] not in dataset 'd', which has classes 0..2"),
     ({"d": {"tensor_file": "TENSOR"}}, [{"classes": [0, 1], "bucket": 1}], {},
      "experiments.tiny.tasks[0].bucket", "no buckets"),
-    ({"d": {"loader": "not a reference"}}, [[0, 1]], {}, "datasets.d.loader", "not a reference to code"),
+    ({"d": {"loader": "not a reference"}}, [[0, 1]], {}, "datasets.d.loader",
+     "neither module:function nor an installed entry point"),
     ({"d": {"loader": "no_such_package_here.mod:load"}}, [[0, 1]], {}, "datasets.d.loader",
      "module 'no_such_package_here.mod' not found"),
     ({"d": {"image_folder": "FOLDER", "image_size": 8}}, [[0, 1]],

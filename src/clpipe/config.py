@@ -14,7 +14,14 @@ import copy
 from typing import Any
 
 from clpipe.catalog import DATASETS
-from clpipe.config_input import check_finite, check_names, dotted_key, schema_error
+from clpipe.config_input import (
+    check_finite,
+    check_names,
+    check_settings,
+    dotted_key,
+    schema_error,
+    validator_with_defaults,
+)
 from clpipe.errors import ConfigError
 from clpipe.experiment import Arm, Experiment, TaskSpec, resolve_arms, resolve_methods
 from clpipe.layout import EXPERIMENT_FIGURES
@@ -27,7 +34,7 @@ from clpipe.model_settings import (
     PLAIN_INITS,
     TASK_HEADED_MODELS,
 )
-from clpipe.plugins import is_reference, module_file, split_reference
+from clpipe.plugins import MODEL_ENTRY_POINTS, declared_settings, resolve
 from clpipe.user_datasets import UserDataset
 from clpipe.user_datasets import resolve as resolve_datasets
 
@@ -259,20 +266,38 @@ def _check_methods(key: str, exp: dict[str, Any], methods: dict[str, dict[str, A
             )
 
 
+def _check_user_model(key: str, model: dict[str, Any]) -> None:
+    """A user's model (module:function, or an entry point of group clpipe.models) is a
+    plain network (no head per task, never grown). Its module must be there (found, not
+    imported: it imports torch); its keys are its own, checked against the SETTINGS its
+    module declares, if any (their defaults filled in), else passed as written."""
+    name, nkey = model["name"], f"{key}.model.name"
+    reference = resolve(name, MODEL_ENTRY_POINTS)
+    if reference is None:
+        raise ConfigError(
+            nkey,
+            f"unknown model {name!r}: built-in models are {', '.join(MODEL_SETTINGS)}; a model of "
+            "your own is named by module:function (its module on PYTHONPATH) or by an entry "
+            f"point of group {MODEL_ENTRY_POINTS!r}",
+        )
+    for k in ("n_outputs", "outputs", "input"):
+        if k in model:
+            raise ConfigError(
+                f"{key}.model.{k}",
+                "set by the pipeline for the builder (n_outputs: the scenario's head; "
+                "input: the experiment's input settings); give your model's own keys another name",
+            )
+    settings = declared_settings(reference, nkey)  # finds the module, or refuses
+    if settings is not None:
+        own = {k: v for k, v in model.items() if k != "name"}
+        check_settings(own, settings, f"{key}.model")
+        model.update(own)
+
+
 def _check_model(key: str, exp: dict[str, Any]) -> None:
     model, inp = exp["model"], exp["input"]
-    # a user's model (module:function) is a plain network (no head per task, never
-    # grown) whose keys are its own: passed to its builder as written, no defaults; its
-    # module must be there (found, not imported: it imports torch)
-    if is_reference(model["name"]):
-        module_file(split_reference(model["name"], f"{key}.model.name")[0], f"{key}.model.name")
-        for k in ("n_outputs", "outputs", "input"):
-            if k in model:
-                raise ConfigError(
-                    f"{key}.model.{k}",
-                    "set by the pipeline for the builder (n_outputs: the scenario's head; "
-                    "input: the experiment's input settings); give your model's own keys another name",
-                )
+    if model["name"] not in MODEL_SETTINGS:
+        _check_user_model(key, model)
     else:
         _check_built_in_model_settings(key, exp)
     if model["name"] == "vgg16" and inp["size"] < 32:
@@ -464,24 +489,6 @@ def check_config(config: dict[str, Any]) -> dict[str, Experiment]:
     return experiments
 
 
-def _validator_with_defaults(schema: dict[str, Any]):
-    """A JSON-schema validator that fills in missing properties' defaults as it goes."""
-    import jsonschema
-
-    base = jsonschema.Draft202012Validator
-    check_properties = base.VALIDATORS["properties"]
-
-    def properties_with_defaults(validator, properties, instance, subschema):
-        if isinstance(instance, dict):
-            for name, prop in properties.items():
-                if isinstance(prop, dict) and "default" in prop and name not in instance:
-                    instance[name] = copy.deepcopy(prop["default"])
-        yield from check_properties(validator, properties, instance, subschema)
-
-    cls = jsonschema.validators.extend(base, {"properties": properties_with_defaults})
-    return cls(schema)
-
-
 def _integer_seeds_from_the_command_line(config: dict[str, Any]) -> None:
     """``--config seeds=[0,1]`` gives strings (Snakemake parses lists as plain YAML text)."""
     experiments = config.get("experiments")
@@ -548,7 +555,7 @@ def validate_config(config: dict[str, Any], schema_path: str) -> dict[str, Exper
     _refuse_renamed_keys(config)
     forget_user_methods()  # read each user's method as its file is now
     schema["$defs"]["method"] = method_schema([*REGISTRY, *_method_types(config)])
-    validator = _validator_with_defaults(schema)
+    validator = validator_with_defaults(schema)
     found = schema_error(validator, config)
     if found is not None:
         raise ConfigError(dotted_key(found[0]), found[1])

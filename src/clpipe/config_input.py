@@ -17,6 +17,7 @@ Torch-free; the workflow calls these while it builds the DAG, before any job:
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -178,6 +179,35 @@ def schema_error(validator, instance: Any, nested: bool = False) -> tuple[list, 
         else ""
     )
     return path, error.message + hint
+
+
+def validator_with_defaults(schema: dict[str, Any]):
+    """A JSON-schema validator that fills in missing properties' defaults as it goes."""
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    check_properties = base.VALIDATORS["properties"]
+
+    def properties_with_defaults(validator, properties, instance, subschema):
+        if isinstance(instance, dict):
+            for name, prop in properties.items():
+                if isinstance(prop, dict) and "default" in prop and name not in instance:
+                    instance[name] = copy.deepcopy(prop["default"])
+        yield from check_properties(validator, properties, instance, subschema)
+
+    cls = jsonschema.validators.extend(base, {"properties": properties_with_defaults})
+    return cls(schema)
+
+
+def check_settings(values: dict[str, Any], settings: dict[str, Any], key: str) -> None:
+    """A user's own settings (a model block's keys, a loader's entry) against the JSON
+    schemas its code declares (``SETTINGS``): no other key, each value valid; the
+    declared defaults are filled into ``values``. Errors name ``key.<setting>``."""
+    schema = {"type": "object", "additionalProperties": False, "properties": settings}
+    found = schema_error(validator_with_defaults(schema), values, nested=True)
+    if found is not None:
+        path, message = found
+        raise ConfigError(key + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path), message)
 
 
 def schema_problem(value: Any, schema: dict[str, Any]) -> tuple[str, str] | None:

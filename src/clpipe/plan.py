@@ -19,7 +19,8 @@ from clpipe.fingerprint import PACKAGE, job_code, method_modules, runs_module
 from clpipe.layout import EXPERIMENT_FIGURES, SCRATCH, Layout
 from clpipe.methods import ROLES
 from clpipe.methods import traits as method_traits
-from clpipe.plugins import is_reference, split_reference
+from clpipe.model_settings import MODEL_SETTINGS
+from clpipe.plugins import MODEL_ENTRY_POINTS, resolve, split_reference
 
 
 def dataset_manifests(layout: Layout, exp: Experiment) -> list[str]:
@@ -154,8 +155,9 @@ def user_modules(exp: Experiment, method_type: str | None, builds_models: bool) 
         if not module.startswith(f"{PACKAGE}."):
             modules.append(module)
     model = exp.raw["model"]["name"]
-    if builds_models and is_reference(model):
-        modules.append(split_reference(model, f"experiments.{exp.name}.model.name")[0])
+    if builds_models and model not in MODEL_SETTINGS:
+        key = f"experiments.{exp.name}.model.name"
+        modules.append(split_reference(resolve(model, MODEL_ENTRY_POINTS) or model, key)[0])
     return tuple(modules)
 
 

@@ -18,6 +18,7 @@ A user's module is part of the code of the jobs that run it:
 
 from __future__ import annotations
 
+import ast
 import importlib
 import re
 import sys
@@ -29,7 +30,20 @@ from typing import Any
 from clpipe.errors import ConfigError
 
 REFERENCE = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):([A-Za-z_]\w*)$")
+# entry point groups: an installed distribution registers its code under a short name
 METHOD_ENTRY_POINTS = "clpipe.methods"
+MODEL_ENTRY_POINTS = "clpipe.models"
+DATASET_ENTRY_POINTS = "clpipe.datasets"  # a dataset's loader
+
+# what a declaration part may import: torch-free modules only (the rest is the code's)
+DECLARATION_IMPORTS = (
+    "__future__",
+    "typing",
+    "collections.abc",
+    "dataclasses",
+    "math",
+    "clpipe.methods.traits",
+)
 
 
 def is_reference(value: Any) -> bool:
@@ -101,6 +115,79 @@ def load(value: str, key: str) -> Any:
     except ModuleNotFoundError as err:
         raise ConfigError(key, f"{value!r}: {err}; is its folder on PYTHONPATH?") from None
     return found
+
+
+def resolve(value: str, group: str) -> str | None:
+    """The ``module:Name`` that ``value`` names: itself if it is one, else what an
+    installed distribution registers as ``value`` in entry point ``group``; None: neither."""
+    return value if is_reference(value) else entry_point(group, value)
+
+
+def declaration_part(tree: ast.Module) -> list[ast.stmt]:
+    """A module's statements up to its first import of anything but a torch-free module
+    of DECLARATION_IMPORTS: the part that declares what the workflow reads of it."""
+    part = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            modules = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            modules = [node.module or ""]
+        else:
+            modules = []
+        if any(m not in DECLARATION_IMPORTS for m in modules):
+            break
+        part.append(node)
+    return part
+
+
+def run_declaration(path: str | Path, module: str) -> dict[str, Any]:
+    """The names a module's declaration part defines, run alone (never its imports of
+    torch or of its implementation)."""
+    path = Path(path)
+    tree = ast.parse(path.read_text(), filename=str(path))
+    namespace: dict[str, Any] = {"__name__": module, "__file__": str(path)}
+    exec(compile(ast.Module(body=declaration_part(tree), type_ignores=[]), str(path), "exec"), namespace)
+    return namespace
+
+
+def schema_problems(settings: dict[str, Any], where: str = "") -> list[str]:
+    """What is wrong with settings declared as JSON schemas (name -> schema, with its
+    default): a schema that is not valid (draft 2020-12), a default it refuses."""
+    import jsonschema
+
+    problems = []
+    if not isinstance(settings, dict):
+        return [f"{where or 'settings'} is a mapping of names to JSON schemas, not {type(settings).__name__}"]
+    for key, schema in settings.items():
+        at = f"{where}[{key!r}]"
+        try:
+            jsonschema.Draft202012Validator.check_schema(schema)
+        except jsonschema.exceptions.SchemaError as err:
+            problems.append(f"{at} is no valid JSON schema: {err.message}")
+            continue
+        if "default" in schema and not jsonschema.Draft202012Validator(schema).is_valid(schema["default"]):
+            problems.append(f"{at}: its default {schema['default']!r} does not fit its own schema")
+    return problems
+
+
+def declared_settings(reference: str, key: str) -> dict[str, Any] | None:
+    """The ``SETTINGS`` the module of a ``module:Name`` reference declares (a user's
+    model or dataset loader: name -> JSON schema with its default), read from its
+    declaration part without importing it; None: it declares none (its settings are
+    passed as given). A mistake in it is refused naming ``key``."""
+    module, _ = split_reference(reference, key)
+    path = module_file(module, key)
+    try:
+        settings = run_declaration(path, module).get("SETTINGS")
+    except Exception as err:  # the user's declaration part failed to run: say where
+        why = f"{type(err).__name__}: {err}"
+        raise ConfigError(key, f"{reference!r}: reading its SETTINGS in {path}: {why}") from None
+    if settings is None:
+        return None
+    problems = schema_problems(settings, "SETTINGS")
+    if problems:
+        raise ConfigError(key, f"{reference!r} ({path}): " + "; ".join(problems))
+    return settings
 
 
 def entry_point(group: str, name: str) -> str | None:

@@ -55,7 +55,7 @@ def _use_deterministic_algorithms() -> None:
     """``torch.use_deterministic_algorithms(True)`` without its import of
     ``torch._inductor.config``, which pulls in TorchDynamo: about 1 s on a CPU
     (benchmarks/workflow_overhead.py) for a compiler the pipeline never uses. Jobs that
-    build no optimizer (evaluation, consolidation) no longer pay it; a training job
+    build no optimizer (evaluation, importance) no longer pay it; a training job
     still does, when torch.optim's first call imports TorchDynamo. The inductor's own
     flag is still set when something already imported it."""
     torch._C._set_deterministic_algorithms(True, warn_only=False)

@@ -48,7 +48,7 @@ from typing import Any
 
 from clpipe import plugins
 from clpipe.catalog import DATASETS, IMAGE_SUFFIXES, md5sum
-from clpipe.config_input import NAME, normalized_path
+from clpipe.config_input import NAME, check_settings, normalized_path
 from clpipe.errors import ConfigError
 
 KINDS = ("tensor_file", "image_folder", "loader")
@@ -150,11 +150,21 @@ def resolve(declared: dict[str, Any] | None) -> dict[str, UserDataset]:
 def _resolve_one(name: str, kind: str, entry: dict[str, Any]) -> UserDataset:
     key = f"datasets.{name}"
     if kind == "loader":
+        lkey = f"{key}.loader"
         loader = entry["loader"]
-        module, _ = plugins.split_reference(loader, f"{key}.loader")
-        plugins.module_file(module, f"{key}.loader")  # found without importing it
+        reference = plugins.resolve(loader, plugins.DATASET_ENTRY_POINTS) if isinstance(loader, str) else None
+        if reference is None:
+            raise ConfigError(
+                lkey,
+                f"{loader!r} is neither module:function nor an installed entry point of group "
+                f"{plugins.DATASET_ENTRY_POINTS!r}",
+            )
         settings = {k: copy.deepcopy(v) for k, v in entry.items() if k != "loader"}
-        return UserDataset(name, kind, loader=loader, settings=settings)
+        # its module found without importing it; its SETTINGS, if it declares them
+        declared = plugins.declared_settings(reference, lkey)
+        if declared is not None:
+            check_settings(settings, declared, key)
+        return UserDataset(name, kind, loader=reference, settings=settings)
     allowed = IMAGE_FOLDER_SETTINGS if kind == "image_folder" else {}
     for k in entry:
         if k != kind and k not in allowed:

@@ -266,9 +266,9 @@ def gpus(wildcards):
 
 def model_group(owner=None, task=None):
     """The job group of one model: the step that makes it and the short steps that read
-    only it (evaluation, consolidation) become one cluster job, so a cluster run submits
+    only it (evaluation, importance) become one cluster job, so a cluster run submits
     one job per trained model, not four. Groups only matter off the local machine;
-    a group cannot span models, since consolidation chains run between trainings."""
+    a group cannot span models, since importance steps run between trainings."""
 
     def name(wildcards):
         who = owner or wildcards.get("owner") or wildcards.get("arm")

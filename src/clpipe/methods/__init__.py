@@ -19,7 +19,6 @@ its file the same way.
 
 from __future__ import annotations
 
-import ast
 import importlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,7 +26,15 @@ from typing import Any
 
 from clpipe.errors import ConfigError
 from clpipe.methods.traits import REQUIRED, ROLES, MethodTraits, SettingError
-from clpipe.plugins import METHOD_ENTRY_POINTS, entry_point, is_reference, module_file, split_reference
+from clpipe.plugins import (
+    DECLARATION_IMPORTS,
+    METHOD_ENTRY_POINTS,
+    module_file,
+    resolve,
+    run_declaration,
+    schema_problems,
+    split_reference,
+)
 
 __all__ = [
     "REGISTRY",
@@ -40,42 +47,13 @@ __all__ = [
     "traits",
 ]
 
-# what a declaration may import: torch-free modules only (the rest is the implementation's)
-DECLARATION_IMPORTS = (
-    "__future__",
-    "typing",
-    "collections.abc",
-    "dataclasses",
-    "math",
-    "clpipe.methods.traits",
-)
 NOT_METHODS = ("__init__", "base", "traits")
-
-
-def _declaration_part(tree: ast.Module) -> list[ast.stmt]:
-    """A method file's statements up to its first import of anything but a torch-free
-    module of DECLARATION_IMPORTS: the part that declares the method."""
-    part = []
-    for node in tree.body:
-        if isinstance(node, ast.Import):
-            modules = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            modules = [node.module or ""]
-        else:
-            modules = []
-        if any(m not in DECLARATION_IMPORTS for m in modules):
-            break
-        part.append(node)
-    return part
 
 
 def read_declaration(path: str | Path, module: str) -> MethodTraits:
     """The ``METHOD`` a method file declares, read by running only its declaration part."""
     path = Path(path)
-    tree = ast.parse(path.read_text(), filename=str(path))
-    namespace: dict[str, Any] = {"__name__": module, "__file__": str(path)}
-    exec(compile(ast.Module(body=_declaration_part(tree), type_ignores=[]), str(path), "exec"), namespace)
-    method = namespace.get("METHOD")
+    method = run_declaration(path, module).get("METHOD")
     if not isinstance(method, MethodTraits):
         raise TypeError(
             f"{path}: declares no METHOD = MethodTraits(...) before its first import of torch or "
@@ -109,31 +87,19 @@ def declaration_problems(method: MethodTraits) -> list[str]:
     """What is wrong with a method's declared settings: a schema that is no valid JSON
     schema (draft 2020-12), a default its own schema refuses, a name the config keeps
     for itself (a method entry's type, an arm's method, start_from, n_tasks)."""
-    import jsonschema
-
     problems = []
     kinds = {"settings": method.settings, "per_task_settings": method.per_task_settings}
     kinds["rewritten_settings"] = method.rewritten_settings
     for kind, declared in kinds.items():
-        for key, schema in declared.items():
-            where = f"{kind}[{key!r}]"
-            if key in RESERVED.get(kind, RESERVED["per_task_settings"]):
-                problems.append(f"{where}: the name {key!r} is the config's own")
-                continue
-            try:
-                jsonschema.Draft202012Validator.check_schema(schema)
-            except jsonschema.exceptions.SchemaError as err:
-                problems.append(f"{where} is no valid JSON schema: {err.message}")
-                continue
-            valid = jsonschema.Draft202012Validator(schema).is_valid
-            if "default" in schema and not valid(schema["default"]):
-                problems.append(f"{where}: its default {schema['default']!r} does not fit its own schema")
+        reserved = RESERVED.get(kind, RESERVED["per_task_settings"])
+        problems += [f"{kind}[{k!r}]: the name {k!r} is the config's own" for k in declared if k in reserved]
+        problems += schema_problems({k: v for k, v in declared.items() if k not in reserved}, kind)
     return problems
 
 
 def _user_method(method_type: str, key: str) -> MethodTraits | None:
     """The declaration of a method named by ``module:Class`` or an entry point, or None."""
-    reference = method_type if is_reference(method_type) else entry_point(METHOD_ENTRY_POINTS, method_type)
+    reference = resolve(method_type, METHOD_ENTRY_POINTS)
     if reference is None:
         return None
     module, _ = split_reference(reference, key)

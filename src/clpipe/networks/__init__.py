@@ -74,7 +74,13 @@ def _glorot_init(model: nn.Module) -> None:
 
 def _user_model(spec: dict[str, Any], device: torch.device | str | None) -> nn.Module:
     """A user's model: ``builder(spec)`` of the ``module:function`` its name references."""
-    reference = spec["name"]
+    reference = plugins.resolve(spec["name"], plugins.MODEL_ENTRY_POINTS)
+    if reference is None:
+        raise ConfigError(
+            MODEL_KEY,
+            f"unknown model {spec['name']!r} (neither built in, nor module:function, nor an "
+            f"installed entry point of group {plugins.MODEL_ENTRY_POINTS!r})",
+        )
     builder = plugins.load(reference, MODEL_KEY)
     if not callable(builder):
         raise ConfigError(
@@ -101,7 +107,7 @@ def _user_model(spec: dict[str, Any], device: torch.device | str | None) -> nn.M
 
 def build_model(spec: dict[str, Any], device: torch.device | str | None = None) -> nn.Module:
     """The network a spec describes, randomly initialised from torch's global RNG."""
-    if plugins.is_reference(spec["name"]):
+    if spec["name"] not in MODEL_SETTINGS:
         return _user_model(spec, device)  # it initialises itself
     spec = completed(spec)
     inp = spec["input"]
@@ -161,7 +167,7 @@ def spec_of(model: nn.Module, built_from: dict[str, Any]) -> dict[str, Any]:
     keeps the spec it was built from, a user's model always (its builder gets that spec
     again, whatever methods the model has)."""
     describe = getattr(model, "spec", None)
-    if not callable(describe) or plugins.is_reference(built_from.get("name")):
+    if not callable(describe) or built_from.get("name") not in MODEL_SETTINGS:
         return built_from
     own = describe()
     kept = {k: v for k, v in built_from.items() if k not in ("n_outputs", "outputs")}

@@ -59,7 +59,7 @@ def _train(
     tasks = load_tasks(data)
     scenario, pipeline, ctx = task_context(spec, tasks, runtime, generator, model)
     method.begin_task(model, carried, method.per_task(spec.get("task_settings", {})), ctx)
-    label = f"{spec['experiment']} seed {spec['seed']} {spec.get('arm', 'scratch')} task {spec['task']}"
+    label = f"{spec['experiment']} seed {spec['seed']} {spec.get('arm', SCRATCH)} task {spec['task']}"
     # Epoch checkpoints beside the outputs (not an output: Snakemake leaves it alone when
     # it reruns the killed job), valid for exactly this job and these input files.
     epochs = EpochCheckpoint(
