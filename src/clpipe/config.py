@@ -23,7 +23,7 @@ from clpipe.config_input import (
     validator_with_defaults,
 )
 from clpipe.errors import ConfigError
-from clpipe.experiment import Arm, Experiment, TaskSpec, resolve_arms, resolve_methods
+from clpipe.experiment import Arm, Experiment, TaskSpec, resolve_arms, resolve_methods, resolve_tasks
 from clpipe.layout import EXPERIMENT_FIGURES
 from clpipe.methods import REGISTRY, SettingError, forget_user_methods, method_schema
 from clpipe.methods import traits as method_traits
@@ -37,78 +37,6 @@ from clpipe.model_settings import (
 from clpipe.plugins import MODEL_ENTRY_POINTS, declared_settings, resolve
 from clpipe.user_datasets import UserDataset
 from clpipe.user_datasets import resolve as resolve_datasets
-
-
-def _known_datasets(declared: dict[str, UserDataset]) -> str:
-    """The datasets a config may name, both kinds."""
-    own = ", ".join(sorted(declared)) or "none in this config"
-    return f"built-in: {', '.join(sorted(DATASETS))}; declared under datasets: {own}"
-
-
-def _resolve_tasks(
-    key: str, exp: dict[str, Any], declared: dict[str, UserDataset] | None = None
-) -> list[TaskSpec]:
-    """Each task's (dataset, classes, bucket); ``declared``: the config's own datasets
-    (clpipe.user_datasets.resolve)."""
-    declared = declared or {}
-    tasks: list[TaskSpec] = []
-    seen: dict[tuple[str, int | None, int], int] = {}
-    for i, task in enumerate(exp["tasks"], start=1):
-        tkey = f"{key}.tasks[{i - 1}]"
-        if isinstance(task, list):
-            task = {"classes": task}
-        dataset = task.get("dataset", exp.get("dataset"))
-        if dataset is None:
-            raise ConfigError(
-                f"{key}.dataset",
-                f"task {i} names no dataset and the experiment has no default 'dataset' "
-                f"({_known_datasets(declared)})",
-            )
-        if dataset not in DATASETS and dataset not in declared:
-            raise ConfigError(
-                f"{tkey}.dataset" if "dataset" in task else f"{key}.dataset",
-                f"unknown dataset {dataset!r} ({_known_datasets(declared)})",
-            )
-        if dataset in declared:
-            own = declared[dataset]
-            buckets, n_classes = (), own.n_classes
-        else:
-            info = DATASETS[dataset]
-            buckets, n_classes = info.buckets, info.n_classes
-        bucket = task.get("bucket")
-        if buckets and bucket is None:
-            raise ConfigError(
-                f"{tkey}.bucket",
-                f"dataset {dataset!r} comes in time buckets ({buckets[0]}..{buckets[-1]}); "
-                "name the task's bucket",
-            )
-        if bucket is not None and bucket not in buckets:
-            has = f"buckets {buckets[0]}..{buckets[-1]}" if buckets else "no buckets"
-            raise ConfigError(f"{tkey}.bucket", f"{bucket} is not a bucket of {dataset!r}, which has {has}")
-        if n_classes is None and "classes" not in task:
-            raise ConfigError(
-                f"{tkey}.classes",
-                f"dataset {dataset!r} is a {declared[dataset].kind} dataset, whose classes only the "
-                "data step sees: list the task's classes",
-            )
-        classes = task.get("classes", list(range(n_classes or 0)))
-        bad = [c for c in classes if n_classes is not None and c >= n_classes]
-        if bad:
-            raise ConfigError(
-                tkey,
-                f"class(es) {bad} not in dataset {dataset!r}, which has classes 0..{n_classes - 1}",
-            )
-        where = dataset if bucket is None else f"{dataset} bucket {bucket}"
-        for c in classes:
-            if (dataset, bucket, c) in seen:
-                raise ConfigError(
-                    tkey,
-                    f"class {c} of {where} is already in task {seen[(dataset, bucket, c)]}; "
-                    "tasks must not overlap",
-                )
-            seen[(dataset, bucket, c)] = i
-        tasks.append(TaskSpec(index=i, dataset=dataset, classes=tuple(classes), bucket=bucket))
-    return tasks
 
 
 def _check_architecture(key: str, exp: dict[str, Any]) -> None:
@@ -449,7 +377,7 @@ def check_experiment(
     """``datasets``: the config's own datasets (clpipe.user_datasets.resolve)."""
     key = f"experiments.{name}"
     declared = datasets or {}
-    tasks = _resolve_tasks(key, exp, declared)
+    tasks = resolve_tasks(key, exp, declared)
     _check_meaningful(key, exp, tasks)
     _check_model(key, exp)
     _check_data_and_input(key, exp, tasks, declared)

@@ -2,8 +2,9 @@
 place in the task sequence (torch-free).
 
 :func:`clpipe.config.check_experiment` builds an :class:`Experiment` from a validated
-config section; the arm resolution here is a few named steps, each raising
-:class:`ConfigError` with the key of the arm setting that cannot be resolved.
+config section; the task resolution (each task's dataset, bucket and classes) and the
+arm resolution here are a few named steps, each raising :class:`ConfigError` with the
+key of the setting that cannot be resolved.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from clpipe.catalog import DATASETS
 from clpipe.config_input import schema_problem
 from clpipe.errors import ConfigError
 from clpipe.layout import SCRATCH
@@ -104,6 +106,91 @@ class Experiment:
         if self.scenario == "domain":
             return max(len(t.classes) for t in self.tasks)
         return sum(len(t.classes) for t in self.tasks)
+
+
+def _known_datasets(declared: dict[str, UserDataset]) -> str:
+    """The datasets a config may name, both kinds."""
+    own = ", ".join(sorted(declared)) or "none in this config"
+    return f"built-in: {', '.join(sorted(DATASETS))}; declared under datasets: {own}"
+
+
+def resolve_tasks(
+    key: str, exp: dict[str, Any], declared: dict[str, UserDataset] | None = None
+) -> list[TaskSpec]:
+    """Each task's (dataset, classes, bucket), no class of a dataset (bucket) in two
+    tasks; ``declared``: the config's own datasets (clpipe.user_datasets.resolve)."""
+    declared = declared or {}
+    tasks: list[TaskSpec] = []
+    seen: dict[tuple[str, int | None, int], int] = {}
+    for i, task in enumerate(exp["tasks"], start=1):
+        tkey = f"{key}.tasks[{i - 1}]"
+        task = {"classes": task} if isinstance(task, list) else task
+        dataset, buckets, n_classes = _task_dataset(key, tkey, i, task, exp, declared)
+        bucket = _task_bucket(tkey, task, dataset, buckets)
+        classes = _task_classes(tkey, task, dataset, n_classes, declared)
+        where = dataset if bucket is None else f"{dataset} bucket {bucket}"
+        for c in classes:
+            if (dataset, bucket, c) in seen:
+                raise ConfigError(
+                    tkey,
+                    f"class {c} of {where} is already in task {seen[(dataset, bucket, c)]}; "
+                    "tasks must not overlap",
+                )
+            seen[(dataset, bucket, c)] = i
+        tasks.append(TaskSpec(index=i, dataset=dataset, classes=tuple(classes), bucket=bucket))
+    return tasks
+
+
+def _task_dataset(key, tkey, i, task, exp, declared) -> tuple[str, tuple[int, ...], int | None]:
+    """A task's dataset (its own, or the experiment's), its buckets and its number of
+    classes (None: a tensor-file or loader dataset, whose classes only the data step sees)."""
+    dataset = task.get("dataset", exp.get("dataset"))
+    if dataset is None:
+        raise ConfigError(
+            f"{key}.dataset",
+            f"task {i} names no dataset and the experiment has no default 'dataset' "
+            f"({_known_datasets(declared)})",
+        )
+    if dataset in declared:
+        return dataset, (), declared[dataset].n_classes
+    if dataset not in DATASETS:
+        raise ConfigError(
+            f"{tkey}.dataset" if "dataset" in task else f"{key}.dataset",
+            f"unknown dataset {dataset!r} ({_known_datasets(declared)})",
+        )
+    return dataset, DATASETS[dataset].buckets, DATASETS[dataset].n_classes
+
+
+def _task_bucket(tkey, task, dataset, buckets) -> int | None:
+    """The time bucket a task trains on: given for a dataset in buckets, only for one."""
+    bucket = task.get("bucket")
+    if buckets and bucket is None:
+        raise ConfigError(
+            f"{tkey}.bucket",
+            f"dataset {dataset!r} comes in time buckets ({buckets[0]}..{buckets[-1]}); "
+            "name the task's bucket",
+        )
+    if bucket is not None and bucket not in buckets:
+        has = f"buckets {buckets[0]}..{buckets[-1]}" if buckets else "no buckets"
+        raise ConfigError(f"{tkey}.bucket", f"{bucket} is not a bucket of {dataset!r}, which has {has}")
+    return bucket
+
+
+def _task_classes(tkey, task, dataset, n_classes, declared) -> list[int]:
+    """A task's classes (default: all of its dataset's), each one of the dataset's."""
+    if n_classes is None and "classes" not in task:
+        raise ConfigError(
+            f"{tkey}.classes",
+            f"dataset {dataset!r} is a {declared[dataset].kind} dataset, whose classes only the "
+            "data step sees: list the task's classes",
+        )
+    classes = task.get("classes", list(range(n_classes or 0)))
+    bad = [c for c in classes if n_classes is not None and c >= n_classes]
+    if bad:
+        raise ConfigError(
+            tkey, f"class(es) {bad} not in dataset {dataset!r}, which has classes 0..{n_classes - 1}"
+        )
+    return classes
 
 
 def resolve_methods(exp: dict[str, Any]) -> dict[str, dict[str, Any]]:
