@@ -1,20 +1,22 @@
 """Code a config names from outside the package: ``module:Name`` (torch-free).
 
-A method, a model or a dataset may be a user's own, kept in their own importable
+A method, a model or a dataset loader may be a user's own, kept in their own importable
 module (on ``PYTHONPATH`` or installed): the config names it by reference,
-``mypackage.mymethod:MyMethod``, and the pipeline runs it like a built-in one. A
-method may also be registered under a short name through a Python entry point of the
-group :data:`METHOD_ENTRY_POINTS` (``[project.entry-points."clpipe.methods"]``
+``mypackage.mymethod:MyMethod``, and the pipeline runs it like a built-in one. An
+installed distribution may also register it under a short name, as an entry point of
+the group :data:`METHOD_ENTRY_POINTS`, :data:`MODEL_ENTRY_POINTS` or
+:data:`DATASET_ENTRY_POINTS` (``[project.entry-points."clpipe.methods"]``
 ``mymethod = "mypackage.mymethod:MyMethod"``).
 
 The workflow never imports such a module to build the DAG (it may import torch): it
-finds its source file (``importlib.util.find_spec``, which imports the parent packages
-of a dotted name, not the module itself) and reads what it needs from the file. Only
-the job that runs the code imports it.
+finds its source file without running it or its parent packages (:func:`find_spec`)
+and runs only its declaration part (:func:`run_declaration`: the statements before its
+first import of anything but a few torch-free modules), where a method declares its
+``METHOD`` and a model or loader may declare its ``SETTINGS``. Only the job that runs
+the code imports it.
 
 A user's module is part of the code of the jobs that run it:
-:func:`clpipe.fingerprint.user_code` hashes its code as it does the package's.
-"""
+:func:`clpipe.fingerprint.job_code` hashes its code as it does the package's."""
 
 from __future__ import annotations
 
