@@ -2,6 +2,7 @@
 the workflow: the README's worked example method, a model builder and a dataset loader
 on the tiny config, and reruns that follow the user's code."""
 
+import contextlib
 import re
 
 import pytest
@@ -38,6 +39,18 @@ def readme_example(path: str = "mymethods/anchor.py") -> str:
     match = re.search(rf"<!-- example: {re.escape(path)} -->\n```python\n(.*?)```", README, re.S)
     assert match, f"README lacks the example {path}"
     return match.group(1)
+
+
+@contextlib.contextmanager
+def edited(path, old, new):
+    """``path`` with ``old`` replaced by ``new`` inside the block, as it was after it."""
+    original = path.read_text()
+    assert old in original, (path, old)
+    path.write_text(original.replace(old, new))
+    try:
+        yield
+    finally:
+        path.write_text(original)
 
 
 def test_the_worked_example_of_a_method_is_under_60_lines():
@@ -104,13 +117,9 @@ def test_the_users_method_model_and_dataset_run_through_the_workflow(user_run):
 def test_a_comment_in_the_users_code_reruns_nothing_and_its_code_what_runs_it(user_run):
     work, code, config, env = user_run
     anchor = code / "mymethods" / "anchor.py"
-    original = anchor.read_text()
-    try:
-        anchor.write_text(
-            original.replace("# added to every batch's loss", "# added to the loss of each batch")
-        )
+    with edited(anchor, "# added to every batch's loss", "# added to the loss of each batch"):
         assert planned_jobs(work, config, env=env) == {}
-        anchor.write_text(original.replace("self.strength / 2 *", "0.5 * self.strength *"))
+    with edited(anchor, "self.strength / 2 *", "0.5 * self.strength *"):
         jobs = planned_jobs(work, config, env=env)
         # the anchor arm's importance step, its training and evaluation; not fine-tuning's
         assert (jobs.get("compute_importance"), jobs.get("train_next_task"), jobs.get("evaluate")) == (
@@ -118,24 +127,12 @@ def test_a_comment_in_the_users_code_reruns_nothing_and_its_code_what_runs_it(us
             1,
             1,
         ), jobs
-    finally:
-        anchor.write_text(original)
-    model = code / "mymodels" / "tiny.py"
-    original = model.read_text()
-    try:
-        model.write_text(original.replace("nn.ReLU()", "nn.Tanh()"))
+    with edited(code / "mymodels" / "tiny.py", "nn.ReLU()", "nn.Tanh()"):
         jobs = planned_jobs(work, config, env=env)
         assert jobs.get("init_model") == 1 and jobs.get("train_first_task") == 1, jobs  # every model
         assert "prepare_data" not in jobs, jobs
-    finally:
-        model.write_text(original)
-    data = code / "mydata" / "stripes.py"
-    original = data.read_text()
-    try:
-        data.write_text(original.replace("(0, 60,", "(0, 50,"))
+    with edited(code / "mydata" / "stripes.py", "(0, 60,", "(0, 50,"):
         assert planned_jobs(work, config, env=env).get("prepare_data") == 1
-    finally:
-        data.write_text(original)
 
 
 def test_without_the_users_module_on_the_path_the_run_is_refused_naming_the_key(user_run):
