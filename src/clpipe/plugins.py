@@ -21,6 +21,7 @@ A user's module is part of the code of the jobs that run it:
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import re
 import sys
@@ -193,7 +194,13 @@ def declared_settings(reference: str, key: str) -> dict[str, Any] | None:
 
 
 def entry_point(group: str, name: str) -> str | None:
-    """The ``module:Name`` an installed distribution registers as ``name`` in ``group``."""
+    """The ``module:Name`` an installed distribution registers as ``name`` in ``group``
+    (looked up once per sys.path: the DAG asks for every job of a user's model)."""
+    return _entry_point(group, name, tuple(sys.path))
+
+
+@functools.cache
+def _entry_point(group: str, name: str, path: tuple[str, ...]) -> str | None:
     for point in entry_points(group=group, name=name):
         return point.value
     return None
