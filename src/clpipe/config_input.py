@@ -117,12 +117,14 @@ def check_config_files(paths) -> None:
         read_strictly(path)
 
 
+def key_below(path: list) -> str:
+    """A path below a key, as it continues the key: ``.tasks[1].classes``."""
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)
+
+
 def dotted_key(path: list) -> str:
     """A config path as its key: ``experiments.x.tasks[1]``."""
-    key = ""
-    for part in path:
-        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
-    return key or "(top level)"
+    return key_below(path).removeprefix(".") or "(top level)"
 
 
 def check_finite(config: Any, path: list | None = None) -> None:
@@ -207,7 +209,7 @@ def check_settings(values: dict[str, Any], settings: dict[str, Any], key: str) -
     found = schema_error(validator_with_defaults(schema), values, nested=True)
     if found is not None:
         path, message = found
-        raise ConfigError(key + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path), message)
+        raise ConfigError(key + key_below(path), message)
 
 
 def schema_problem(value: Any, schema: dict[str, Any]) -> tuple[str, str] | None:
@@ -219,7 +221,7 @@ def schema_problem(value: Any, schema: dict[str, Any]) -> tuple[str, str] | None
     if found is None:
         return None
     path, message = found
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path), message
+    return key_below(path), message
 
 
 def check_names(config: dict[str, Any]) -> None:
