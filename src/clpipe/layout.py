@@ -43,6 +43,10 @@ class Layout:
         """md5 sums of dataset files by path, size and mtime (read by the workflow)."""
         return f"{self.results}/datasets/checksum-cache.json"
 
+    def user_datasets_cache(self) -> str:
+        """md5 sums of the config's own datasets' files by path, size and mtime."""
+        return f"{self.results}/datasets/user-datasets-cache.json"
+
     def data(self, exp: str) -> str:
         return self.experiment_file(exp, "data/tasks.pt")
 

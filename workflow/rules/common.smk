@@ -165,7 +165,7 @@ def check_threads():
         refuse(lowered_threads_message(found, allowed=False))
 
 
-_WARNED = set()  # files already named in a warning while this DAG is built
+_CHECKSUMS = {}  # each dataset's checksums, worked out once per DAG
 
 
 def dataset_checksums(dataset):
@@ -174,7 +174,10 @@ def dataset_checksums(dataset):
     A file that differs stops the run here, while the DAG is built: before any job
     starts and without touching any output (a failing data job would delete its own).
     With `verify_release_md5: false` it is named in a warning instead (generated test
-    files cannot match the release); its own md5 is what reruns follow."""
+    files cannot match the release); its own md5 is what reruns follow. Read once per
+    DAG: the data steps of every experiment and the download step ask for them."""
+    if dataset in _CHECKSUMS:
+        return _CHECKSUMS[dataset]
     sums = checksums(
         DATA_DIR, dataset, LAYOUT.checksum_cache(), write_cache=not DRY_RUN
     )
@@ -183,9 +186,8 @@ def dataset_checksums(dataset):
         message = release_mismatch(DATA_DIR, dataset, rel, md5, verify)
         if verify:
             refuse(message)
-        if rel not in _WARNED:
-            _WARNED.add(rel)
-            logger.warning(message)
+        logger.warning(message)
+    _CHECKSUMS[dataset] = sums
     return sums
 
 
@@ -211,15 +213,11 @@ def user_dataset_contents(exp):
         if name not in _CONTENT:
             try:
                 _CONTENT[name] = user_dataset_content(
-                    ds, USER_DATASETS_CACHE, write_cache=not DRY_RUN
+                    ds, LAYOUT.user_datasets_cache(), write_cache=not DRY_RUN
                 )
             except InputError as err:
                 refuse(f"invalid configuration: {err}")
     return {name: _CONTENT[name] for name in sorted(exp.datasets)}
-
-
-# md5 sums of the config's own datasets' files by path, size and mtime
-USER_DATASETS_CACHE = f"{LAYOUT.results}/datasets/user-datasets-cache.json"
 
 
 def prepare_data_spec(wildcards):
