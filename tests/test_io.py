@@ -21,6 +21,25 @@ def test_a_failed_write_leaves_no_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("umask, expected", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_written_files_follow_the_umask(tmp_path, umask, expected):
+    """Tables, models and figures are readable as the user's umask says (on a shared
+    cluster folder, by their group), as any tool's new files are; mkstemp alone gives 0600."""
+    old = os.umask(umask)
+    try:
+        assert io.current_umask() == umask
+        io.atomic_write(tmp_path / "table.csv", lambda f: f.write("a\n1\n"), mode="w")
+        io.save_rows(tmp_path / "rows.csv", [{"a": 1}])
+        io.save(tmp_path / "model.pt", "model", {"step": "test"}, weights=torch.ones(2))
+        io.atomic_write(tmp_path / "figures" / "x.png", lambda f: f.write(b"png"))
+        kept = io.keep_last_good(tmp_path / "figures" / "x.png", tmp_path)
+    finally:
+        os.umask(old)
+    for name in ("table.csv", "rows.csv", "model.pt", "figures/x.png", "last_good/figures/x.png"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == expected, name
+    assert kept == tmp_path / "last_good" / "figures" / "x.png"
+
+
 def test_round_trip_and_kind_check(tmp_path):
     p = tmp_path / "imp.pt"
     io.save(p, "importance", {"step": "compute_importance", "task": 2}, fv={"w": torch.ones(3)})

@@ -40,17 +40,35 @@ class FileFormatError(InputError, RuntimeError):
     """A pipeline file that cannot be used; the message names the file."""
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the kernel says it (Linux's
+    /proc/self/status); elsewhere set and put back at once."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
     """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it.
 
     A job killed halfway leaves at most a stray temporary file, never a half-written
-    ``path``; the next write of ``path`` removes it.
+    ``path``; the next write of ``path`` removes it. The file gets the mode any tool's
+    new file gets (0666 less the umask: group-readable on a shared cluster folder with
+    umask 0022 or 0002), not mkstemp's private 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
