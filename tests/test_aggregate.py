@@ -404,3 +404,83 @@ def test_the_comparisons_figure_draws_each_arm_s_difference_and_interval(tmp_pat
     assert points == {"ewc_a": pytest.approx(0.05), "mag_b": pytest.approx(0.03)}
     assert [t.get_text() for t in ax.get_yticklabels()] == ["ewc_a", "mag_b (after task 2)"]
     assert ax.get_title() == "against finetune"
+
+
+def _training_table(seeds):
+    """training.csv rows: two epochs of each arm's tasks, per seed."""
+    rows = [
+        {"experiment": "x", "seed": s, "arm": arm, "task": task, "epoch": e, "train_loss": 1.0 / (e + s + 1),
+         "val_accuracy": 0.5 + 0.1 * e + 0.01 * s}
+        for s in seeds for arm, task in (("scratch", 1), ("finetune", 2), ("ewc_a", 2)) for e in (1, 2)
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _overlapping_titles(fig) -> list[tuple[str, str]]:
+    """Pairs of the figure's titles (its own, each panel's) whose drawn boxes overlap."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = [t for t in [fig._suptitle, *(ax.title for ax in fig.axes)] if t is not None and t.get_text()]
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
+    return [(a, b) for i, (a, box) in enumerate(boxes) for b, other in boxes[i + 1 :] if box.overlaps(other)]
+
+
+@pytest.mark.parametrize("seeds", [(0,), (0, 1, 2, 3, 4)], ids=["one seed", "five seeds"])
+def test_figures_show_a_spread_only_where_there_is_one_and_no_titles_overlap(seeds):
+    """With one seed no error bar, band or interval is drawn and no title speaks of one;
+    with five, the bars are there and the titles say what they show; no figure draws one
+    title over another."""
+    import matplotlib.pyplot as plt
+
+    from clpipe import figures
+
+    metrics = _hand_made(
+        {"finetune": (lambda s: 0.0, lambda s: 0.5), "ewc_a": (lambda s: 0.02 * s, lambda s: 0.5)},
+        seeds=seeds, n_tasks=3,
+    )  # fmt: skip
+    tables = tables_from_metrics(metrics, references=["finetune"])
+    summary = pd.read_csv(io.StringIO(tables["summary.csv"]))
+    matrix = pd.read_csv(io.StringIO(tables["accuracy_matrix.csv"]))
+    arms = [{"name": a, "method_type": a.split("_")[0], "palette": "Oranges"} for a in ("finetune", "ewc_a")]
+    setting = {"axis": "x", "title": "Q?", "caption": "", "points": {"ewc_a": {"2": 10.0, "3": 20.0}}}
+    drawn = {
+        "methods": figures.methods_figure(summary, arms),
+        "comparisons": figures.comparisons_figure(summary, arms, ["finetune"]),
+        "forgetting": figures.forgetting_figure(metrics, arms),
+        "training": figures.training_figure(_training_table(seeds), arms),
+        "matrix": figures.accuracy_matrix_figure(matrix, "ewc_a"),
+        "setting": figures.setting_figure(metrics, setting, "finetune"),
+    }
+    one = len(seeds) == 1
+    for name, fig in drawn.items():
+        assert _overlapping_titles(fig) == [], name
+        title = fig._suptitle.get_text() if fig._suptitle is not None else fig.axes[0].get_title()
+        assert ("one seed" in title) == one, (name, title)
+        assert ("± sd" in title or "interval" in title) != one or "an interval needs" in title, (name, title)
+    from matplotlib.container import ErrorbarContainer
+
+    bars = [c for c in drawn["methods"].axes[0].containers if isinstance(c, ErrorbarContainer)]
+    assert (bars == []) == one
+    (ax,) = drawn["comparisons"].axes
+    assert [len(c.lines[2]) > 0 for c in ax.containers] == [not one]  # the interval's bar
+    plt.close("all")
+
+
+def test_one_seed_tables_describe_no_spread_and_several_seeds_describe_theirs():
+    one = tables_from_metrics(
+        _hand_made(
+            {"finetune": (lambda s: 0.0, lambda s: 0.5), "ewc_a": (lambda s: 0.05, lambda s: 0.5)}, seeds=(0,)
+        ),
+        references=["finetune"],
+    )
+    five = tables_from_metrics(
+        _hand_made({"finetune": (lambda s: 0.0, lambda s: 0.5), "ewc_a": (lambda s: 0.05, lambda s: 0.5)}),
+        references=["finetune"],
+    )
+    for name in ("summary.md", "summary.html"):
+        assert "One seed:" in one[name] and "a spread needs two seeds or more" in one[name], name
+        assert "Mean ± SEM" not in one[name] and "confidence interval" not in one[name], name
+        assert "Mean ± SEM" in five[name] and "95% confidence interval" in five[name], name
+        assert "One seed" not in five[name], name
+    assert "One seed (" in one["accuracy_matrix.html"] and "Mean ± SEM" not in one["accuracy_matrix.html"]
+    assert "Mean ± SEM over seeds" in five["accuracy_matrix.html"]

@@ -358,13 +358,30 @@ def _pm(mean: float, sd: float, digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
-def summary_note(shown=METRICS) -> str:
-    return (
-        "Mean ± SEM (standard error of the mean) over the seeds column's n seeds of test accuracy "
-        "on each task after the arm's last task (– : task not trained by the arm), and "
-        f"{' / '.join(LABELS[k] for k in shown)} as defined in clpipe/metrics.py; summary.csv "
-        "has the sd, SEM and n of every metric."
+ONE_SEED = "no SEM, sd, interval or p-value: a spread needs two seeds or more"
+
+
+def summary_note(shown=METRICS, n_seeds: int = 2) -> str:
+    what = (
+        "test accuracy on each task after the arm's last task (– : task not trained by the arm), "
+        f"and {' / '.join(LABELS[k] for k in shown)} as defined in clpipe/metrics.py"
     )
+    if n_seeds == 1:
+        return f"One seed: {what}; {ONE_SEED}."
+    return (
+        f"Mean ± SEM (standard error of the mean) over the seeds column's n seeds of {what}; "
+        "summary.csv has the sd, SEM and n of every metric."
+    )
+
+
+def comparison_note(n_seeds: int) -> str:
+    if n_seeds == 1:
+        return (
+            "Each arm minus the reference arm for the one seed (the arms of a seed share its "
+            "task-1 model, data order and seed), both after the same task (the earlier of the two "
+            f"arms' last tasks; '–' where the reference has no model then); {ONE_SEED}."
+        )
+    return COMPARISON_NOTE
 
 
 COMPARISON_NOTE = (
@@ -458,7 +475,8 @@ def _markdown(table: pd.DataFrame) -> str:
 
 def markdown_table(summary: pd.DataFrame, matrix: pd.DataFrame, shown=METRICS) -> str:
     """Each arm's accuracy on every trained task after its last task, then the metrics."""
-    return _markdown(display_table(summary, matrix, shown)) + "\n\n" + summary_note(shown) + "\n"
+    note = summary_note(shown, int(summary["n_seeds"].max()))
+    return _markdown(display_table(summary, matrix, shown)) + "\n\n" + note + "\n"
 
 
 # --- per task: accuracy and size of a growing network -----------------------------------
@@ -511,6 +529,12 @@ PARAMETERS_NOTE = (
 )
 
 
+def parameters_note(table: pd.DataFrame) -> str:
+    if int(table["n_seeds"].max()) == 1:
+        return PARAMETERS_NOTE.replace("mean ± SEM over seeds.", f"one seed ({ONE_SEED}).")
+    return PARAMETERS_NOTE
+
+
 def parameters_display(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, row in table.iterrows():
@@ -552,7 +576,8 @@ def summary_html(
     selection: pd.DataFrame | None = None,
 ) -> str:
     table = display_table(summary, matrix, shown).to_html(index=False, border=0)
-    body = table + f"<p>{summary_note(shown)}</p>"
+    n_seeds = int(summary["n_seeds"].max())
+    body = table + f"<p>{summary_note(shown, n_seeds)}</p>"
     if selection is not None and len(selection):
         body += (
             "<h3>Chosen on validation</h3>"
@@ -564,13 +589,13 @@ def summary_html(
             body += (
                 f"<h3>Paired differences against {ref}</h3>"
                 + comparison_display(comparisons, ref).to_html(index=False, border=0)
-                + f"<p>{COMPARISON_NOTE}</p>"
+                + f"<p>{comparison_note(n_seeds)}</p>"
             )
     if parameters is not None:
         body += (
             "<h3>Parameters per task</h3>"
             + parameters_display(parameters).to_html(index=False, border=0)
-            + f"<p>{PARAMETERS_NOTE}</p>"
+            + f"<p>{parameters_note(parameters)}</p>"
         )
     return html_page(f"{experiment}: summary", body)
 
@@ -586,10 +611,12 @@ def matrix_html(experiment: str, matrix: pd.DataFrame) -> str:
         table.index = ["random init" if i == 0 else f"after task {i}" for i in table.index]
         table.columns = [f"task {j}" for j in table.columns]
         parts.append(f"<h3>{arm}</h3>" + table.to_html(border=0))
-    note = (
-        "<p>Row: the model after training tasks 1..i; column: the task tested. Mean ± SEM over seeds "
-        "(accuracy_matrix.csv: sd, SEM and n of every cell).</p>"
+    spread = (
+        f"One seed ({ONE_SEED})."
+        if int(matrix["n"].max()) == 1
+        else "Mean ± SEM over seeds (accuracy_matrix.csv: sd, SEM and n of every cell)."
     )
+    note = f"<p>Row: the model after training tasks 1..i; column: the task tested. {spread}</p>"
     return html_page(f"{experiment}: accuracy matrices", note + "".join(parts))
 
 
@@ -699,14 +726,14 @@ def tables_from_metrics(
             markdown += (
                 f"\n## Paired differences against {ref}\n\n"
                 + _markdown(comparison_display(comparisons, ref))
-                + f"\n\n{COMPARISON_NOTE}\n"
+                + f"\n\n{comparison_note(int(summary['n_seeds'].max()))}\n"
             )
     parameters = parameters_per_task(metrics) if reports_parameters(metrics) else None
     if parameters is not None:  # a growing network: what each task cost
         markdown += (
             "\n## Parameters per task\n\n"
             + _markdown(parameters_display(parameters))
-            + f"\n\n{PARAMETERS_NOTE}\n"
+            + f"\n\n{parameters_note(parameters)}\n"
         )
     return {
         "summary.csv": summary.to_csv(index=False, lineterminator="\n"),

@@ -75,8 +75,10 @@ def save(fig, stem: str | Path) -> list[str]:
     return paths
 
 
-def _seeds(n: int) -> str:
-    return f"{n} seed{'s' if n != 1 else ''}"
+def _spread(n: int, what: str = "mean ± sd") -> str:
+    """What a figure's error bars or bands show, for its title: ``what`` over n seeds, or,
+    with one seed, that none is drawn (a spread needs two seeds or more)."""
+    return "one seed: no spread drawn" if n == 1 else f"{what} over {n} seeds"
 
 
 def _task_label(t: int) -> str:
@@ -96,7 +98,9 @@ def accuracy_matrix_figure(matrix: pd.DataFrame, arm: str):
             s = sd.loc[i, j]
             if isinstance(s, float) and math.isfinite(s):
                 notes.loc[i, j] = f"{mean.loc[i, j]:.3f}\n±{s:.3f}"
-    fig, ax = plt.subplots(figsize=(1.3 + 1.3 * mean.shape[1], 0.9 + 0.75 * mean.shape[0]))
+    fig, ax = plt.subplots(
+        figsize=(1.3 + 1.3 * mean.shape[1], 0.9 + 0.75 * mean.shape[0]), layout="constrained"
+    )
     sns.heatmap(
         mean, annot=notes, fmt="", vmin=0, vmax=1, cmap="viridis", cbar_kws={"label": "test accuracy"},
         linewidths=0.5, ax=ax,
@@ -106,7 +110,7 @@ def accuracy_matrix_figure(matrix: pd.DataFrame, arm: str):
     ax.set_xlabel("evaluated on")
     ax.set_ylabel("model")
     n = int(rows["n"].max())
-    ax.set_title(f"{arm}: accuracy matrix (mean ± sd over {_seeds(n)})")
+    ax.set_title(f"{arm}: accuracy matrix ({_spread(n)})")
     return fig
 
 
@@ -116,7 +120,9 @@ def forgetting_figure(metrics: pd.DataFrame, arms: list[dict[str, Any]]):
     colors = arm_colors(arms)
     order = [a["name"] for a in arms]
     tasks = sorted(metrics["eval_task"].unique())
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.8), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(tasks), figsize=(4.2 * len(tasks), 3.8), sharey=True, squeeze=False, layout="constrained"
+    )
     for ax, task in zip(axes[0], tasks, strict=True):
         sns.lineplot(
             data=metrics[metrics["eval_task"] == task], x="trained_task", y="accuracy", hue="arm",
@@ -129,7 +135,11 @@ def forgetting_figure(metrics: pd.DataFrame, arms: list[dict[str, Any]]):
         ax.set_ylim(0, 1.02)
     axes[0][0].set_ylabel("test accuracy")
     sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), title="arm", fontsize=8)
-    fig.suptitle("Accuracy on each task as training goes on (the dotted line: when it was trained)")
+    n = int(metrics["seed"].nunique())
+    fig.suptitle(
+        "Accuracy on each task as training goes on (the dotted line: when it was trained; "
+        f"{_spread(n, 'bands: ± sd')})"
+    )
     return fig
 
 
@@ -138,13 +148,14 @@ def methods_figure(summary: pd.DataFrame, arms: list[dict[str, Any]]):
     colors = arm_colors(arms)
     order = [a["name"] for a in arms if a["name"] in set(summary["arm"])]
     s = summary.set_index("arm").loc[order]
-    fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 0.55 * len(order) + 3), 4.2))
+    n = int(s["n_seeds"].max())
+    fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 0.55 * len(order) + 3), 4.2), layout="constrained")
     for ax, (metric, label) in zip(
         axes, (("acc", "ACC (final average accuracy)"), ("forgetting", "forgetting")), strict=True
     ):
         ax.bar(
-            range(len(order)), s[f"{metric}_mean"], yerr=s[f"{metric}_sd"].fillna(0), capsize=3,
-            color=[colors[a] for a in order], edgecolor="0.2", linewidth=0.5,
+            range(len(order)), s[f"{metric}_mean"], yerr=s[f"{metric}_sd"].fillna(0) if n > 1 else None,
+            capsize=3, color=[colors[a] for a in order], edgecolor="0.2", linewidth=0.5,
         )  # fmt: skip
         ticks = [f"{a} ({int(s.loc[a, 'tasks_trained'])})" for a in order]
         ax.set_xticks(range(len(order)), ticks, rotation=60, ha="right")
@@ -155,8 +166,7 @@ def methods_figure(summary: pd.DataFrame, arms: list[dict[str, Any]]):
             if metric == "acc"
             else max(0.1, float((s[f"{metric}_mean"] + s[f"{metric}_sd"].fillna(0)).max()) * 1.15),
         )
-    n = int(s["n_seeds"].max())
-    fig.suptitle(f"Every arm after its last task (in brackets: tasks trained); mean ± sd over {_seeds(n)}")
+    fig.suptitle(f"Every arm after its last task (in brackets: tasks trained); {_spread(n)}")
     return fig
 
 
@@ -168,9 +178,11 @@ def comparisons_figure(summary: pd.DataFrame, arms: list[dict[str, Any]], refere
     colors = arm_colors(arms)
     present = set(summary["arm"])
     refs = [r for r in references if f"acc_vs_{r}_diff" in summary.columns]
+    # constrained: the figure's title, each panel's title and its arm labels never overlap
     fig, axes = plt.subplots(
-        1, max(1, len(refs)), figsize=(6.4 * max(1, len(refs)), 0.9 + 0.32 * len(summary)), squeeze=False
-    )
+        1, max(1, len(refs)), figsize=(6.4 * max(1, len(refs)), 1.4 + 0.32 * len(summary)), squeeze=False,
+        layout="constrained",
+    )  # fmt: skip
     if not refs:
         axes[0][0].text(0.5, 0.5, "no reference arm to compare with (report.compare_to)", ha="center")
         axes[0][0].set_axis_off()
@@ -199,8 +211,12 @@ def comparisons_figure(summary: pd.DataFrame, arms: list[dict[str, Any]], refere
         ax.set_xlabel(f"ACC minus {ref}'s, seed by seed")
         ax.set_title(f"against {ref}")
     n = int(s["n_seeds"].max())
-    fig.suptitle(f"Paired differences of ACC: mean and 95% paired-t interval over {_seeds(n)}")
-    fig.subplots_adjust(wspace=0.75)  # room for each panel's own arm labels
+    fig.suptitle(
+        "Paired differences of ACC for one seed (an interval needs two seeds or more)"
+        if n == 1
+        else f"Paired differences of ACC: mean and 95% paired-t interval over {n} seeds"
+    )
+    fig.get_layout_engine().set(wspace=0.1)  # room between panels for each one's arm labels
     return fig
 
 
@@ -210,7 +226,9 @@ def training_figure(training: pd.DataFrame, arms: list[dict[str, Any]]):
     order = [SCRATCH] + [a["name"] for a in arms]
     present = [a for a in order if a in set(training["arm"])]
     tasks = sorted(training["task"].unique())
-    fig, axes = plt.subplots(2, len(tasks), figsize=(4.2 * len(tasks), 6.4), squeeze=False, sharex="col")
+    fig, axes = plt.subplots(
+        2, len(tasks), figsize=(4.2 * len(tasks), 6.4), squeeze=False, sharex="col", layout="constrained"
+    )
     for col, task in enumerate(tasks):
         data = training[training["task"] == task]
         for row, (y, label) in enumerate(
@@ -228,7 +246,7 @@ def training_figure(training: pd.DataFrame, arms: list[dict[str, Any]]):
                 ax.set_yscale("log")
     if axes[0][-1].get_legend() is not None:
         sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), title="trained by", fontsize=8)
-    fig.suptitle("Training curves (mean ± sd over seeds)")
+    fig.suptitle(f"Training curves ({_spread(int(training['seed'].nunique()))})")
     return fig
 
 
@@ -261,7 +279,7 @@ def setting_figure(metrics: pd.DataFrame, figure: dict[str, Any], reference: str
     data = pd.DataFrame(points)
     stages = sorted(data["after"].unique())
     palette = dict(zip(stages, sns.color_palette("deep", len(stages)), strict=True))
-    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2), layout="constrained")
     for ax, (metric, label) in zip(
         axes, (("acc", "ACC (average accuracy)"), ("forgetting", "forgetting")), strict=True
     ):
@@ -274,8 +292,9 @@ def setting_figure(metrics: pd.DataFrame, figure: dict[str, Any], reference: str
                 t = int(stage.split()[-1])
                 ref = [m[metric] for m in stage_metrics(metrics, reference, t)]
                 if ref:
-                    mean, sd = float(np.mean(ref)), float(np.std(ref, ddof=1)) if len(ref) > 1 else 0.0
-                    ax.axhline(mean, color=palette[stage], ls="--", lw=1)
+                    ax.axhline(float(np.mean(ref)), color=palette[stage], ls="--", lw=1)
+                if len(ref) > 1:  # a band of ± one sd, where there is a spread
+                    mean, sd = float(np.mean(ref)), float(np.std(ref, ddof=1))
                     ax.axhspan(mean - sd, mean + sd, color=palette[stage], alpha=0.08, lw=0)
         ax.set_xlabel(figure["axis"])
         ax.set_ylabel(label)
@@ -287,7 +306,7 @@ def setting_figure(metrics: pd.DataFrame, figure: dict[str, Any], reference: str
         axes[0].plot([], [], color="0.3", ls="--", label=f"{reference}{note}")
         axes[0].legend(title=None, fontsize=8)
     n = int(data["seed"].nunique())
-    fig.suptitle(f"{figure['title']} Right after each task (mean ± sd over {_seeds(n)})")
+    fig.suptitle(f"{figure['title']} Right after each task ({_spread(n)})")
     return fig
 
 
