@@ -124,8 +124,27 @@ def test_a_users_method_built_on_a_built_in_one_runs_that_ones_module(tmp_path, 
     monkeypatch.syspath_prepend(str(tmp_path))
     script = fingerprint.package_root().parent / "train_next_task.py"
     methods = fingerprint.method_modules()
-    mine = fingerprint.job_code(str(script), None, methods, None, ("onewc",))
+    mine = fingerprint.job_code(str(script), None, methods, None, (("onewc", "k"),))
     without = fingerprint.code_modules(script, None, methods)
     with_ewc = fingerprint.code_modules(script, None, methods, also=["clpipe.methods.ewc"])
     assert "clpipe.methods.ewc" not in without and "clpipe.methods.ewc" in with_ewc
     assert mine.split("+")[0] == fingerprint.fingerprint(with_ewc)
+
+
+def test_a_folder_without_init_holds_a_users_module_and_is_no_module_itself(tmp_path, monkeypatch):
+    """The README's example as printed: mymethods/anchor.py, no __init__.py (a namespace
+    package: Python imports from it). Its module is found and fingerprinted; the folder
+    named as if it were a module is refused naming the key and what to write."""
+    (tmp_path / "nsmethods").mkdir()
+    (tmp_path / "nsmethods" / "anchor.py").write_text("from nsmethods import helper\n\nX = 1\n")
+    (tmp_path / "nsmethods" / "helper.py").write_text("Y = 2\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert plugins.is_namespace_package("nsmethods") and not plugins.is_namespace_package("nsmethods.anchor")
+    files = fingerprint.user_files(["nsmethods.anchor"], "k")
+    assert files == {
+        "nsmethods.anchor": tmp_path / "nsmethods" / "anchor.py",
+        "nsmethods.helper": tmp_path / "nsmethods" / "helper.py",
+    }
+    with pytest.raises(ConfigError, match=r"'nsmethods' is a folder \(.*nsmethods\), not a module") as err:
+        plugins.module_file("nsmethods", "experiments.e.methods.m.type")
+    assert err.value.key == "experiments.e.methods.m.type"

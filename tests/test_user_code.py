@@ -66,8 +66,8 @@ def user_run(tmp_path_factory):
         ("mymodels", "tiny", readme_example("mymodels/tiny.py")),
         ("mydata", "stripes", DATA),
     ):
+        # as the README shows them: a folder with the file, no __init__.py
         (code / package).mkdir(parents=True)
-        (code / package / "__init__.py").write_text("")
         (code / package / f"{module}.py").write_text(text)
     cfg = yaml.safe_load((ROOT / "tests" / "configs" / "tiny.yaml").read_text())
     cfg["data_dir"] = str(work / "no_builtin_data")  # only the user's dataset is read

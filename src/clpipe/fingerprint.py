@@ -232,13 +232,15 @@ def job_code(
     method_module: str | None = None,
     method_modules: tuple[str, ...] = (),
     besides: str | None = None,
-    user_modules: tuple[str, ...] = (),
+    user_modules: tuple[tuple[str, str], ...] = (),
 ) -> str:
     """The rerun trigger of a job: the fingerprint of the package code it runs (less
     the modules a job of script ``besides`` runs too, if given), and of a user's own
-    ``user_modules`` it runs (a method's, a model's; :func:`user_code`) with the package
-    modules they import."""
-    users = user_files(user_modules, "(a module of your own)")
+    modules it runs (``user_modules``: a method's, a model's, each with the config key
+    that names it; :func:`user_code`) with the package modules they import."""
+    users: dict[str, Path] = {}
+    for module, key in user_modules:
+        users |= user_files([module], key)
     files = module_files()
     also = sorted({m for path in users.values() for m in _parsed(path)[1] if m in files})
     modules = code_modules(Path(script), method_module, method_modules, also=also)
@@ -302,8 +304,8 @@ def user_files(modules: Iterable[str], key: str) -> dict[str, Path]:
     todo = [*parents.items(), *roots.items()]
     while todo:
         name, root = todo.pop()
-        if name in files:
-            continue
+        if name in files or plugins.is_namespace_package(name):
+            continue  # a folder without __init__.py holds no code of its own
         files[name] = plugins.module_file(name, key)
         for imported in _imported(name, files[name]):
             if imported in files or imported.split(".")[0] == PACKAGE:

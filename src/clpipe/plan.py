@@ -145,19 +145,23 @@ def importance_spec(exp: Experiment, seed: int, task: int, method: str) -> dict[
     return {**_task_spec(exp, seed, task), "method": {"type": settings["type"], **kept}}
 
 
-def user_modules(exp: Experiment, method_type: str | None, builds_models: bool) -> tuple[str, ...]:
-    """The modules of a user's own code a job of ``exp`` runs (clpipe.plugins): its
-    method's module when the method is not the package's, and the model's builder's
-    module when the job builds models (``builds_models``) and the model is a user's."""
+def user_modules(
+    exp: Experiment, method_type: str | None, builds_models: bool
+) -> tuple[tuple[str, str], ...]:
+    """The modules of a user's own code a job of ``exp`` runs (clpipe.plugins), each with
+    the config key that names it: its method's module when the method is not the
+    package's, and the model's builder's module when the job builds models
+    (``builds_models``) and the model is a user's."""
     modules = []
     if method_type is not None:
         module = method_traits(method_type).implementation.split(":")[0]
         if not module.startswith(f"{PACKAGE}."):
-            modules.append(module)
+            entry = next(n for n, m in exp.methods.items() if m["type"] == method_type)
+            modules.append((module, f"experiments.{exp.name}.methods.{entry}.type"))
     model = exp.raw["model"]["name"]
     if builds_models and model not in MODEL_SETTINGS:
         key = f"experiments.{exp.name}.model.name"
-        modules.append(split_reference(resolve(model, MODEL_ENTRY_POINTS) or model, key)[0])
+        modules.append((split_reference(resolve(model, MODEL_ENTRY_POINTS) or model, key)[0], key))
     return tuple(modules)
 
 

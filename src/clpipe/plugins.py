@@ -89,6 +89,13 @@ def find_spec(module: str) -> ModuleSpec | None:
     return spec
 
 
+def is_namespace_package(module: str) -> bool:
+    """Whether ``module`` is a folder without ``__init__.py`` (a namespace package:
+    Python imports modules from it, and it holds no code of its own)."""
+    spec = find_spec(module)
+    return spec is not None and spec.origin is None and spec.submodule_search_locations is not None
+
+
 def module_file(module: str, key: str) -> Path:
     """The source file of ``module``, found without running it or its parent packages;
     refused naming ``key`` when it cannot be found or has no Python source."""
@@ -100,6 +107,13 @@ def module_file(module: str, key: str) -> Path:
             "the workflow and its jobs alike) or install it",
         )
     origin = Path(spec.origin) if spec.origin else None
+    if origin is None and spec.submodule_search_locations is not None:
+        folders = ", ".join(str(p) for p in dict.fromkeys(spec.submodule_search_locations))
+        raise ConfigError(
+            key,
+            f"{module!r} is a folder ({folders}), not a module: name the module in it, "
+            f"e.g. {module}.<file without .py>:<name>",
+        )
     if origin is None or origin.suffix != ".py" or not origin.is_file():
         raise ConfigError(
             key,
