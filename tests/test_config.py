@@ -66,6 +66,26 @@ def test_any_number_of_tasks_with_a_schedule_per_arm():
     assert exp.owner("mag_more", 3) == "mag_two"
 
 
+def test_an_arm_changes_the_train_settings_of_the_tasks_it_trains_and_passes_them_on():
+    cfg = base_config()
+    e = cfg["experiments"]["tiny"]
+    e["train"]["optimizer"] = {"name": "adam", "lr": 1e-3, "betas": [0.9, 0.99]}
+    e["arms"] = {
+        "finetune": {"method": "finetune"},
+        "fast": {"method": "finetune", "n_tasks": 1, "train": {"optimizer": {"lr": 1e-2}, "iterations": 7}},
+        "fast_then": {"start_from": "fast"},
+        "sgd": {"method": "finetune", "train": {"optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9}}},
+    }
+    exp = load(cfg)["tiny"]
+    assert exp.arms["finetune"].train is None and exp.train_of("finetune") == e["train"]
+    fast = exp.train_of("fast")
+    assert fast["optimizer"] == {"name": "adam", "lr": 1e-2, "betas": [0.9, 0.99]}  # same name: lr only
+    assert fast["iterations"] == 7 and "epochs" not in fast  # one replaces the other
+    assert exp.train_of("fast_then") == fast  # an arm that starts from it inherits them
+    assert exp.train_of("sgd")["optimizer"] == {"name": "sgd", "lr": 0.1, "momentum": 0.9}  # another: whole
+    assert e["train"]["epochs"] == 2 and "iterations" not in e["train"]  # the shared models keep theirs
+
+
 def test_cumulative_freeze_total_becomes_per_task_shares():
     cfg = base_config()
     cfg["experiments"]["tiny"]["arms"] = {
@@ -108,6 +128,11 @@ def _del(path):
 
 E = ["experiments", "tiny"]
 X = "experiments.tiny"
+
+
+def _arm_train(changes):
+    return _set(E + ["arms", "x"], {"method": "finetune", "train": changes})
+
 
 # (config change, the exact key the error must name)
 BAD_CONFIGS = [
@@ -164,6 +189,17 @@ BAD_CONFIGS = [
     (_set(E + ["report"], {"metrics": ["acc", "auc"]}), f"{X}.report.metrics[1]"),
     (_set(E + ["train", "precision"], "fp16"), f"{X}.train.precision"),
     (_set(E + ["train", "channels_last"], "yes"), f"{X}.train.channels_last"),
+    # an arm's own train settings: its keys checked as the experiment's are
+    (_arm_train({"optimizer": {"lr": 0}}), f"{X}.arms.x.train.optimizer.lr"),
+    (_arm_train({"optimizer": {"momentum": 0.9}}), f"{X}.arms.x.train.optimizer.momentum"),
+    (_arm_train({"epochs": 0}), f"{X}.arms.x.train.epochs"),
+    (_arm_train({"lr": 0.1}), f"{X}.arms.x.train.lr"),
+    (_arm_train({"iterations": 5, "early_stopping": {"patience": 1}}), f"{X}.arms.x.train.early_stopping"),
+    (
+        _arm_train({"optimizer_state": "carry", "optimizer": {"name": "sgd", "lr": 0.1}}),
+        f"{X}.arms.x.train.optimizer.name",
+    ),
+    (_arm_train("fast"), f"{X}.arms.x.train"),
 ]
 
 

@@ -126,3 +126,20 @@ def test_a_method_s_figure_under_an_experiment_figure_s_name_is_refused(tmp_path
     ) as err:
         validate_config(cfg, str(SCHEMA))
     assert err.value.key == "experiments.tiny.arms.figs.method"
+
+
+def test_an_arms_own_train_settings_change_its_jobs_specs_only():
+    """A learning rate of one arm reruns that arm's training (its spec) and no other job:
+    not the shared task 1, not another arm, not its importance steps."""
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    before = validate_config(copy.deepcopy(cfg), str(SCHEMA))["split_mnist"]
+    cfg["experiments"]["split_mnist"]["arms"]["ewc_l1e4"]["train"] = {"optimizer": {"lr": 1e-4}}
+    after = validate_config(cfg, str(SCHEMA))["split_mnist"]
+    for arm in before.arms:
+        for task in range(before.arms[arm].first_task, before.arms[arm].last_task + 1):
+            same = plan.next_task_spec(before, 0, arm, task) == plan.next_task_spec(after, 0, arm, task)
+            assert same == (arm != "ewc_l1e4"), (arm, task)
+    assert plan.next_task_spec(after, 0, "ewc_l1e4", 2)["train"]["optimizer"]["lr"] == 1e-4
+    assert plan.training_spec(before, 0, 1) == plan.training_spec(after, 0, 1)
+    for task in (1, 2):
+        assert plan.importance_spec(before, 0, task, "ewc") == plan.importance_spec(after, 0, task, "ewc")

@@ -11,6 +11,7 @@ single job runs. Torch-free: the workflow imports this while it builds the DAG.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 from clpipe.catalog import DATASETS
@@ -241,27 +242,87 @@ def _check_model(key: str, exp: dict[str, Any]) -> None:
                     f"{key}.input.normalize.{part}",
                     f"has {len(norm[part])} values; give 1 or one per channel ({inp['channels']})",
                 )
-    _check_schedule(key, exp["train"])
-    if "early_stopping" in exp["train"]:
+    _check_train(key, exp["train"], exp)
+
+
+OPTIMIZER_SETTINGS = {
+    "adam": {"name", "lr", "betas", "eps", "weight_decay"},
+    "adamw": {"name", "lr", "betas", "eps", "weight_decay"},
+    "sgd": {"name", "lr", "momentum", "weight_decay", "nesterov"},
+}
+
+
+def _check_train(key: str, train: dict[str, Any], exp: dict[str, Any]) -> None:
+    """A train block (the experiment's, or an arm's with its changes; ``key``: whose)
+    against the rest of the experiment."""
+    _check_schedule(key, train)
+    if "early_stopping" in train:
         _needs_validation_split(f"{key}.train.early_stopping", "watches the validation split", exp)
-    if exp["train"].get("optimizer_state") == "carry" and exp["model"]["name"] in GROWING_MODELS:
+    if train.get("optimizer_state") == "carry" and exp["model"]["name"] in GROWING_MODELS:
         raise ConfigError(
             f"{key}.train.optimizer_state",
             f"carry needs the same parameters in every task; model {exp['model']['name']!r} "
             "changes them from task to task (use reset)",
         )
-    opt = exp["train"]["optimizer"]
-    allowed = {
-        "adam": {"name", "lr", "betas", "eps", "weight_decay"},
-        "adamw": {"name", "lr", "betas", "eps", "weight_decay"},
-        "sgd": {"name", "lr", "momentum", "weight_decay", "nesterov"},
-    }[opt["name"]]
+    opt = train["optimizer"]
+    allowed = OPTIMIZER_SETTINGS[opt["name"]]
     for k in opt:
         if k not in allowed:
             raise ConfigError(
                 f"{key}.train.optimizer.{k}",
                 f"not a setting of optimizer {opt['name']!r} (settings: {', '.join(sorted(allowed))})",
             )
+
+
+# train settings that replace each other: an arm that gives one drops the other
+EXCLUSIVE_TRAIN = {"epochs": "iterations", "iterations": "epochs"}
+
+
+def changed_train(train: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """A train block with an arm's ``changes``: epochs and iterations replace each
+    other; an optimizer of another name replaces the optimizer block, one of the same
+    name (or none) changes only the keys given; every other key is replaced whole."""
+    out = copy.deepcopy(train)
+    for k, v in changes.items():
+        out.pop(EXCLUSIVE_TRAIN.get(k, ""), None)
+        if k == "optimizer" and v.get("name", out[k]["name"]) == out[k]["name"]:
+            out[k] = {**out[k], **copy.deepcopy(v)}
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _arm_training(
+    key: str, exp: dict[str, Any], written: dict[str, Any], arms: dict[str, Arm]
+) -> dict[str, Arm]:
+    """Each arm's train settings: the experiment's (``written``: before the checks
+    completed it, so a schedule's t_max follows the arm's own epochs), changed by its
+    ancestors' and its own ``train`` (arms resolve parents first), checked like the
+    experiment's. With optimizer_state carry an arm keeps the optimizer the model it
+    starts from was trained with (its state is carried on)."""
+    out: dict[str, Arm] = {}
+    as_written: dict[str, dict[str, Any]] = {}  # each arm's train before the checks complete it
+    for name, arm in arms.items():
+        akey = f"{key}.arms.{name}"
+        parent = out[arm.start_from].train if arm.start_from else None
+        before = exp["train"] if parent is None else parent
+        changes = exp["arms"][name].get("train")
+        as_written[name] = as_written[arm.start_from] if arm.start_from else written
+        if not changes:
+            out[name] = dataclasses.replace(arm, train=parent)
+            continue
+        as_written[name] = changed_train(as_written[name], changes)
+        train = copy.deepcopy(as_written[name])
+        _check_train(akey, train, exp)
+        carried = train.get("optimizer_state") == "carry"
+        if carried and train["optimizer"]["name"] != before["optimizer"]["name"]:
+            raise ConfigError(
+                f"{akey}.train.optimizer.name",
+                f"{train['optimizer']['name']!r}, but with optimizer_state carry the arm goes on from the "
+                f"{before['optimizer']['name']!r} state of the model it starts from; keep its optimizer",
+            )
+        out[name] = dataclasses.replace(arm, train=train)
+    return out
 
 
 IMAGE_FOLDER_DATA = {"image_size": 256, "test_fraction": 0.3}  # data settings -> defaults
@@ -379,11 +440,12 @@ def check_experiment(
     declared = datasets or {}
     tasks = resolve_tasks(key, exp, declared)
     _check_meaningful(key, exp, tasks)
+    written_train = copy.deepcopy(exp["train"])
     _check_model(key, exp)
     _check_data_and_input(key, exp, tasks, declared)
     methods = resolve_methods(exp)
     _check_methods(key, exp, methods)
-    arms = resolve_arms(key, exp, len(tasks), methods)
+    arms = _arm_training(key, exp, written_train, resolve_arms(key, exp, len(tasks), methods))
     _check_arms_fit_model(key, exp, methods, arms)
     _check_figures(key, methods, arms)
     _check_report(key, exp, arms)
@@ -464,6 +526,18 @@ def _method_types(config: dict[str, Any]) -> list[str]:
     return types
 
 
+def train_changes_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """An arm's ``train``: the experiment's train block with every key optional, the
+    optimizer's too (clpipe.config.changed_train completes it)."""
+    train = copy.deepcopy(schema["$defs"]["experiment"]["properties"]["train"])
+    for k in ("required", "oneOf"):
+        train.pop(k, None)
+    optimizer = copy.deepcopy(schema["$defs"]["optimizer"])
+    optimizer.pop("required", None)
+    train["properties"]["optimizer"] = optimizer
+    return train
+
+
 def validate_config(config: dict[str, Any], schema_path: str) -> dict[str, Experiment]:
     """Schema validation (defaults filled in place), then the semantic checks.
 
@@ -483,6 +557,10 @@ def validate_config(config: dict[str, Any], schema_path: str) -> dict[str, Exper
     _refuse_renamed_keys(config)
     forget_user_methods()  # read each user's method as its file is now
     schema["$defs"]["method"] = method_schema([*REGISTRY, *_method_types(config)])
+    arm_train = schema["$defs"]["arm"]["properties"]["train"]
+    schema["$defs"]["arm"]["properties"]["train"] = train_changes_schema(schema) | {
+        "description": arm_train["description"]
+    }
     validator = validator_with_defaults(schema)
     found = schema_error(validator, config)
     if found is not None:

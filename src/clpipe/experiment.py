@@ -46,6 +46,9 @@ class Arm:
     first_task: int
     last_task: int
     per_task: dict[int, dict[str, Any]]  # task -> that task's per-task settings
+    # the train settings of the tasks it trains itself: the experiment's with this arm's
+    # and its ancestors' changes (arms.<name>.train); None: the experiment's own
+    train: dict[str, Any] | None = None
 
 
 @dataclass
@@ -73,6 +76,11 @@ class Experiment:
 
     def traits_of(self, arm: str) -> MethodTraits:
         return traits(self.method_of(arm)["type"])
+
+    def train_of(self, arm: str) -> dict[str, Any]:
+        """The train settings of the tasks ``arm`` trains itself."""
+        own = self.arms[arm].train
+        return self.raw["train"] if own is None else own
 
     def owner(self, arm: str, task: int) -> str:
         """The arm whose job trained ``task`` in ``arm``'s history."""
@@ -304,7 +312,7 @@ def _rewritten(akey, spec, declared: MethodTraits, history) -> dict[str, Any]:
         raise ConfigError(f"{akey}.{err.key}", str(err)) from None
 
 
-ARM_KEYS = ("method", "start_from", "n_tasks")  # an arm's own keys; the rest are its method's
+ARM_KEYS = ("method", "start_from", "n_tasks", "train")  # an arm's own keys; the rest are its method's
 
 
 def _check_arm_settings(akey, spec, declared: MethodTraits) -> None:

@@ -130,7 +130,8 @@ def training_spec(exp: Experiment, seed: int, task: int) -> dict[str, Any]:
 def next_task_spec(exp: Experiment, seed: int, arm: str, task: int) -> dict[str, Any]:
     a = exp.arms[arm]
     return {
-        **training_spec(exp, seed, task),
+        **_task_spec(exp, seed, task),
+        "train": train_settings(exp.train_of(arm)),
         "arm": arm,
         "method": exp.methods[a.method],
         "task_settings": a.per_task[task],

@@ -80,7 +80,7 @@ REGISTRY: dict[str, MethodTraits] = _builtin_methods()
 
 _USER_METHODS: dict[str, MethodTraits] = {}  # a user's methods by their config type, once read
 # names the config keeps: a method entry's type; an arm's own keys (per-task, rewritten)
-RESERVED = {"settings": ("type",), "per_task_settings": ("method", "start_from", "n_tasks")}
+RESERVED = {"settings": ("type",), "per_task_settings": ("method", "start_from", "n_tasks", "train")}
 
 
 def declaration_problems(method: MethodTraits) -> list[str]:
