@@ -1,10 +1,12 @@
 # Config validation, the results layout and the input functions (thin wrappers around
 # clpipe.plan, which the unit tests exercise).
 import sys
+import tempfile
+from pathlib import Path
 
 from snakemake.logging import logger
 
-from clpipe import plan, run_folder
+from clpipe import plan, report_page, run_folder
 from clpipe.catalog import (
     DATASETS,
     checksums,
@@ -100,6 +102,58 @@ def all_outputs():
         outputs += LAYOUT.aggregate_outputs(name).values()
         outputs += plan.figure_files(LAYOUT, EXPERIMENTS[name])
     return outputs
+
+
+def building_report():
+    """Whether this is `snakemake --report`: Snakemake 9.27 reads the workflow before it
+    decides to build a report and tells it nothing, so its command line says."""
+    return any(a == "--report" or a.startswith("--report=") for a in sys.argv)
+
+
+def report_first_page():
+    """`snakemake --report`: the report opens on the results of the experiments the
+    config runs (clpipe.report_page), or is refused, naming those without results and
+    the command that builds it for those with. Its page is written to a temporary file
+    once the results are there (with --report-after-run: after the run)."""
+    names = run_experiments()
+    missing = report_page.missing_results(LAYOUT, names)
+    after_run = "--report-after-run" in sys.argv
+    if missing and not after_run:
+        finished = [n for n in names if n not in missing]
+        why = report_page.refusal(missing, finished, workflow.configfiles)
+        refuse(f"cannot build the report: {why}")
+    page = Path(tempfile.mkdtemp(prefix="clpipe-report-")) / "results.rst"
+
+    def write():
+        descriptions = {n: EXPERIMENTS[n].raw.get("description", "") for n in names}
+        page.write_text(report_page.overview(LAYOUT, descriptions, "clpipe results"))
+
+    if not missing:
+        write()
+    workflow.report(str(page))
+    open_report_on_results()
+    return write
+
+
+def open_report_on_results():
+    """Snakemake 9.27's report opens on the rule graph unless it has metadata
+    (--report-metadata), and it centres a page taller than the window, out of reach of
+    scrolling. This workflow's report gets both its own metadata and stylesheet
+    (workflow/report/) where the command line gives neither, so it opens on the page of
+    results. (A profile cannot give them: its paths are read after --directory changed
+    the working directory.)"""
+    metadata = workflow.source_path("../report/metadata.yaml")
+    stylesheet = workflow.source_path("../report/style.css")
+    create = workflow.create_report
+
+    def create_report(report_plugin, report_settings, global_report_settings):
+        if global_report_settings.metadata_template is None:
+            global_report_settings.metadata_template = metadata
+        if getattr(report_settings, "stylesheet_path", "") is None:
+            report_settings.stylesheet_path = Path(stylesheet)
+        return create(report_plugin, report_settings, global_report_settings)
+
+    workflow.create_report = create_report
 
 
 def res(kind, key):
