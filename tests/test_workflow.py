@@ -287,6 +287,21 @@ def test_tiny_run_rerun_has_nothing_to_do(tiny_run):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
+def test_a_dry_run_prices_the_planned_work_by_the_finished_run_s_measurements(tiny_run):
+    """Every job kind of the tiny config was measured by its run: a forced rerun's dry run
+    prices all of its jobs (clpipe.progress) in the longest chain of jobs or more."""
+    work, cfg = tiny_run
+    out = snakemake(work, "-n", "-F", "--cores", "2", "--configfile", str(cfg)).stdout
+    found = re.search(
+        r"time: (\d+) planned job\(s\): about (\d+):(\d\d):(\d\d) on 2 core\(s\), from what", out
+    )
+    assert found, out[-2000:]
+    jobs, seconds = int(found[1]), int(found[2]) * 3600 + int(found[3]) * 60 + int(found[4])
+    assert jobs == int(re.search(r"^total\s+(\d+)", out, re.M)[1]) and seconds > 0
+    assert "not measured yet" not in out
+
+
 def test_snakemake_lint_is_clean(tmp_path):
     cfg = write_config(tmp_path / "c.yaml", ROOT / "tests/configs/tiny.yaml", data_dir=str(tmp_path / "data"))
     proc = snakemake(tmp_path, "--lint", "--configfile", str(cfg), check=False)
