@@ -100,3 +100,58 @@ def test_nothing_measured_says_so():
 @pytest.mark.parametrize("seconds, text", [(0, "0:00:00"), (59.6, "0:01:00"), (3725, "1:02:05")])
 def test_clock(seconds, text):
     assert progress.clock(seconds) == text
+
+
+class FakeJob:
+    def __init__(self, rule, benchmark, threads=1):
+        self.rule = type("Rule", (), {"name": rule})()
+        self.benchmark, self.threads = benchmark, threads
+
+
+class FakeDag:
+    """What RunTimes reads of Snakemake's DAG: the jobs to run, their ids, what they wait for."""
+
+    def __init__(self, jobs, waits):
+        self.jobs, self.dependencies = jobs, waits
+
+    def needrun_jobs(self):
+        return self.jobs
+
+    def jobid(self, job):
+        return self.jobs.index(job) + 1
+
+
+def test_the_handler_says_the_plan_at_the_job_stats_and_the_time_left_after_each_job(tmp_path):
+    import logging
+
+    from snakemake_interface_logger_plugins.common import LogEvent
+
+    old = bench(tmp_path / "e/seed0/ewc_a/task2/train.benchmark.tsv", 20.0)  # an earlier run's
+    jobs = [
+        FakeJob("train_next_task", str(tmp_path / f"e/seed1/ewc_b/task{t}/train.benchmark.tsv"))
+        for t in (2, 3)
+    ]
+    dag = FakeDag(jobs, {jobs[0]: {}, jobs[1]: {jobs[0]: None}})
+    said = []
+    handler = progress.RunTimes(
+        lambda: dag, str(tmp_path), ["e"], method_of, slots=2, per_core=True, dry_run=False, say=said.append
+    )
+
+    def event(kind, **extra):
+        record = logging.LogRecord("snakemake", logging.INFO, "", 0, "", None, None)
+        record.__dict__.update(event=kind, **extra)
+        handler.emit(record)
+
+    event(LogEvent.RUN_INFO)
+    assert said == [
+        "time: 2 planned job(s): about 0:00:40 on 2 core(s), from what this machine measured before"
+    ]
+    event(LogEvent.RUN_INFO)  # said once
+    bench(tmp_path / "e/seed1/ewc_b/task2/train.benchmark.tsv", 30.0)
+    event(LogEvent.JOB_FINISHED, job_id=1)
+    assert sorted(handler.estimate.measured[progress.measurement_key(old, tmp_path, method_of)]) == [
+        20.0,
+        30.0,
+    ]
+    event(LogEvent.PROGRESS)
+    assert said[-1].startswith("time: 0:00:") and said[-1].endswith(" left")

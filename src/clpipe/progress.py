@@ -18,12 +18,15 @@ The workflow feeds it Snakemake's log events (workflow/rules/common.smk).
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
+from typing import Any
 
 from clpipe.layout import SCRATCH, identity_of
 
@@ -180,3 +183,56 @@ class RunEstimate:
             pace = float(self.slots)
         text = f"time: {clock(elapsed)} elapsed, about {clock(work / pace)} left"
         return text + (f" and {self._unknown(unknown)}" if unknown else "")
+
+
+def planned_jobs(dag: Any, results: str, method_of: Callable[[str, str], str]) -> dict[int, PlannedJob]:
+    """The jobs a Snakemake DAG will run, by job id: their rule, kind, threads and the
+    planned jobs each waits for."""
+    jobs = list(dag.needrun_jobs())
+    return {
+        dag.jobid(job): PlannedJob(
+            job.rule.name,
+            None if job.benchmark is None else measurement_key(job.benchmark, results, method_of),
+            job.threads,
+            tuple(dag.jobid(j) for j in dag.dependencies[job]),
+        )
+        for job in jobs
+    }
+
+
+class RunTimes(logging.Handler):
+    """The run's time estimate from Snakemake's log events (added to its logger by the
+    workflow): at the first job stats (a dry run's too), the planned jobs of ``dag()``
+    priced by what this machine measured; after each finished job, elapsed and left
+    (not in a dry run). ``say``: where the lines go (Snakemake's logger)."""
+
+    def __init__(self, dag, results, experiments, method_of, *, slots, per_core, dry_run, say):
+        super().__init__(level=logging.INFO)
+        self.dag, self.results, self.experiments, self.method_of = dag, results, list(experiments), method_of
+        self.slots, self.per_core, self.dry_run, self.say = slots, per_core, dry_run, say
+        self.estimate: RunEstimate | None = None
+        self.benchmarks: dict[int, Any] = {}
+        self.start = time.monotonic()
+
+    def plan(self) -> None:
+        dag = self.dag()
+        self.benchmarks = {dag.jobid(job): job.benchmark for job in dag.needrun_jobs()}
+        planned = planned_jobs(dag, self.results, self.method_of)
+        measured = past_measurements(self.results, self.experiments, self.method_of)
+        self.estimate = RunEstimate(planned, measured, self.slots, per_core=self.per_core)
+        self.start = time.monotonic()
+        self.say(self.estimate.plan_line())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from snakemake_interface_logger_plugins.common import LogEvent
+
+        event = getattr(record, "event", None)
+        if event == LogEvent.RUN_INFO and self.estimate is None:
+            self.plan()
+        elif self.estimate is None or self.dry_run:
+            return
+        elif event == LogEvent.JOB_FINISHED:
+            bench = self.benchmarks.get(record.job_id)
+            self.estimate.finished(record.job_id, None if bench is None else read_seconds(bench))
+        elif event == LogEvent.PROGRESS:
+            self.say(self.estimate.progress_line(time.monotonic() - self.start))

@@ -1,13 +1,10 @@
 # Config validation, the results layout and the input functions (thin wrappers around
 # clpipe.plan, which the unit tests exercise).
-import logging
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from snakemake.logging import logger
-from snakemake_interface_logger_plugins.common import LogEvent
 
 from clpipe import plan, progress, report_page, run_folder
 from clpipe.catalog import (
@@ -107,60 +104,29 @@ def all_outputs():
     return outputs
 
 
-class RunTimes(logging.Handler):
-    """The run's time estimate (clpipe.progress) from Snakemake's log events: once the
-    jobs are planned (the first job stats, in a dry run too), their work priced by
-    this machine's earlier benchmark files; after each finished job, elapsed and left."""
-
-    def __init__(self):
-        super().__init__(level=logging.INFO)
-        self.estimate = None
-        self.jobs = {}  # Snakemake's job id -> its job, for its benchmark file
-        self.start = time.monotonic()
-
-    def method_of(self, experiment, owner):
-        exp = EXPERIMENTS.get(experiment)
-        return exp.method_of(owner)["type"] if exp and owner in exp.arms else owner
-
-    def plan(self):
-        dag = workflow.dag
-        self.jobs = {dag.jobid(job): job for job in dag.needrun_jobs()}
-        results = LAYOUT.results
-        planned = {
-            jobid: progress.PlannedJob(
-                job.rule.name,
-                None
-                if job.benchmark is None
-                else progress.measurement_key(job.benchmark, results, self.method_of),
-                job.threads,
-                tuple(dag.jobid(j) for j in dag.dependencies[job]),
-            )
-            for jobid, job in self.jobs.items()
-        }
-        remote = not workflow.local_exec
-        slots = workflow.resource_settings.nodes if remote else workflow.resource_settings.cores
-        measured = progress.past_measurements(results, run_experiments(), self.method_of)
-        self.estimate = progress.RunEstimate(planned, measured, slots or 1, per_core=not remote)
-        self.start = time.monotonic()
-        logger.info(self.estimate.plan_line())
-
-    def emit(self, record):
-        event = getattr(record, "event", None)
-        if event == LogEvent.RUN_INFO and self.estimate is None:
-            self.plan()
-        elif event == LogEvent.JOB_FINISHED and self.estimate is not None:
-            job = self.jobs.get(record.job_id)
-            bench = job.benchmark if job is not None else None
-            seconds = progress.read_seconds(bench) if bench is not None else None
-            self.estimate.finished(record.job_id, seconds)
-        elif event == LogEvent.PROGRESS and self.estimate is not None and not DRY_RUN:
-            logger.info(self.estimate.progress_line(time.monotonic() - self.start))
+def owner_method(experiment, owner):
+    """The method type of an arm of an experiment (any other owner: itself)."""
+    exp = EXPERIMENTS.get(experiment)
+    return exp.method_of(owner)["type"] if exp and owner in exp.arms else owner
 
 
 def estimate_run_time():
     """Say how long the run takes, before and while it runs (clpipe.progress)."""
-    if workflow.is_main_process:
-        logger.addHandler(RunTimes())
+    if not workflow.is_main_process:
+        return
+    remote = not workflow.local_exec
+    settings = workflow.resource_settings
+    times = progress.RunTimes(
+        lambda: workflow.dag,
+        LAYOUT.results,
+        run_experiments(),
+        owner_method,
+        slots=(settings.nodes if remote else settings.cores) or 1,
+        per_core=not remote,
+        dry_run=DRY_RUN,
+        say=logger.info,
+    )
+    logger.addHandler(times)
 
 
 def building_report():
