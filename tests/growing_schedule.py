@@ -1,4 +1,4 @@
-"""The growing network's source schedule in closed form (METHODS.md section 4): what the
+"""The growing network's source schedule in closed form (docs/methods.md, section 4): what the
 tests check the network's sizes against (not used by the pipeline itself)."""
 
 from __future__ import annotations

@@ -261,7 +261,7 @@ def test_clear_defaults_only_where_an_image_folder_is_used():
     assert "image_size" not in tiny.raw["data"] and tiny.raw["model"]["init"] == "glorot"
 
 
-# --- the growing network (METHODS.md section 4) ----------------------------------------
+# --- the growing network (docs/methods.md, section 4) ----------------------------------------
 
 
 def growing_config():

@@ -32,7 +32,7 @@ def headline(data_dir):
 
 
 def test_headline_task_sizes_match_the_source(headline):
-    # METHODS.md: 12,665 / 12,089 / 11,263 training images
+    # docs/methods.md: 12,665 / 12,089 / 11,263 training images
     assert [len(t["train"]["y"]) for t in headline] == [12665, 12089, 11263]
     assert [len(t["test"]["y"]) for t in headline] == [2115, 2042, 1874]
     for task, classes in zip(headline, HEADLINE, strict=True):

@@ -1,4 +1,4 @@
-"""The task-masked growing network (METHODS.md section 4): isolation, growth, protection, sizes."""
+"""The task-masked growing network (docs/methods.md, section 4): isolation, growth, protection, sizes."""
 
 import copy
 import json

@@ -1,4 +1,4 @@
-"""Metric definitions on hand-computed matrices (METHODS.md section 5)."""
+"""Metric definitions on hand-computed matrices (docs/methods.md, section 5)."""
 
 import math
 

@@ -24,7 +24,7 @@ def spec(**kw):
 
 def test_vgg16_at_224_has_the_sources_parameter_count():
     model = build_model(spec(), device="meta")
-    assert count_parameters(model) == 134_268_738  # METHODS.md: 134.27M
+    assert count_parameters(model) == 134_268_738  # docs/methods.md: 134.27M
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(25088, 4096), (4096, 4096), (4096, 2)]
     convs = [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]

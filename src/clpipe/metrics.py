@@ -1,4 +1,4 @@
-"""Continual-learning metrics over an accuracy matrix (METHODS.md section 5), defined once.
+"""Continual-learning metrics over an accuracy matrix (docs/methods.md, section 5), defined once.
 
 ``R`` is an array of shape (T + 1, n_tasks): ``R[i, j - 1]`` is the test accuracy on task
 j after training tasks 1..i, and row 0 is the randomly initialised model. T (the last
@@ -11,7 +11,7 @@ FWT. With one trained task BWT, FWT and forgetting are undefined (NaN).
 - forgetting = mean_{j<T} (max_{1<=l<T} R[l][j] - R[T][j])   (l starts at 1: the random
   init is not a state the task could have been forgotten from)
 
-The CLEAR benchmark's metrics (METHODS.md section 2) are plain means of cells of the
+The CLEAR benchmark's metrics (docs/methods.md, section 2) are plain means of cells of the
 trained rows 1..T, not differences:
 
 - in_domain = mean_{i<=T} R[i][i]; next_domain = mean_{i<=T, i<n} R[i][i+1]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# The growing network's first column, as in the source (METHODS.md section 4): 4 conv
+# The growing network's first column, as in the source (docs/methods.md, section 4): 4 conv
 # layers of 64 channels, a 2x2 max-pool after the first three, an adaptive average pool
 # to 4 x 4, 512 hidden units, dropout 0.2, every entry randn * 0.01.
 GROWING_DEFAULTS: dict[str, Any] = {

@@ -1,4 +1,4 @@
-"""Elastic weight consolidation (METHODS.md section 3).
+"""Elastic weight consolidation (docs/methods.md, section 3).
 
 After task t the importance step computes the diagonal Fisher information
 

@@ -1,4 +1,4 @@
-"""Growing a task-masked network by a column per task (METHODS.md section 4, "SynapticNet").
+"""Growing a task-masked network by a column per task (docs/methods.md, section 4, "SynapticNet").
 
 The model is a :class:`clpipe.networks.growing.GrowingTaskNet` (config ``model: {name: growing}``)
 in the task scenario. Task 1 is the network as built (trained by the shared first-task
@@ -69,7 +69,7 @@ METHOD = MethodTraits(
     implementation=f"{__name__}:GrowingNetwork",
     description=(
         "a task-masked network that grows a column of units and a head per task and "
-        "trains only the new column (METHODS.md section 4)"
+        "trains only the new column (docs/methods.md, section 4)"
     ),
     settings={
         "mode": {

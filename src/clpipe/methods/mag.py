@@ -1,4 +1,4 @@
-"""Magnitude-based plasticity with freezing (METHODS.md section 1; the headline method).
+"""Magnitude-based plasticity with freezing (docs/methods.md, section 1; the headline method).
 
 After a task, every managed parameter tensor gets freezing values (FV)
 ``1 - (|w| / max|w|) ** gamma``: large weights learn slowly on the next task. Each

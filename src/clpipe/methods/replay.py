@@ -1,4 +1,4 @@
-"""Experience replay with hardness-based sample selection (METHODS.md section 2).
+"""Experience replay with hardness-based sample selection (docs/methods.md, section 2).
 
 After task t the importance step scores every training sample of the task with the
 trained model (eval mode, softmax probabilities ``p`` of the task's logits, the

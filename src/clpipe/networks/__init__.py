@@ -8,7 +8,7 @@ in. Its ``name`` is one of the built-in networks or a user's own builder:
   :mod:`clpipe.networks.plain`, their weights initialised as the spec's ``init`` says
   (``glorot``: Keras's Glorot-uniform kernels and zero biases; ``torch``: torch's own
   initialisation, kept).
-- ``growing``: the task-masked growing network of METHODS.md section 4
+- ``growing``: the task-masked growing network of docs/methods.md, section 4
   (:class:`clpipe.networks.growing.GrowingTaskNet`), called as ``model(x, task)``: a
   head per task, the task scenario only. The config gives the first task's column
   (``conv``: channels of each conv layer, ``hidden``, ``pool_after``, ``pooled_size``,

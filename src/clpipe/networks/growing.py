@@ -1,4 +1,4 @@
-"""A task-masked network that grows a column of units per task (METHODS.md section 4, "SynapticNet").
+"""A task-masked network that grows a column of units per task (docs/methods.md, section 4, "SynapticNet").
 
 The network only: its layers, its growth by given counts (:meth:`GrowingTaskNet.grow`),
 what each task uses and trains, its spec. When and by how much it grows is the growing
