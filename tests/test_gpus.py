@@ -112,6 +112,21 @@ def test_visible_gpus_follow_cuda_visible_devices():
     assert gpus.visible_gpus(3, environ={"CUDA_VISIBLE_DEVICES": "1,-1,2"}) == ["1"]  # CUDA stops at -1
 
 
+def test_a_machine_shows_a_gpu_by_its_drivers_devices_unless_cuda_hides_them_all(tmp_path):
+    nvidia, kfd = tmp_path / "nvidia" / "gpus", tmp_path / "kfd"
+    nvidia.mkdir(parents=True)
+    paths = (str(nvidia), str(kfd))
+    assert not gpus.machine_has_gpu({}, paths)  # the driver's folder, with no GPU in it
+    (nvidia / "0000:01:00.0").mkdir()
+    assert gpus.machine_has_gpu({}, paths)
+    assert not gpus.machine_has_gpu({"CUDA_VISIBLE_DEVICES": ""}, paths)
+    assert gpus.machine_has_gpu({"CUDA_VISIBLE_DEVICES": "0"}, paths)
+    (nvidia / "0000:01:00.0").rmdir()
+    kfd.write_text("")  # ROCm's device file
+    assert gpus.machine_has_gpu({}, paths)
+    assert not gpus.machine_has_gpu({}, (str(tmp_path / "none"),))
+
+
 def test_no_claim_under_slurm_and_no_claim_without_gpus(monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "42")
     assert gpus.claim_for_this_process(4, 1) is None  # the allocation is used as it is

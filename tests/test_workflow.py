@@ -62,6 +62,19 @@ def test_default_config_shares_task_a_and_the_20_percent_task_b(tmp_path):
     assert jobs["evaluate"] == seeds * (2 + 36 + 1)
 
 
+def test_device_auto_asks_for_a_gpu_only_where_the_machine_has_one(tmp_path):
+    """A local run on a machine without a GPU plans no GPU for any step (the dry run
+    showed gpu=1 on CPU-only machines); a machine with one, or device cuda, asks."""
+    from clpipe.gpus import machine_has_gpu
+
+    shown = {}
+    for device in ("auto", "cuda"):
+        cfg = write_config(tmp_path / f"{device}.yaml", ROOT / "tests/configs/tiny.yaml", device=device)
+        out = snakemake(tmp_path, "-n", "--configfile", str(cfg)).stdout
+        shown[device] = set(re.findall(r"gpu=(\d)", out))
+    assert shown == {"auto": {"1" if machine_has_gpu() else "0"}, "cuda": {"1"}}
+
+
 def test_adding_a_task_c_arm_plans_only_its_jobs(tmp_path):
     cfg = write_config(
         tmp_path / "c.yaml", ROOT / "config/config.yaml", data_dir=str(tmp_path / "data"), run=["split_mnist"]

@@ -57,6 +57,21 @@ def visible_gpus(count: int | None = None, environ=os.environ) -> list[str]:
     return ids if count is None else ids[:count]
 
 
+# where a GPU driver shows its devices: NVIDIA's (one folder per GPU), AMD's ROCm
+GPU_DRIVER_PATHS = ("/proc/driver/nvidia/gpus", "/dev/kfd")
+
+
+def machine_has_gpu(environ=os.environ, driver_paths=GPU_DRIVER_PATHS) -> bool:
+    """Whether this machine shows this process a GPU, found without torch or CUDA: a
+    GPU driver's devices, and CUDA_VISIBLE_DEVICES not hiding them all."""
+    if environ.get("CUDA_VISIBLE_DEVICES") is not None and not visible_gpus(None, environ):
+        return False
+    for path in map(Path, driver_paths):
+        if (path.is_dir() and any(path.iterdir())) or (path.exists() and not path.is_dir()):
+            return True
+    return False
+
+
 def allocated_gpus(environ=os.environ) -> int:
     """GPUs a cluster scheduler gave this job: SLURM's count on this node, else the
     entries of CUDA_VISIBLE_DEVICES; at least 1 (a limit of 0 would refuse every step)."""

@@ -20,7 +20,7 @@ from clpipe.config_input import NAME as NAME_PATTERN
 from clpipe.config_input import check_config_files, check_data_dir, normalized_path
 from clpipe.errors import InputError
 from clpipe.user_datasets import content as user_dataset_content
-from clpipe.gpus import allocated_gpus
+from clpipe.gpus import allocated_gpus, machine_has_gpu
 from clpipe.resources import lowered_threads, lowered_threads_message, resource
 
 
@@ -56,6 +56,7 @@ DATA_DIR = config["data_dir"]
 DRY_RUN = workflow.output_settings.dryrun  # workflow.dryrun is not known yet here
 
 RESOURCES = config["resources"]
+MACHINE_HAS_GPU = machine_has_gpu()
 NAME = NAME_PATTERN.pattern  # the names the config allows (clpipe.config_input)
 # the methods' own figures the experiments draw (plot_setting_figure); none: no name
 SETTING_FIGURES = plan.setting_figure_pattern(EXPERIMENTS.values())
@@ -337,8 +338,13 @@ def named_method(wildcards):
 
 
 def gpus(wildcards):
-    """Steps that run a model ask for a GPU unless the config's device is the CPU."""
-    return 0 if config["device"] == "cpu" else 1
+    """Steps that run a model ask for a GPU, unless the config's device is the CPU, or
+    it is auto and this run's jobs run here, on a machine without one (a cluster's
+    compute nodes may have GPUs the submitting node lacks: they keep asking)."""
+    if config["device"] == "cpu":
+        return 0
+    here = workflow.local_exec and workflow.is_main_process
+    return 0 if config["device"] == "auto" and here and not MACHINE_HAS_GPU else 1
 
 
 def model_group(owner=None, task=None):
