@@ -2,19 +2,14 @@
 
 import sys
 
-smk = snakemake  # noqa: F821 -- the job object Snakemake injects into scripts
-# this workflow's clpipe (src/, beside this script) first, ahead of any installed one
-sys.path.insert(0, smk.scriptdir)
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821 -- this workflow's clpipe (src/) first
 
-from clpipe.cpu_isa import pin  # noqa: I001 -- before anything imports torch
+from clpipe.steps.job import job
 
-pin(smk.config.get("cpu_isa", "avx2"))
+with job(snakemake) as smk:  # noqa: F821 -- pins the CPU kernels, then the steps import torch
+    from clpipe.runtime import runtime_for
+    from clpipe.steps.importance import compute_importance
 
-from clpipe.logs import log_to
-from clpipe.runtime import runtime_for
-from clpipe.steps.importance import compute_importance
-
-with log_to(smk.log[0]):
     compute_importance(
         model_in=smk.input.model,
         data=smk.input.data,

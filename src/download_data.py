@@ -2,18 +2,13 @@
 
 import sys
 
-smk = snakemake  # noqa: F821 -- the job object Snakemake injects into scripts
-# this workflow's clpipe (src/, beside this script) first, ahead of any installed one
-sys.path.insert(0, smk.scriptdir)
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821 -- this workflow's clpipe (src/) first
 
-from clpipe.cpu_isa import pin  # noqa: I001 -- before anything imports torch
+from clpipe.steps.job import job
 
-pin(smk.config.get("cpu_isa", "avx2"))
+with job(snakemake) as smk:  # noqa: F821 -- pins the CPU kernels, then the steps import torch
+    from clpipe.steps.download import download_data
 
-from clpipe.logs import log_to
-from clpipe.steps.download import download_data
-
-with log_to(smk.log[0]):
     download_data(
         data_dir=smk.params.data_dir,
         dataset=smk.wildcards.dataset,

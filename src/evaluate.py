@@ -2,16 +2,9 @@
 
 import sys
 
-smk = snakemake  # noqa: F821 -- the job object Snakemake injects into scripts
-# this workflow's clpipe (src/, beside this script) first, ahead of any installed one
-sys.path.insert(0, smk.scriptdir)
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821 -- this workflow's clpipe (src/) first
 
-from clpipe.cpu_isa import pin  # noqa: I001 -- before anything imports torch
-
-pin(smk.config.get("cpu_isa", "avx2"))
-
-from clpipe.logs import log_to
-from clpipe.steps.evaluate import evaluate
+from clpipe.steps.job import job
 
 
 def runtime():
@@ -21,7 +14,9 @@ def runtime():
     return runtime_for(smk)
 
 
-with log_to(smk.log[0]):
+with job(snakemake) as smk:  # noqa: F821 -- pins the CPU kernels, then the steps import torch
+    from clpipe.steps.evaluate import evaluate
+
     wants_gpu = int(getattr(smk.resources, "gpu", 0) or 0) > 0
     evaluate(
         model_in=smk.input.model,

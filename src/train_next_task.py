@@ -2,19 +2,16 @@
 
 import sys
 
-smk = snakemake  # noqa: F821 -- the job object Snakemake injects into scripts
-# this workflow's clpipe (src/, beside this script) first, ahead of any installed one
-sys.path.insert(0, smk.scriptdir)
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821 -- this workflow's clpipe (src/) first
 
-from clpipe.cpu_isa import pin  # noqa: I001 -- before anything imports torch
+from clpipe.steps.evaluate import cache_path
+from clpipe.steps.job import job
 
-pin(smk.config.get("cpu_isa", "avx2"))
+# the job also leaves its own evaluation of the model for the evaluate rule (eval.cache.json)
+with job(snakemake, also=[cache_path(snakemake.output.model)]) as smk:  # noqa: F821 -- pins the CPU, then torch
+    from clpipe.runtime import runtime_for
+    from clpipe.steps.train import train_next_task
 
-from clpipe.logs import log_to
-from clpipe.runtime import runtime_for
-from clpipe.steps.train import train_next_task
-
-with log_to(smk.log[0]):
     train_next_task(
         model_in=smk.input.model,
         data=smk.input.data,

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clpipe import io
+from clpipe import io, receipts
 from clpipe.layout import SCRATCH, identity_of
 from clpipe.metrics import ALL_METRICS, LABELS, METRICS, all_metrics, mean_sd_sem
 from clpipe.stats import holm, paired_difference
@@ -62,6 +62,8 @@ EVALUATION_REQUIRED = ("experiment", "seed", "owner", "trained_task", "eval_task
 
 
 def _read_table(path: str, what: str) -> pd.DataFrame:
+    """A step's table, refused if it was edited after its job wrote it (clpipe.receipts)."""
+    receipts.check_file(path)
     try:
         return pd.read_csv(path)
     except (OSError, ValueError) as err:  # missing, empty, not CSV

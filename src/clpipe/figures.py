@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from clpipe import io  # noqa: E402
+from clpipe import io, receipts  # noqa: E402
 from clpipe.layout import SCRATCH  # noqa: E402
 from clpipe.metrics import all_metrics  # noqa: E402
 
@@ -310,25 +310,31 @@ def setting_figure(metrics: pd.DataFrame, figure: dict[str, Any], reference: str
     return fig
 
 
+def table(path: str) -> pd.DataFrame:
+    """One of the aggregate step's tables, refused if edited since (clpipe.receipts)."""
+    receipts.check_file(path)
+    return pd.read_csv(path)
+
+
 def draw_experiment(
     spec: dict[str, Any], metrics_csv: str, summary_csv: str, training_csv: str, out_dir: str
 ) -> None:
     """The plot_experiment step: forgetting, methods, paired comparisons and training figures."""
     set_style()
-    metrics, summary = pd.read_csv(metrics_csv), pd.read_csv(summary_csv)
+    metrics, summary = table(metrics_csv), table(summary_csv)
     save(forgetting_figure(metrics, spec["arms"]), f"{out_dir}/forgetting")
     save(methods_figure(summary, spec["arms"]), f"{out_dir}/methods")
     save(comparisons_figure(summary, spec["arms"], spec["compare_to"]), f"{out_dir}/comparisons")
-    save(training_figure(pd.read_csv(training_csv), spec["arms"]), f"{out_dir}/training")
+    save(training_figure(table(training_csv), spec["arms"]), f"{out_dir}/training")
 
 
 def draw_accuracy_matrix(matrix_csv: str, arm: str, stem: str) -> None:
     set_style()
-    save(accuracy_matrix_figure(pd.read_csv(matrix_csv), arm), stem)
+    save(accuracy_matrix_figure(table(matrix_csv), arm), stem)
 
 
 def draw_setting_figure(spec: dict[str, Any], name: str, metrics_csv: str, stem: str) -> None:
     """The plot_setting_figure step: the method's own figure ``name``."""
     set_style()
     figure = spec["setting_figures"][name]
-    save(setting_figure(pd.read_csv(metrics_csv), figure, spec["reference"]), stem)
+    save(setting_figure(table(metrics_csv), figure, spec["reference"]), stem)

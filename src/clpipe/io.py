@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from clpipe import receipts
 from clpipe.errors import InputError
 from clpipe.layout import identity_of
 
@@ -189,6 +190,7 @@ def load(path: str | os.PathLike, kind: str) -> dict[str, Any]:
     made_by = MADE_BY.get(kind, "an unknown step")
     if not path.exists():
         raise FileFormatError(f"{path}: file is missing (expected a clpipe {kind} file, made by {made_by})")
+    receipts.check_file(path)  # what its job wrote, not a file edited since
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, foreign pickle, objects not allowed, ...

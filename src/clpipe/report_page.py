@@ -45,6 +45,27 @@ def refusal(missing: list[str], finished: list[str], configfiles: list[str]) -> 
     return text.replace("  ", " ")
 
 
+def out_of_date(jobs: Iterable) -> dict[str, int]:
+    """{rule: jobs} of the Snakemake jobs a run would still run (the target aside)."""
+    counts: dict[str, int] = {}
+    for job in jobs:
+        if job.rule.name != "all":
+            counts[job.rule.name] = counts.get(job.rule.name, 0) + 1
+    return counts
+
+
+def stale_refusal(stale: dict[str, int], configfiles: list[str]) -> str:
+    """Why the report is not built while results are out of date, and what to run."""
+    jobs = ", ".join(f"{rule} x{n}" for rule, n in sorted(stale.items()))
+    config = " ".join(f"--configfile {_relative(c)}" for c in configfiles)
+    return (
+        f"cannot build the report: the results are not up to date with the config and code "
+        f"({sum(stale.values())} job(s) would run: {jobs}); a report of them would show tables that "
+        f"a run would change. Run the workflow first (snakemake --cores N {config} with the same "
+        "--config), or see what it would rerun and why with -n"
+    )
+
+
 def _relative(path: str) -> str:
     """A path as the user would type it: relative to the working directory when below it."""
     p = Path(path)

@@ -3,6 +3,7 @@
 
 rule aggregate:
     input:
+        unpack(checked("aggregate")),
         evaluations=evaluation_inputs,
         histories=history_inputs,
     output:

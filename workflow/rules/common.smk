@@ -4,9 +4,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from snakemake.io import apply_wildcards
 from snakemake.logging import logger
 
-from clpipe import plan, progress, report_page, run_folder
+from clpipe import plan, progress, receipts, report_page, run_folder
 from clpipe.catalog import (
     DATASETS,
     checksums,
@@ -112,8 +113,9 @@ def owner_method(experiment, owner):
 
 
 def estimate_run_time():
-    """Say how long the run takes, before and while it runs (clpipe.progress)."""
-    if not workflow.is_main_process:
+    """Say how long the run takes, before and while it runs (clpipe.progress); not for
+    --touch, which runs nothing."""
+    if not workflow.is_main_process or workflow.touch:
         return
     remote = not workflow.local_exec
     settings = workflow.resource_settings
@@ -162,22 +164,42 @@ def report_first_page():
 
 
 def open_report_on_results():
-    """Snakemake 9.27's report opens on the rule graph unless it has metadata
+    """The report's way of being built: only from results that are up to date, opening
+    on them.
+
+    Snakemake 9.27's report opens on the rule graph unless it has metadata
     (--report-metadata), and it centres a page taller than the window, out of reach of
-    scrolling. This workflow's report gets both its own metadata and stylesheet
-    (workflow/report/) where the command line gives neither, so it opens on the page of
-    results. (A profile cannot give them: its paths are read after --directory changed
-    the working directory.)"""
+    scrolling: this workflow's report gets its own metadata and stylesheet
+    (workflow/report/) where the command line gives neither (a profile cannot: its
+    paths are read after --directory changed the working directory). And a report of
+    tables that a run would remake tells an old story: it is refused while any job is
+    out of date (a changed setting or code, an edited or missing file, a failed job's
+    model). What follows is Snakemake's own create_report, with that check between
+    building the DAG and writing the report."""
+    from snakemake.report import auto_report
+
     metadata = workflow.source_path("../report/metadata.yaml")
     stylesheet = workflow.source_path("../report/style.css")
-    create = workflow.create_report
 
     def create_report(report_plugin, report_settings, global_report_settings):
         if global_report_settings.metadata_template is None:
             global_report_settings.metadata_template = metadata
         if getattr(report_settings, "stylesheet_path", "") is None:
             report_settings.stylesheet_path = Path(stylesheet)
-        return create(report_plugin, report_settings, global_report_settings)
+        workflow._prepare_dag(
+            forceall=workflow.dag_settings.forceall,
+            ignore_incomplete=False,
+            lock_warn_only=False,
+        )
+        workflow._build_dag()
+        stale = report_page.out_of_date(workflow.dag.needrun_jobs())
+        if stale:
+            refuse(report_page.stale_refusal(stale, workflow.configfiles))
+        workflow.async_run(
+            auto_report(
+                workflow.dag, report_plugin, report_settings, global_report_settings
+            )
+        )
 
     workflow.create_report = create_report
 
@@ -362,6 +384,33 @@ def model_group(owner=None, task=None):
 
 
 # --- input functions -------------------------------------------------------------
+
+
+def checked(rule_name, inputs=None):
+    """A rule's input function (``inputs``, or none) that also reruns the job, and what
+    follows, when its outputs are not what the current config and code make: its
+    receipt records other params, or none, or an output changed after the job wrote it
+    (clpipe.receipts), whatever Snakemake's metadata in .snakemake/ says. The job's
+    outputs join the files Snakemake forces, as --forcerun would (Snakemake 9.27 forces
+    its incomplete files the same way). With --touch the results are accepted instead:
+    their receipts are written afresh for the current params."""
+
+    def input_files(wildcards):
+        found = inputs(wildcards) if inputs is not None else {}
+        why, outputs = receipts.check_job(
+            workflow.get_rule(rule_name),
+            wildcards,
+            lambda pattern: apply_wildcards(pattern, wildcards),
+            inputs=found.values() if isinstance(found, dict) else found,
+            accept=workflow.touch,
+            write_receipt=not DRY_RUN,
+        )
+        if why:
+            logger.warning(f"rerunning {rule_name}: {'; '.join(why)}")
+            workflow.dag.forcefiles.update(outputs)
+        return found
+
+    return input_files
 
 
 def built_in_datasets(exp):

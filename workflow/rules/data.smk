@@ -2,6 +2,8 @@
 
 
 rule download_data:
+    input:
+        unpack(checked("download_data")),
     output:
         manifest=LAYOUT.manifest("{dataset}"),
     log:
@@ -42,7 +44,7 @@ rule prepare_data:
         # rechecking the files (a new manifest) retrains nothing. Not ancient for a
         # dataset whose files are not the release's (verify_release_md5: false): its
         # manifest is rewritten when their content changes (common.smk).
-        dataset_manifests,
+        unpack(checked("prepare_data", dataset_manifests)),
     output:
         data=LAYOUT.data("{experiment}"),
     log:

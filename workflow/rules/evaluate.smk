@@ -3,6 +3,7 @@
 
 rule evaluate:
     input:
+        unpack(checked("evaluate")),
         model=node("model.pt"),
         data=LAYOUT.data("{experiment}"),
     output:

@@ -3,6 +3,7 @@
 
 rule plot_experiment:
     input:
+        unpack(checked("plot_experiment")),
         metrics=experiment_file("metrics.csv"),
         summary=experiment_file("summary.csv"),
         training=experiment_file("training.csv"),
@@ -63,6 +64,7 @@ rule plot_experiment:
 
 rule plot_accuracy_matrix:
     input:
+        unpack(checked("plot_accuracy_matrix")),
         matrix=experiment_file("accuracy_matrix.csv"),
     output:
         png=report(
@@ -95,6 +97,7 @@ rule plot_setting_figure:
     # a method's own figure (its declaration's figures: MAG's freeze), drawn for an
     # experiment with arms of that method
     input:
+        unpack(checked("plot_setting_figure")),
         metrics=experiment_file("metrics.csv"),
     output:
         png=report(

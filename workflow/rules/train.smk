@@ -2,6 +2,8 @@
 
 
 rule init_model:
+    input:
+        unpack(checked("init_model")),
     output:
         model=node("model.pt", owner=SCRATCH, task="0"),
     log:
@@ -27,6 +29,7 @@ rule init_model:
 
 rule train_first_task:
     input:
+        unpack(checked("train_first_task")),
         model=node("model.pt", owner=SCRATCH, task="0"),
         data=LAYOUT.data("{experiment}"),
     output:
@@ -54,7 +57,7 @@ rule train_first_task:
 
 rule train_next_task:
     input:
-        unpack(next_task_inputs),
+        unpack(checked("train_next_task", next_task_inputs)),
     output:
         model=node("model.pt", owner="{arm}"),
         history=node("history.csv", owner="{arm}"),

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from clpipe import io
+from clpipe import io, receipts
 
 log = logging.getLogger("clpipe")
 
@@ -137,18 +137,29 @@ def cache_key(model_in: str, data: str, spec: dict[str, Any], code: str, device:
     }
 
 
+def cache_path(model: str) -> Path:
+    """Where a training job leaves its evaluation of the model it wrote."""
+    return Path(model).parent / CACHE
+
+
 def write_cache(model_in: str, data: str, spec: dict[str, Any], runtime, scripts_dir: str) -> None:
     """Evaluate the model file a training job has just written and leave the rows beside it."""
     rows = evaluation_rows(model_in, data, spec, runtime)
     key = cache_key(model_in, data, spec, step_code(scripts_dir), runtime.device.type, runtime.threads)
-    path = Path(model_in).parent / CACHE
+    path = cache_path(model_in)
     text = json.dumps({"format": CACHE_FORMAT, "key": key, "rows": rows}, default=str)
     io.atomic_write(path, lambda f: f.write(text), mode="w")
 
 
 def cached_rows(model_in: str, data: str, spec: dict[str, Any], code: str, device: str, threads: int):
-    """The rows the model's training job left, if they are what this evaluation would make."""
-    path = Path(model_in).parent / CACHE
+    """The rows the model's training job left, if they are what this evaluation would make
+    (rows edited after the job wrote them are refused: clpipe.receipts)."""
+    path = cache_path(model_in)
+    try:
+        receipts.check_file(path)
+    except receipts.EditedFileError as err:  # edited since the training job wrote it
+        log.warning("not using the training job's rows: %s", err)
+        return None
     try:
         cache = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -183,9 +194,7 @@ def evaluate(
     if scripts_dir is not None:
         rows = cached_rows(model_in, data, spec, step_code(scripts_dir), device, threads)
         if rows is not None:
-            log.info(
-                "%s: the rows its training job computed for this evaluation", Path(model_in).parent / CACHE
-            )
+            log.info("%s: the rows its training job computed for this evaluation", cache_path(model_in))
             io.save_rows(output, rows)
             return
     if callable(runtime):
