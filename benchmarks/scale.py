@@ -58,7 +58,6 @@ from clpipe.data import build_tasks  # noqa: E402
 from clpipe.experiment import Experiment  # noqa: E402
 from clpipe.hashing import stable_hash  # noqa: E402
 from clpipe.layout import SCRATCH  # noqa: E402
-from clpipe.methods import traits  # noqa: E402
 from clpipe.networks import build_model, count_parameters  # noqa: E402
 
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -228,22 +227,7 @@ def planned_jobs(exp: Experiment) -> Jobs:
 
 def formula_jobs(exp: Experiment) -> dict[str, int]:
     """The same counts from the growth rules (arm structure only, no plan functions)."""
-    joint = {n for n in exp.arms if exp.traits_of(n).joint}
-    own = {n: 1 if n in joint else a.last_task - a.first_task + 1 for n, a in exp.arms.items()}
-    train = (1 if set(exp.arms) - joint else 0) + sum(own.values())
-    read = set()  # (owner, task, method): the node each task of an importance arm starts from
-    for n, a in exp.arms.items():
-        if exp.traits_of(n).importance:
-            read |= {(exp.owner(n, t), t, a.method) for t in range(a.first_task - 1, a.last_task)}
-    progress = {(o, t) for o, t, m in read if o != SCRATCH and traits(exp.methods[m]["type"]).progress}
-    c = {
-        "init": 1,
-        "train": train,
-        "evaluate": train + 1,
-        "importance": len(read),
-        "progress": len(progress),
-    }
-    return c | {"total": sum(c.values())}
+    return plan.jobs_per_seed(exp)
 
 
 # --- compute ----------------------------------------------------------------------------

@@ -196,3 +196,22 @@ def test_small_experiment_times_the_pipeline_against_one_plain_process(data_dir,
     assert run["counts"]["train_next_task"] == 2 and run["counts"]["evaluate"] == 4, run["counts"]
     assert 0 < run["efficiency"] < 1 and figures["plain"]["wall"] > 0
     assert "pipeline at --cores 2 / plain process:" in out and "| evaluate | 4 |" in out
+
+
+def test_planning_prints_time_and_memory_per_job(data_dir, tmp_path):
+    out = run_benchmark(
+        "planning.py",
+        "--jobs",
+        "60",
+        "--repeats",
+        "1",
+        "--workdir",
+        str(tmp_path),
+        "--data-dir",
+        str(data_dir),
+    )
+    row = next(line for line in out.splitlines() if re.match(r"\| \d", line))
+    jobs, seeds, seconds, per_thousand, mb, kb = (
+        float(c.replace(",", "")) for c in row.strip("| ").split(" | ")
+    )
+    assert jobs >= 60 and seeds == 2 and seconds > 0 and mb > 10 and kb > 0, row

@@ -169,3 +169,37 @@ def test_the_release_check_names_only_present_files_that_differ_from_the_release
     assert manifest_is_ancient({}) and not manifest_is_ancient({first: "0" * 32})
     folders = [n for n, d in DATASETS.items() if not d.files]
     assert folders and unreleased(folders[0], {"any/bucket": "f" * 32}) == {}
+
+
+MINIMUM = {"train": 10, "validation": 5, "test": 10}
+
+
+@pytest.mark.parametrize(
+    "data, split, key",
+    [
+        ({"max_test_per_task": 1}, "test", "test"),  # ACC 1.000 off one image, before
+        ({"validation_fraction": 0.99, "max_train_per_task": 100}, "train", "train"),  # one image a class
+        ({"validation_fraction": 0.01, "max_train_per_task": 200}, "val", "validation"),
+    ],
+    ids=["test", "train", "validation"],
+)
+def test_a_split_with_too_few_images_of_a_class_is_refused_naming_it(data_dir, data, split, key):
+    with pytest.raises(
+        DataError, match=rf"task 1 \(mnist \[0, 1\]\): its {split} split has \d image\(s\) of class"
+    ) as err:
+        build_tasks(data_dir, spec([[0, 1]], min_images_per_class=MINIMUM, **data))
+    assert f"data.min_images_per_class.{key} ({MINIMUM[key]})" in str(err.value)
+
+
+def test_the_minimum_holds_for_what_a_split_keeps_and_0_turns_it_off(data_dir):
+    kept = build_tasks(data_dir, spec([[0, 1]], max_test_per_task=40, min_images_per_class=MINIMUM))[0]
+    assert torch.bincount(kept["test"]["y"]).min() >= 10
+    off = {"train": 0, "validation": 0, "test": 0}
+    assert (
+        len(
+            build_tasks(data_dir, spec([[0, 1]], max_test_per_task=1, min_images_per_class=off))[0]["test"][
+                "y"
+            ]
+        )
+        == 1
+    )

@@ -334,6 +334,80 @@ CASES = [
         lambda cfg, tmp: ((tmp / "f").write_text("x"), cfg.update(data_dir=str(tmp / "f"))),
         "config key 'data_dir': ",
     ),
+    # 11. integers written as decimals (the schema's integer took 64.0)
+    (
+        "decimal-hidden",
+        "types",
+        _in_exp("model", "hidden", value=[64.0]),
+        "config key 'experiments.tiny.model.hidden[0]': 64.0 is not of type 'integer' (a count or an "
+        "index: write it as 64",
+    ),
+    (
+        "decimal-max-train",
+        "types",
+        _in_exp("data", "max_train_per_task", value=200.0),
+        "config key 'experiments.tiny.data.max_train_per_task': 200.0 is not of type 'integer', 'null'",
+    ),
+    (
+        "decimal-split-seed",
+        "types",
+        _in_exp("data", "split_seed", value=0.0),
+        "config key 'experiments.tiny.data.split_seed': 0.0 is not of type 'integer'",
+    ),
+    (
+        "decimal-seed",
+        "types",
+        lambda cfg, tmp: cfg.update(seeds=[0.0]),
+        "config key 'seeds[0]': 0.0 is not of",
+    ),
+    (
+        "decimal-method-setting",
+        "types",
+        _in_exp("methods", "ewc", "fisher_samples", value=200.0),
+        "config key 'experiments.tiny.methods.ewc.fisher_samples': 200.0 is not of type 'integer', 'null'",
+    ),
+    # 12. names that collide with the results folder's own entries
+    (
+        "experiment-named-README.md",
+        "names",
+        lambda cfg, tmp: cfg.update(experiments={"README.md": exp(cfg)}),
+        "config key 'experiments.README.md': 'README.md' is the results folder's README.md",
+    ),
+    (
+        "experiment-named-reference",
+        "names",
+        lambda cfg, tmp: cfg.update(experiments={"reference": exp(cfg)}),
+        "config key 'experiments.reference': 'reference' is the results folder's reference/",
+    ),
+    (
+        "method-named-a-receipt",
+        "names",
+        lambda cfg, tmp: exp(cfg)["methods"].update({"train.receipt.json": {"type": "mag"}}),
+        "'train.receipt.json' is a file every model's folder holds",
+    ),
+    # 13. scale: refused at once with the count, before anything is planned
+    (
+        "100000-seeds",
+        "scale",
+        lambda cfg, tmp: cfg.update(seeds=list(range(100_000))),
+        "config key 'max_jobs': the run would make 3,700,014 jobs (tiny: 3,700,012, datasets and target: 2)",
+    ),
+    (
+        "over-max-jobs",
+        "scale",
+        lambda cfg, tmp: cfg.update(max_jobs=20),
+        "config key 'max_jobs': the run would make 51 jobs (tiny: 49, datasets and target: 2), more than",
+    ),
+    # 14. the file system's failures, one line naming the path
+    (
+        "results-below-a-file",
+        "file system",
+        lambda cfg, tmp: (
+            (tmp / "plain").write_text("x"),
+            cfg.update(results_dir=str(tmp / "plain" / "out")),
+        ),
+        "plain/out: Not a directory (a part of the path is a file where a folder should be)",
+    ),
     # 10. messages that mislead
     (
         "name-trailing-newline",
@@ -378,9 +452,49 @@ def test_bad_input_is_refused_before_any_job_naming_what_is_wrong(case, runner, 
     assert expected in out, out[-2000:]
 
 
+# (id, change, what the data step's one-line refusal names): sizes that mean nothing
+SIZE_CASES = [
+    ("one-test-image", {"max_test_per_task": 1}, "its test split has 0 image(s) of class 0"),
+    (
+        "validation-takes-all",
+        {"validation_fraction": 0.999, "max_train_per_task": None},
+        "its train split has",
+    ),
+    ("a-handful-to-validate", {"validation_fraction": 0.002}, "its val split has"),
+]
+
+
+@pytest.mark.parametrize("case", SIZE_CASES, ids=[c[0] for c in SIZE_CASES])
+def test_splits_too_small_to_mean_anything_are_refused_by_the_data_step(case, runner, tmp_path, data_dir):
+    """Before any model trains: the data step counts each class in each split."""
+    _, data, expected = case
+    cfg = tiny(data_dir)
+    exp(cfg)["data"].update(data)
+    work = tmp_path / "work"
+    path = write(work, cfg)
+    rc, out = runner.run(
+        [
+            "-s",
+            SNAKEFILE,
+            "--directory",
+            work,
+            "results/tiny/data/tasks.pt",  # the target first: --configfile takes every word after it
+            "--cores",
+            "1",
+            "--configfile",
+            path,
+        ]
+    )
+    assert rc != 0 and expected in out and "data.min_images_per_class" in out, out[-2000:]
+    assert "Traceback" not in out and not (work / "results/tiny/data/tasks.pt").exists()
+
+
 def test_the_table_has_a_case_of_every_class():
     classes = {c[1] for c in CASES}
-    assert classes == {"results folder", "meaningless", "non-finite", "yaml", "traceback", "message"}
+    assert classes == {
+        "results folder", "meaningless", "non-finite", "yaml", "traceback", "message", "types", "names",
+        "scale", "file system",
+    }  # fmt: skip
     assert len(CASES) >= 30
 
 

@@ -37,9 +37,11 @@ def test_the_dag_side_and_the_logs_are_in_no_jobs_code():
 
 def test_tables_and_figures_run_no_training_code():
     # and the CPU pins every script sets before torch loads (they change a CPU result),
-    # and the live view's writer (the tables as TensorBoard text, logging.tensorboard)
+    # and the live view's writer (the tables as TensorBoard text, logging.tensorboard),
+    # and every job's receipt (clpipe.steps.job, clpipe.receipts with its hash)
     tables = {"clpipe.aggregate", "clpipe.cpu_isa", "clpipe.errors", "clpipe.io", "clpipe.layout",
-              "clpipe.live", "clpipe.metrics", "clpipe.stats"}  # fmt: skip
+              "clpipe.live", "clpipe.metrics", "clpipe.stats", "clpipe.steps.job", "clpipe.receipts",
+              "clpipe.hashing"}  # fmt: skip
     assert modules("aggregate.py") == tables
     for plot in ("plot_experiment.py", "plot_setting_figure.py", "plot_accuracy_matrix.py"):
         found = modules(plot)

@@ -56,6 +56,15 @@ def task_headed(spec):
     return model
 
 
+def three_more(spec):
+    inp = spec["input"]
+    return Tiny(inp["channels"] * inp["size"] ** 2, spec["hidden"], spec["n_outputs"] + 3)
+
+
+def wrong_input(spec):
+    return Tiny(99, spec["hidden"], spec["n_outputs"])
+
+
 NOT_CALLABLE = 3
 """
 
@@ -131,6 +140,18 @@ def test_a_user_builder_that_returns_no_module_is_refused_naming_the_key(user_mo
     with pytest.raises(ConfigError, match="takes_task_id") as info:
         build_model(user_spec(user_module, "task_headed"))
     assert info.value.key == "model.name"
+
+
+def test_a_user_model_must_give_one_logit_per_output_of_the_head(user_module):
+    """Checked on a first forward pass when it is built: a model with 3 logits too many
+    trained and scored below chance before (a 2-way task at 0.41)."""
+    with pytest.raises(ConfigError, match=r"gives \(1, 6\) for one input, not \(1, 3\)") as info:
+        build_model(user_spec(user_module, "three_more"))
+    assert info.value.key == "model.name"
+    with pytest.raises(ConfigError, match=r"fails on one input of the experiment's shape \(1, 2, 6, 6\)"):
+        build_model(user_spec(user_module, "wrong_input"))
+    model = build_model(user_spec(user_module))
+    assert model.training and int(model.steps) == 0  # the check changed nothing
 
 
 def test_an_unknown_user_module_or_function_is_refused_naming_the_key(user_module):

@@ -71,7 +71,13 @@ def config(datasets, tasks, dataset=None, **experiment):
     exp.update(
         {
             "tasks": tasks,
-            "data": {"validation_fraction": 0.25, "max_train_per_task": None, "max_test_per_task": None},
+            # a few generated images of each class: the per-class minimum off
+            "data": {
+                "validation_fraction": 0.25,
+                "max_train_per_task": None,
+                "max_test_per_task": None,
+                "min_images_per_class": {"train": 0, "validation": 0, "test": 0},
+            },
             "input": {"size": 8, "channels": 3},
             "model": {"name": "mlp", "hidden": [8]},
             "methods": {},

@@ -18,6 +18,7 @@ Torch-free; the workflow calls these while it builds the DAG, before any job:
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import os
@@ -32,7 +33,11 @@ from clpipe.errors import ConfigError, InputError
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
 # Folders and files the results layout writes where a name would go (clpipe.plan.Layout):
 # the datasets' manifests beside the experiments; a node's own files beside its methods.
-RESERVED_EXPERIMENT_NAMES = frozenset({"datasets"})
+RESERVED_EXPERIMENT_NAMES = {
+    "datasets": "the results folder's datasets/ (the dataset manifests)",
+    "reference": "the results folder's reference/ (the committed reference results)",
+    "README.md": "the results folder's README.md (what every file is)",
+}
 NODE_FILES = frozenset(
     {
         "model.pt",
@@ -49,6 +54,11 @@ NODE_FILES = frozenset(
         "evaluate.benchmark.tsv",
         "init_model.benchmark.tsv",
         "update_progress.benchmark.tsv",
+        "train.receipt.json",
+        "evaluate.receipt.json",
+        "init_model.receipt.json",
+        "update_progress.receipt.json",
+        "eval.cache.json",
     }
 )
 
@@ -180,14 +190,34 @@ def schema_error(validator, instance: Any, nested: bool = False) -> tuple[list, 
         if error.validator == "type" and "boolean" in str(error.validator_value)
         else ""
     )
+    if error.validator == "type" and "integer" in str(error.validator_value):
+        value = error.instance
+        if isinstance(value, float) and value.is_integer():
+            hint = f" (a count or an index: write it as {int(value)}, without a decimal point)"
     return path, error.message + hint
 
 
-def validator_with_defaults(schema: dict[str, Any]):
-    """A JSON-schema validator that fills in missing properties' defaults as it goes."""
+@functools.cache
+def strict_validator():
+    """JSON Schema (draft 2020-12) as the config reads it: an integer is written as one.
+    The standard takes 64.0 for an integer, and a setting written so would reach a job
+    as a float (a layer of 64.0 units, a folder seed0.0/): the one rule, for every key
+    of the config and every schema a method, model or dataset declares."""
     import jsonschema
 
     base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
+    )
+    return jsonschema.validators.extend(base, type_checker=checker)
+
+
+def validator_with_defaults(schema: dict[str, Any]):
+    """A JSON-schema validator (:func:`strict_validator`) that fills in missing
+    properties' defaults as it goes."""
+    import jsonschema
+
+    base = strict_validator()
     check_properties = base.VALIDATORS["properties"]
 
     def properties_with_defaults(validator, properties, instance, subschema):
@@ -215,9 +245,8 @@ def check_settings(values: dict[str, Any], settings: dict[str, Any], key: str) -
 def schema_problem(value: Any, schema: dict[str, Any]) -> tuple[str, str] | None:
     """Whether ``value`` fits ``schema`` (a setting a method declares): None, or (where
     below the value's own key, e.g. ``.threshold`` or ``[2]``; the message)."""
-    import jsonschema
 
-    found = schema_error(jsonschema.Draft202012Validator(schema), value, nested=True)
+    found = schema_error(strict_validator()(schema), value, nested=True)
     if found is None:
         return None
     path, message = found
@@ -232,10 +261,7 @@ def check_names(config: dict[str, Any]) -> None:
         key = f"experiments.{name}"
         _whole_word(key, name)
         if name in RESERVED_EXPERIMENT_NAMES:
-            raise ConfigError(
-                key,
-                f"{name!r} is the results folder's {name}/ (the dataset manifests); name it otherwise",
-            )
+            raise ConfigError(key, f"{name!r} is {RESERVED_EXPERIMENT_NAMES[name]}; name it otherwise")
         if not isinstance(exp, dict):
             continue
         for kind in ("arms", "methods"):

@@ -317,6 +317,35 @@ def _check_task_classes(i: int, task: dict[str, Any], where: str, y_train: torch
         )
 
 
+# the data settings that decide how many images of a task each split keeps
+SPLIT_SETTINGS = {
+    "train": "data.max_train_per_task (and data.validation_fraction)",
+    "val": "data.validation_fraction (of data.max_train_per_task)",
+    "test": "data.max_test_per_task",
+}
+
+
+def check_split_sizes(i: int, task: dict[str, Any], opts: dict[str, Any]) -> None:
+    """Every class of a task has at least ``data.min_images_per_class`` images in each
+    split (the validation split's minimum when there is one), so no accuracy is read off
+    a handful of images (a test split of one image scores 1.0 or 0.0); refused naming
+    the task, split, class, its count and the setting that made it so."""
+    least = opts.get("min_images_per_class", {})
+    for split, key in (("train", "train"), ("val", "validation"), ("test", "test")):
+        need = int(least.get(key, 0))
+        if need == 0 or (split == "val" and opts["validation_fraction"] == 0):
+            continue
+        counts = torch.bincount(task[split]["y"], minlength=max(task["classes"]) + 1)
+        for c in task["classes"]:
+            if int(counts[c]) < need:
+                raise DataError(
+                    f"task {i} ({task['dataset']} {list(task['classes'])}): its {split} split has "
+                    f"{int(counts[c])} image(s) of class {c}, fewer than data.min_images_per_class.{key} "
+                    f"({need}): an accuracy over so few images means nothing. Keep more with "
+                    f"{SPLIT_SETTINGS[split]}, or lower the minimum"
+                )
+
+
 def _subsample(n: int, keep: int | None, generator: torch.Generator) -> torch.Tensor:
     if keep is None or keep >= n:
         return torch.arange(n)
@@ -391,6 +420,8 @@ def build_tasks(data_dir: str | Path, spec: dict[str, Any], release_md5: bool = 
             len(idx),
         )
         tasks.append({"dataset": task["dataset"], "classes": list(task["classes"]), **splits})
+    for i, task in enumerate(tasks, start=1):
+        check_split_sizes(i, task, opts)
     return tasks
 
 

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Iterator
 
-from clpipe.errors import InputError
+from clpipe.errors import InputError, file_system_message
 
 log = logging.getLogger("clpipe")
 
@@ -53,6 +53,11 @@ def log_to(path: str | None) -> Iterator[logging.Logger]:
         # the input's problem, named with its remedy: the message alone, no traceback
         log.error("%s", err)
         print(f"clpipe: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except OSError as err:  # the file system's (a folder gone, a permission, a full disk)
+        message = file_system_message(err)
+        log.error("%s", message)
+        print(f"clpipe: {message}", file=sys.stderr)
         raise SystemExit(1) from None
     except BaseException:
         log.exception("step failed")

@@ -347,3 +347,62 @@ def figure_files(layout: Layout, exp: Experiment) -> list[str]:
     files += [layout.experiment_file(exp.name, f"figures/accuracy_matrix/{a}.png") for a in exp.arms]
     files += [layout.experiment_file(exp.name, f"figures/{name}.png") for name in setting_figures(exp)]
     return files
+
+
+# --- how many jobs a config makes, before any is planned ----------------------------
+
+
+def jobs_per_seed(exp: Experiment) -> dict[str, int]:
+    """The jobs of one seed of ``exp`` by kind, from its arms alone (no job is planned):
+    the init, the shared task 1 and every arm's own trainings, an evaluation per model,
+    an importance step per model an importance method's task starts from, a progress
+    step per such model of an arm whose method keeps progress."""
+    joint = {n for n in exp.arms if exp.traits_of(n).joint}
+    own = {n: 1 if n in joint else a.last_task - a.first_task + 1 for n, a in exp.arms.items()}
+    train = (1 if set(exp.arms) - joint else 0) + sum(own.values())
+    read = set()  # (owner, task, method): the node each task of an importance arm starts from
+    for n, a in exp.arms.items():
+        if exp.traits_of(n).importance:
+            read |= {(exp.owner(n, t), t, a.method) for t in range(a.first_task - 1, a.last_task)}
+    progress = {(o, t) for o, t, m in read if o != SCRATCH and method_traits(exp.methods[m]["type"]).progress}
+    counts = {
+        "init": 1,
+        "train": train,
+        "evaluate": train + 1,
+        "importance": len(read),
+        "progress": len(progress),
+    }
+    return counts | {"total": sum(counts.values())}
+
+
+def job_count(exp: Experiment) -> int:
+    """Every job of ``exp``: its seeds' jobs, its data step, its aggregation and its
+    figures (one job for the experiment's own, one per arm's accuracy matrix and per
+    method's figure); not the datasets' checks, which experiments share."""
+    figures = 1 + len(exp.arms) + len(setting_figures(exp))
+    return jobs_per_seed(exp)["total"] * len(exp.seeds) + 2 + figures
+
+
+def run_job_count(experiments: dict[str, Experiment], run: Iterable[str]) -> dict[str, int]:
+    """The jobs of each experiment a run makes (clpipe.plan.job_count), and ``datasets``:
+    the built-in datasets' checks they share, and the run's target."""
+    names = list(run)
+    counts = {name: job_count(experiments[name]) for name in names}
+    datasets = {t.dataset for n in names for t in experiments[n].tasks} - {
+        d for n in names for d in experiments[n].datasets
+    }
+    return counts | {"datasets and target": len(datasets) + 1}
+
+
+def too_many_jobs(counts: dict[str, int], bound: int) -> str | None:
+    """Why a run of ``counts`` jobs is refused before it is planned, or None."""
+    total = sum(counts.values())
+    if total <= bound:
+        return None
+    biggest = sorted(counts.items(), key=lambda kv: -kv[1])[:3]
+    shown = ", ".join(f"{name}: {n:,}" for name, n in biggest)
+    return (
+        f"the run would make {total:,} jobs ({shown}), more than max_jobs ({bound:,}); planning "
+        "that many takes minutes and much memory. Run fewer experiments or seeds (--config "
+        "'run=[...]'), or raise max_jobs if the run is meant to be that big"
+    )

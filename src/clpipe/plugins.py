@@ -172,6 +172,8 @@ def schema_problems(settings: dict[str, Any], where: str = "") -> list[str]:
     default): a schema that is not valid (draft 2020-12), a default it refuses."""
     import jsonschema
 
+    from clpipe.config_input import strict_validator
+
     problems = []
     if not isinstance(settings, dict):
         return [f"{where or 'settings'} is a mapping of names to JSON schemas, not {type(settings).__name__}"]
@@ -182,7 +184,7 @@ def schema_problems(settings: dict[str, Any], where: str = "") -> list[str]:
         except jsonschema.exceptions.SchemaError as err:
             problems.append(f"{at} is no valid JSON schema: {err.message}")
             continue
-        if "default" in schema and not jsonschema.Draft202012Validator(schema).is_valid(schema["default"]):
+        if "default" in schema and not strict_validator()(schema).is_valid(schema["default"]):
             problems.append(f"{at}: its default {schema['default']!r} does not fit its own schema")
     return problems
 

@@ -19,7 +19,7 @@ from clpipe.config import validate_config
 from clpipe.layout import SCRATCH
 from clpipe.config_input import NAME as NAME_PATTERN
 from clpipe.config_input import check_config_files, check_data_dir, normalized_path
-from clpipe.errors import InputError
+from clpipe.errors import InputError, file_system_message
 from clpipe.user_datasets import content as user_dataset_content
 from clpipe.gpus import allocated_gpus, machine_has_gpu
 from clpipe.resources import lowered_threads, lowered_threads_message, resource
@@ -51,6 +51,16 @@ try:
     )
 except InputError as err:
     refuse(f"invalid configuration: {err}")
+except OSError as err:
+    refuse(file_system_message(err))
+
+# the jobs the run makes, counted from its experiments before anything is planned
+too_many = plan.too_many_jobs(
+    plan.run_job_count(EXPERIMENTS, config.get("run") or list(EXPERIMENTS)),
+    config["max_jobs"],
+)
+if too_many:
+    refuse(f"invalid configuration: config key 'max_jobs': {too_many}")
 
 LAYOUT = plan.Layout(config["results_dir"])
 DATA_DIR = config["data_dir"]
@@ -237,9 +247,11 @@ def hold_results_folder():
         return
     try:
         run_folder.hold(LAYOUT.results)
+        run_folder.mark(LAYOUT.results)
     except InputError as err:
         refuse(str(err))
-    run_folder.mark(LAYOUT.results)
+    except OSError as err:
+        refuse(file_system_message(err))
 
 
 def check_threads():
@@ -396,15 +408,20 @@ def checked(rule_name, inputs=None):
     their receipts are written afresh for the current params."""
 
     def input_files(wildcards):
-        found = inputs(wildcards) if inputs is not None else {}
-        why, outputs = receipts.check_job(
-            workflow.get_rule(rule_name),
-            wildcards,
-            lambda pattern: apply_wildcards(pattern, wildcards),
-            inputs=found.values() if isinstance(found, dict) else found,
-            accept=workflow.touch,
-            write_receipt=not DRY_RUN,
-        )
+        try:
+            found = inputs(wildcards) if inputs is not None else {}
+            why, outputs = receipts.check_job(
+                workflow.get_rule(rule_name),
+                wildcards,
+                lambda pattern: apply_wildcards(pattern, wildcards),
+                inputs=found.values() if isinstance(found, dict) else found,
+                accept=workflow.touch,
+                write_receipt=not DRY_RUN,
+            )
+        except InputError as err:  # every input function's: one line, no traceback
+            refuse(str(err))
+        except OSError as err:
+            refuse(file_system_message(err))
         if why:
             logger.warning(f"rerunning {rule_name}: {'; '.join(why)}")
             workflow.dag.forcefiles.update(outputs)

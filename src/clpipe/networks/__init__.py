@@ -102,7 +102,39 @@ def _user_model(spec: dict[str, Any], device: torch.device | str | None) -> nn.M
             f"{reference!r} built a model with takes_task_id: a user's model is a plain network "
             "called as model(x), with no head per task",
         )
+    _check_outputs(model, spec, reference)
     return model
+
+
+def _check_outputs(model: nn.Module, spec: dict[str, Any], reference: str) -> None:
+    """A user's model gives one logit per output of the scenario's head: checked on a
+    first forward pass of one blank input (eval mode, no gradient: no weight, running
+    statistic or random number changes), before any training reads its outputs."""
+    inp = spec["input"]
+    param = next(model.parameters(), None)
+    blank = torch.zeros(
+        1, inp["channels"], inp["size"], inp["size"], device=param.device if param is not None else None
+    )
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(blank)
+    except Exception as err:  # the user's forward pass on the experiment's input shape
+        raise ConfigError(
+            MODEL_KEY,
+            f"{reference!r}: its model fails on one input of the experiment's shape {tuple(blank.shape)} "
+            f"({type(err).__name__}: {err})",
+        ) from None
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.shape != (1, spec["n_outputs"]):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(
+            MODEL_KEY,
+            f"{reference!r}: its model gives {shape} for one input, not (1, {spec['n_outputs']}): one logit "
+            f"per output of the scenario's head (spec['n_outputs'] = {spec['n_outputs']})",
+        )
 
 
 def build_model(spec: dict[str, Any], device: torch.device | str | None = None) -> nn.Module:
