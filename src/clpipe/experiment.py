@@ -283,7 +283,9 @@ def _method_and_first_task(akey, spec, parent: Arm | None, methods) -> tuple[str
     else:
         if "method" not in spec:
             raise ConfigError(f"{akey}.method", "missing (needed unless the arm has 'start_from')")
-        method, first = spec["method"], 2  # task 1 is trained from scratch once and shared
+        method = spec["method"]
+        # task 1 is trained from scratch once and shared, unless the method acts during it
+        first = 1 if method in methods and traits(methods[method]["type"]).trains_first_task else 2
     if method not in methods:
         raise ConfigError(
             f"{akey}.method",

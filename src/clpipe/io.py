@@ -212,6 +212,15 @@ def load(path: str | os.PathLike, kind: str) -> dict[str, Any]:
     return obj
 
 
+FILE_KEYS = ("format", "meta")  # what every file adds to what its step saved
+
+
+def load_saved(path: str | os.PathLike, kind: str) -> dict[str, Any]:
+    """A file's content exactly as its step handed it to :func:`save`, without the
+    format's own keys: what a method gets back from its importance, record or progress."""
+    return {k: v for k, v in load(path, kind).items() if k not in FILE_KEYS}
+
+
 def _made_for(meta: Any) -> dict[str, Any]:
     """The model a file was made for: its recorded node, or (files written before nodes
     were recorded) what its spec's keys say."""

@@ -197,7 +197,7 @@ def next_task_inputs(layout: Layout, exp: Experiment, seed: int, arm: str, task:
         "model": layout.model(exp.name, seed, owner, prev),
         "data": layout.data(exp.name),
     }
-    if exp.traits_of(arm).importance:
+    if exp.traits_of(arm).importance and prev > 0:  # the random init has no importance
         inputs["importance"] = layout.importance(exp.name, seed, owner, prev, a.method)
     return inputs
 
@@ -213,8 +213,8 @@ def importance_inputs(
     if owner != SCRATCH:
         if traits.progress:
             inputs["progress"] = layout.progress(exp.name, seed, owner, task)
-        if traits.chained_importance:
-            prev_owner, prev = parent_node(exp, owner, task)
+        prev_owner, prev = parent_node(exp, owner, task)
+        if traits.chained_importance and prev > 0:
             inputs["previous"] = layout.importance(exp.name, seed, prev_owner, prev, method)
     return inputs
 
@@ -359,11 +359,12 @@ def jobs_per_seed(exp: Experiment) -> dict[str, int]:
     step per such model of an arm whose method keeps progress."""
     joint = {n for n in exp.arms if exp.traits_of(n).joint}
     own = {n: 1 if n in joint else a.last_task - a.first_task + 1 for n, a in exp.arms.items()}
-    train = (1 if set(exp.arms) - joint else 0) + sum(own.values())
+    shared = any(exp.owner(n, 1) == SCRATCH for n in exp.arms if n not in joint)  # task 1, shared
+    train = int(shared) + sum(own.values())
     read = set()  # (owner, task, method): the node each task of an importance arm starts from
     for n, a in exp.arms.items():
         if exp.traits_of(n).importance:
-            read |= {(exp.owner(n, t), t, a.method) for t in range(a.first_task - 1, a.last_task)}
+            read |= {(exp.owner(n, t), t, a.method) for t in range(max(a.first_task - 1, 1), a.last_task)}
     progress = {(o, t) for o, t, m in read if o != SCRATCH and method_traits(exp.methods[m]["type"]).progress}
     counts = {
         "init": 1,

@@ -17,7 +17,7 @@ from torch import nn
 from clpipe.data import InputPipeline, Split, Task
 from clpipe.errors import InputError
 from clpipe.evaluation import evaluate_split
-from clpipe.methods.base import ContinualMethod
+from clpipe.methods.base import Batch, ContinualMethod
 from clpipe.optim import CarriedOptimizerState, build_optimizer
 from clpipe.scenarios import Scenario
 
@@ -279,15 +279,18 @@ def start_training(model, train_cfg, method, carried) -> TrainingState:
     return state
 
 
-def resume(state: TrainingState, model, checkpoint, generator, device, n_epochs: int) -> None:
+def resume(state: TrainingState, model, checkpoint, generator, device, n_epochs: int, method) -> None:
     """What a killed job's epoch checkpoint restores: weights, optimizer, generator,
-    epochs done, history, schedule and early stopping (nothing without a checkpoint)."""
+    epochs done, history, schedule, early stopping and the method's own state (nothing
+    without a checkpoint)."""
     state.done_epochs, state.step, state.history, resumed = checkpoint.restore(
         model, state.optimizer, generator
     )
     if state.schedule is not None and "schedule" in resumed:
         state.schedule.load_state_dict(resumed["schedule"])
     state.stopping.load(resumed.get("early_stopping"), device)
+    if "method" in resumed:
+        method.load_state_dict(resumed["method"])
     if resumed.get("stopped"):
         state.done_epochs = n_epochs  # it had stopped early: nothing left to train
 
@@ -310,21 +313,29 @@ def train_epoch(
         if state.step >= steps:
             break
         idx = order[b * batch_size : (b + 1) * batch_size]
-        inputs, targets = pipeline.train_batch(samples.x[idx], generator), samples.y[idx]
+        images = samples.x[idx]
+        inputs, targets = pipeline.train_batch(images, generator), samples.y[idx]
         if layout == torch.channels_last and inputs.ndim == 4:
             inputs = inputs.contiguous(memory_format=layout)
+        sample_task = None
         if samples.masks is not None:  # each sample masked as its own task
-            mask = samples.masks[samples.sample_task[idx] - 1]
+            sample_task = samples.sample_task[idx]
+            mask = samples.masks[sample_task - 1]
         with mixed_precision:
             logits = scenario.logits(model, inputs, task.index, mask).float()
             penalty = method.penalty(model)
+            extra = method.batch_loss(model, Batch(inputs, targets, logits, task.index, images, sample_task))
         loss = F.cross_entropy(logits, targets)
-        total = loss if penalty is None else loss + penalty.float()
+        total = loss
+        for term in (penalty, extra):
+            if term is not None:
+                total = total + term.float()
         first_bad = torch.where(~torch.isfinite(total.detach()) & (first_bad < 0), state.step, first_bad)
         state.optimizer.zero_grad(set_to_none=True)
         total.backward()
         method.after_backward(model)
         state.optimizer.step()
+        method.after_step(model)
         loss_sum += loss.detach().double() * len(idx)
         correct += (logits.detach().argmax(dim=1) == targets).sum()
         seen += len(idx)
@@ -399,7 +410,7 @@ def train_task(
     samples = training_samples(task, scenario, method)
     per_epoch, steps = total_steps(len(samples), train_cfg)
     n_epochs = math.ceil(steps / per_epoch)
-    resume(state, model, checkpoint, generator, device, n_epochs)
+    resume(state, model, checkpoint, generator, device, n_epochs, method)
     mask = scenario.logit_mask(task.index, device)
     for row in state.history:
         on_epoch(row)
@@ -437,16 +448,22 @@ def train_task(
             epoch, n_epochs, train_loss, train_acc, val_loss, val_acc, row["images_per_second"], seconds,
             _format_seconds(eta),
         )  # fmt: skip
-        if _checkpoint_and_stop(model, state, checkpoint, generator, epoch, prefix):
+        if _checkpoint_and_stop(model, state, checkpoint, generator, epoch, prefix, method):
             break
     end_training(model, state, carried, prefix)
     return state.history
 
 
-def _checkpoint_and_stop(model, state: TrainingState, checkpoint, generator, epoch: int, prefix: str) -> bool:
-    """After an epoch: early stopping's verdict, the epoch checkpoint, and whether to stop."""
+def _checkpoint_and_stop(
+    model, state: TrainingState, checkpoint, generator, epoch: int, prefix: str, method
+) -> bool:
+    """After an epoch: early stopping's verdict, the epoch checkpoint (with the method's
+    own state, when it keeps any), and whether to stop."""
     stop = state.stopping.update(model, epoch, state.history[-1]["val_accuracy"])
     loop_state = {"early_stopping": state.stopping.state(), "stopped": stop}
+    own = method.state_dict()
+    if own:
+        loop_state["method"] = own
     if state.schedule is not None:
         loop_state["schedule"] = state.schedule.state_dict()
     checkpoint.save(model, state.optimizer, generator, epoch, state.step, state.history, loop_state)

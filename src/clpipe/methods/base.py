@@ -6,12 +6,32 @@ A method answers two questions (as in Mammoth/FACIL):
   "compute importance" step, written as importance.pt: MAG's freezing values, EWC's
   Fisher and anchors, replay's buffer) and :meth:`update_progress` (the "update
   progress" step, progress.pt: MAG's cumulative frozen set);
-- *how to train the next task* -- :meth:`begin_task` reads the previous task's importance,
-  :meth:`attach` hooks into the optimizer, :meth:`penalty` adds to the loss,
-  :meth:`after_backward` adjusts the gradients, and
-  :meth:`end_task` returns the task's record for the progress step.
+- *how to train a task* -- the hooks below, in the order the training loop
+  (clpipe.training) calls them; it knows nothing about any method beyond them:
 
-The training loop (clpipe.training) knows nothing about any method beyond these hooks.
+==========================  ============================================================
+hook                        when
+==========================  ============================================================
+``begin_task``              once, before the optimizer exists: the previous task's
+                            importance, the task's settings and data (``ctx``)
+``extra_training_samples``  once: samples trained on beside the task's own (replay)
+``attach``                  once, on the task's optimizer (MAG's step scaling)
+``load_state_dict``         once, on a resumed job: the state ``state_dict`` saved
+*each training step:*
+``penalty``                 a term of the loss from the weights alone (autograd)
+``batch_loss``              a term of the loss from the batch: its inputs, targets,
+                            the model's outputs, the task (distillation, logit replay)
+``after_backward``          the gradients, before the optimizer step
+``after_step``              after the optimizer step (path integrals, online buffers)
+*each epoch:*
+``state_dict``              what a resumed job needs to go on (saved with the epoch)
+*at the end:*
+``end_task``                the task's record, for the progress step
+==========================  ============================================================
+
+A method that must act during its first task (SI's path integral, DER++'s buffer)
+declares ``trains_first_task``: its arms train task 1 themselves. What a method's own
+files hand back to it (importance, record, progress) is exactly the dict it returned.
 """
 
 from __future__ import annotations
@@ -44,6 +64,18 @@ class TaskContext:
     # the job's train settings (optimizer, batch size, epochs): for a method that trains
     # on its own before the task's training (the growing network's growth probe)
     train: dict[str, Any] | None = None
+
+
+@dataclass
+class Batch:
+    """One training step's batch, as :meth:`ContinualMethod.batch_loss` sees it."""
+
+    inputs: torch.Tensor  # preprocessed (augmented, normalised), on the device
+    targets: torch.Tensor  # the scenario's targets
+    logits: torch.Tensor  # the model's outputs on ``inputs``, masked as the scenario masks them
+    task: int  # the task being trained (1-based)
+    images: torch.Tensor  # the uint8 images ``inputs`` came from
+    sample_task: torch.Tensor | None = None  # the 1-based task of each sample, when tasks are mixed
 
 
 class ContinualMethod:
@@ -89,12 +121,33 @@ class ContinualMethod:
         """Hook into the task's optimizer (called once, before the first step)."""
 
     def penalty(self, model: nn.Module) -> torch.Tensor | None:
-        """A term added to every batch's loss, differentiated by autograd (None: nothing)."""
+        """A term added to every batch's loss from the weights alone, differentiated by
+        autograd (None: nothing)."""
+        return None
+
+    def batch_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor | None:
+        """A term added to this batch's loss, computed from the batch: its inputs,
+        targets and the model's outputs on them (distillation, logit replay); None:
+        nothing. Called under the step's autocast, after the forward pass."""
         return None
 
     def after_backward(self, model: nn.Module) -> None:
         """Change the gradients before the optimizer step (e.g. add a penalty's gradient
         directly, cheaper than differentiating the penalty)."""
+
+    def after_step(self, model: nn.Module) -> None:
+        """After every optimizer step (a path integral over the updates, an online
+        buffer)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What this method keeps during a task that a killed and resumed job needs to go
+        on exactly (saved with every epoch checkpoint): tensors and plain values."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take back what :meth:`state_dict` gave, on a resumed job (after ``attach``)."""
+        if state:
+            raise NotImplementedError(f"{type(self).__name__} saved state it does not load back")
 
     def extra_training_samples(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """Samples trained on together with the task's own, shuffled with them:

@@ -103,7 +103,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clpipe.methods.base import ContinualMethod, TaskContext, training_samples
+from clpipe.methods.base import Batch, ContinualMethod, TaskContext, training_samples
 from clpipe.scenarios import apply_mask
 
 SCORES = ("el2n", "entropy", "margin", "random")
@@ -262,7 +262,8 @@ class ExperienceReplay(ContinualMethod):
             return None
         return self.x, self.targets, self.task_ids
 
-    def penalty(self, model: nn.Module) -> torch.Tensor | None:
+    def batch_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor | None:
+        """mode batch: the loss of a separate replay batch drawn for this step, weighted."""
         if self.settings["mode"] != "batch" or self.x is None:
             return None
         size = self.settings["replay_batch_size"] or self.ctx.train_batch_size

@@ -90,6 +90,10 @@ class MethodTraits:
     # Trains on batches that mix tasks (a replay buffer, joint training): impossible for
     # a model called with one task id per batch (a growing network).
     mixes_tasks: bool = False
+    # Acts during its first task too (a path integral over every update, an online buffer,
+    # its own pruning): its arms train task 1 themselves from the random init, instead of
+    # starting from the fine-tuned task 1 every other arm shares.
+    trains_first_task: bool = False
     # Grows a growing network (model "growing") by a column and a head before each task:
     # the only kind of method such a network can train its later tasks with.
     grows: bool = False

@@ -32,8 +32,8 @@ def compute_importance(
     model, _ = load_model(model_in, runtime.device)
     tasks = load_tasks(data)
     _, _, ctx = task_context(spec, tasks, runtime, generator, model)
-    prog = io.load(progress, "progress") if progress else None
-    prev = io.load(previous, "importance") if previous else None
+    prog = io.load_saved(progress, "progress") if progress else None
+    prev = io.load_saved(previous, "importance") if previous else None
     t0 = time.perf_counter()
     result = method.compute_importance(model, ctx, prev, prog)
     seconds = time.perf_counter() - t0
@@ -44,7 +44,7 @@ def compute_importance(
 
 def update_progress(record: str, previous: str | None, spec: dict[str, Any], output: str) -> None:
     method = load_method(spec["method"])
-    rec = io.load(record, "record")
-    prev = io.load(previous, "progress") if previous else None
+    rec = io.load_saved(record, "record")
+    prev = io.load_saved(previous, "progress") if previous else None
     result = method.update_progress(prev, rec)
     io.save(output, "progress", provenance("update_progress", spec), **result)

@@ -51,7 +51,7 @@ def _train(
 
     With ``scripts_dir`` (the rule scripts' folder) it also evaluates the model file it
     wrote, for the evaluate rule to use (clpipe.steps.evaluate)."""
-    carried = io.load(importance, "importance") if importance else None
+    carried = io.load_saved(importance, "importance") if importance else None
     # Seeded by run seed and task only (not the arm): two arms that do the same thing
     # on a task give bit-identical results.
     generator = seed_everything(derive_seed(spec["seed"], "train", spec["task"]))
