@@ -80,9 +80,17 @@ class Batch:
 
 class ContinualMethod:
     def __init__(self, settings: dict[str, Any]):
-        # the method's own declaration (its file's METHOD, clpipe.methods.traits) fills in
-        # what the settings leave out: its defaults are written once, there
-        declared = getattr(sys.modules.get(type(self).__module__), "METHOD", None)
+        # the method's own declaration (its file's METHOD, clpipe.methods.traits; for a
+        # subclass in a file that declares none, its base's) fills in what the settings
+        # leave out: its defaults are written once, there
+        declared = next(
+            (
+                getattr(sys.modules.get(cls.__module__), "METHOD", None)
+                for cls in type(self).__mro__
+                if getattr(sys.modules.get(cls.__module__), "METHOD", None) is not None
+            ),
+            None,
+        )
         self.settings = {**(declared.defaults if declared else {}), **settings}
         self._per_task_defaults = dict(declared.per_task) if declared else {}
 
