@@ -90,11 +90,26 @@ class Scenario:
         """The logits that count for samples ``x`` of task ``task``: a task-headed model's
         own head for the task, or the model's outputs with ``mask`` applied (the task's
         :meth:`logit_mask`, or one row per sample when a batch mixes tasks)."""
+        return self.outputs_and_logits(model, x, task, mask)[1]
+
+    def outputs_and_logits(
+        self, model: nn.Module, x: torch.Tensor, task: int, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the model's outputs, unmasked: every head's; the logits that count, as
+        :meth:`logits`), from one forward pass."""
         if self.task_heads:
             if mask is not None:
                 raise ValueError("a model with a head per task takes no logit mask")
-            return model(x, task)
-        return apply_mask(model(x), mask)
+            out = model(x, task)
+            return out, out
+        out = model(x)
+        return out, apply_mask(out, mask)
+
+    def columns(self, task: int) -> slice:
+        """The outputs of ``task``'s classes on a shared output layer (domain: all)."""
+        if self.kind == "domain":
+            return slice(0, self.n_outputs)
+        return slice(self.offsets[task - 1], self.offsets[task - 1] + len(self.tasks[task - 1]))
 
 
 def apply_mask(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -322,9 +322,11 @@ def train_epoch(
             sample_task = samples.sample_task[idx]
             mask = samples.masks[sample_task - 1]
         with mixed_precision:
-            logits = scenario.logits(model, inputs, task.index, mask).float()
+            outputs, logits = scenario.outputs_and_logits(model, inputs, task.index, mask)
+            logits = logits.float()
             penalty = method.penalty(model)
-            extra = method.batch_loss(model, Batch(inputs, targets, logits, task.index, images, sample_task))
+            batch = Batch(inputs, targets, logits, outputs.float(), task.index, images, sample_task)
+            extra = method.batch_loss(model, batch)
         loss = F.cross_entropy(logits, targets)
         total = loss
         for term in (penalty, extra):

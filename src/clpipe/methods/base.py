@@ -73,6 +73,7 @@ class Batch:
     inputs: torch.Tensor  # preprocessed (augmented, normalised), on the device
     targets: torch.Tensor  # the scenario's targets
     logits: torch.Tensor  # the model's outputs on ``inputs``, masked as the scenario masks them
+    outputs: torch.Tensor  # the same outputs unmasked: every task's (distillation reads old heads)
     task: int  # the task being trained (1-based)
     images: torch.Tensor  # the uint8 images ``inputs`` came from
     sample_task: torch.Tensor | None = None  # the 1-based task of each sample, when tasks are mixed
