@@ -325,7 +325,7 @@ def train_epoch(
             outputs, logits = scenario.outputs_and_logits(model, inputs, task.index, mask)
             logits = logits.float()
             penalty = method.penalty(model)
-            batch = Batch(inputs, targets, logits, outputs.float(), task.index, images, sample_task)
+            batch = Batch(inputs, targets, logits, outputs.float(), task.index, images, sample_task, idx)
             extra = method.batch_loss(model, batch)
         loss = F.cross_entropy(logits, targets)
         total = loss

@@ -77,6 +77,9 @@ class Batch:
     task: int  # the task being trained (1-based)
     images: torch.Tensor  # the uint8 images ``inputs`` came from
     sample_task: torch.Tensor | None = None  # the 1-based task of each sample, when tasks are mixed
+    # the rows of the training samples the batch drew: the task's training split, then the
+    # samples a method mixes in (extra_training_samples)
+    index: torch.Tensor | None = None
 
 
 class ContinualMethod:
