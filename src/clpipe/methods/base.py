@@ -12,6 +12,7 @@ A method answers two questions (as in Mammoth/FACIL):
 ==========================  ============================================================
 hook                        when
 ==========================  ============================================================
+``prepare_model``           once, first: the network to train (PackNet's own kind)
 ``begin_task``              once, before the optimizer exists: the previous task's
                             importance, the task's settings and data (``ctx``)
 ``extra_training_samples``  once: samples trained on beside the task's own (replay)
@@ -119,6 +120,15 @@ class ContinualMethod:
         raise NotImplementedError(f"{type(self).__name__} has no progress step")
 
     # -- training a task ---------------------------------------------------------------
+    def prepare_model(
+        self, model: nn.Module, model_spec: dict[str, Any], tasks: list[list[int]]
+    ) -> nn.Module:
+        """The network to train, from the one the task starts from (``model_spec``: the
+        spec it was built from; ``tasks``: every task's classes): the same one, unless
+        the method trains its own kind of network (PackNet: the weights' owners). Called
+        first, before the task's data is set up."""
+        return model
+
     def begin_task(
         self,
         model: nn.Module,

@@ -21,6 +21,9 @@ in. Its ``name`` is one of the built-in networks or a user's own builder:
   and one output layer of ``n_outputs`` (the scenario's shared head), called as
   ``model(x)`` like every other network: the baseline (fine-tuning, EWC, ...) of the
   growing method on the same network.
+- ``packnet``: never in a config; what PackNet's training makes of the network it
+  trains (:class:`clpipe.networks.masked.TaskMaskedNetwork`): the base network (its
+  spec under ``base``) with an owner task for each weight, called as ``model(x, task)``.
 - ``module:function`` (``mypackage.mymodels:build_tiny``): a user's own model, without
   editing the package. The function (or class) is imported from the user's module (on
   ``PYTHONPATH`` or installed; :func:`clpipe.plugins.load`) and called as
@@ -48,6 +51,7 @@ from torch import nn
 from clpipe import plugins
 from clpipe.errors import ConfigError
 from clpipe.model_settings import MODEL_SETTINGS, completed
+from clpipe.networks import masked
 from clpipe.networks.growing import FixedGrowingNet, GrowingTaskNet
 from clpipe.networks.plain import CNN, MLP, VGG16, resnet18
 
@@ -139,6 +143,9 @@ def _check_outputs(model: nn.Module, spec: dict[str, Any], reference: str) -> No
 
 def build_model(spec: dict[str, Any], device: torch.device | str | None = None) -> nn.Module:
     """The network a spec describes, randomly initialised from torch's global RNG."""
+    if spec["name"] == masked.NAME:  # a network whose weights belong to tasks (PackNet's)
+        base = build_model(spec["base"], device)
+        return masked.TaskMaskedNetwork(base, spec["base"], spec["columns"])
     if spec["name"] not in MODEL_SETTINGS:
         return _user_model(spec, device)  # it initialises itself
     spec = completed(spec)
@@ -198,6 +205,8 @@ def spec_of(model: nn.Module, built_from: dict[str, Any]) -> dict[str, Any]:
     growth) describes itself, keeping the pipeline's keys (the input settings); any other
     keeps the spec it was built from, a user's model always (its builder gets that spec
     again, whatever methods the model has)."""
+    if isinstance(model, masked.TaskMaskedNetwork):
+        return model.spec()
     describe = getattr(model, "spec", None)
     if not callable(describe) or built_from.get("name") not in MODEL_SETTINGS:
         return built_from

@@ -56,6 +56,7 @@ def _train(
     # on a task give bit-identical results.
     generator = seed_everything(derive_seed(spec["seed"], "train", spec["task"]))
     model, loaded = load_model(model_in, runtime.device)
+    model = method.prepare_model(model, loaded["model_spec"], spec["tasks"])
     tasks = load_tasks(data)
     scenario, pipeline, ctx = task_context(spec, tasks, runtime, generator, model)
     method.begin_task(model, carried, method.per_task(spec.get("task_settings", {})), ctx)
