@@ -182,8 +182,13 @@ def _check_meaningful(key: str, exp: dict[str, Any], tasks: list[TaskSpec]) -> N
 
 
 def _check_methods(key: str, exp: dict[str, Any], methods: dict[str, dict[str, Any]]) -> None:
-    """Method settings that depend on the rest of the experiment."""
+    """Method settings that depend on the rest of the experiment: of the methods the
+    config configures or its arms use (every built-in one is known by its name too)."""
+    arms = exp["arms"].values() if isinstance(exp.get("arms"), dict) else ()
+    used = set(exp.get("methods", {})) | {a["method"] for a in arms if isinstance(a, dict) and "method" in a}
     for name, settings in methods.items():
+        if name not in used:
+            continue
         check = method_traits(settings["type"]).check_settings
         try:
             deciding = check(settings, exp) if check is not None else None
