@@ -215,3 +215,14 @@ def test_planning_prints_time_and_memory_per_job(data_dir, tmp_path):
         float(c.replace(",", "")) for c in row.strip("| ").split(" | ")
     )
     assert jobs >= 60 and seeds == 2 and seconds > 0 and mb > 10 and kb > 0, row
+
+
+def test_transformed_tasks_prints_the_files_and_their_loading(data_dir, tmp_path):
+    out = run_benchmark(
+        "transformed_tasks.py", "--tasks", "2", "--data-dir", str(data_dir), "--workdir", str(tmp_path)
+    )
+    rows = [
+        line for line in out.splitlines() if line.startswith("| the images once") or line.startswith("| 2 ")
+    ]
+    shared, copies = (float(r.split(" | ")[1]) for r in rows)
+    assert len(rows) == 2 and copies > 1.8 * shared, out

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from clpipe import io, plugins
+from clpipe import io, plugins, transforms
 from clpipe.catalog import DatasetInfo, bucket_files, dataset_info
 from clpipe.datasets import DataError, verify_dataset
 from clpipe.errors import ConfigError
@@ -387,10 +387,16 @@ def build_tasks(data_dir: str | Path, spec: dict[str, Any], release_md5: bool = 
             verify_dataset(data_dir, name, release_md5, spec.get("unreleased_md5"))
 
     tasks = []
+    shared: dict[tuple, dict[str, Any]] = {}  # tasks of the same images under other transforms
     for i, task in enumerate(spec["tasks"], start=1):
+        base = (task["dataset"], tuple(task["classes"]), task.get("bucket"))
+        if task.get("transform") and base in shared:  # the same images and splits, stored once
+            tasks.append({**shared[base], "transform": dict(task["transform"])})
+            continue
         g = torch.Generator().manual_seed(opts["split_seed"] * 1000 + i)
         if task.get("bucket") is not None:
             tasks.append(_bucket_task(data_dir, task, opts, g))
+            shared[base] = {k: v for k, v in tasks[-1].items() if k != "transform"}
             continue
         classes = torch.tensor(task["classes"])
         splits: dict[str, dict[str, torch.Tensor]] = {}
@@ -420,6 +426,9 @@ def build_tasks(data_dir: str | Path, spec: dict[str, Any], release_md5: bool = 
             len(idx),
         )
         tasks.append({"dataset": task["dataset"], "classes": list(task["classes"]), **splits})
+        shared[base] = tasks[-1]
+        if task.get("transform"):
+            tasks[-1] = {**tasks[-1], "transform": dict(task["transform"])}
     for i, task in enumerate(tasks, start=1):
         check_split_sizes(i, task, opts)
     return tasks
@@ -507,10 +516,15 @@ class Task:
 
 
 def load_tasks(path: str | Path, device: torch.device | None = None) -> list[Task]:
+    """Every task of a data file, each task's images under its transform, if it has one
+    (clpipe.transforms: stored once, transformed here)."""
     obj = io.load(path, "tasks")
     tasks = []
     for i, t in enumerate(obj["tasks"], start=1):
-        splits = {s: Split(t[s]["x"], t[s]["y"], t[s]["index"]) for s in ("train", "val", "test")}
+        splits = {
+            s: Split(transforms.apply(t.get("transform"), t[s]["x"]), t[s]["y"], t[s]["index"])
+            for s in ("train", "val", "test")
+        }
         task = Task(i, t["dataset"], tuple(t["classes"]), **splits, bucket=t.get("bucket"))
         tasks.append(task.to(device) if device is not None else task)
     return tasks

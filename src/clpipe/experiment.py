@@ -18,6 +18,7 @@ from clpipe.errors import ConfigError
 from clpipe.layout import SCRATCH
 from clpipe.methods import REGISTRY, REQUIRED, MethodTraits, SettingError, traits
 from clpipe.model_settings import TASK_HEADED_MODELS
+from clpipe.transforms import expand
 
 if TYPE_CHECKING:
     from clpipe.user_datasets import UserDataset
@@ -29,6 +30,9 @@ class TaskSpec:
     dataset: str
     classes: tuple[int, ...]
     bucket: int | None = None  # image-folder datasets (CLEAR-10): the time bucket
+    # the images under a transform of the task's own (clpipe.transforms): ("permute",
+    # seed) or ("rotate", degrees); None: as they are
+    transform: tuple[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -129,23 +133,28 @@ def resolve_tasks(
     tasks; ``declared``: the config's own datasets (clpipe.user_datasets.resolve)."""
     declared = declared or {}
     tasks: list[TaskSpec] = []
-    seen: dict[tuple[str, int | None, int], int] = {}
-    for i, task in enumerate(exp["tasks"], start=1):
-        tkey = f"{key}.tasks[{i - 1}]"
+    seen: dict[tuple, int] = {}
+    given = exp["tasks"]
+    listed = expand(given) if isinstance(given, dict) else given  # a benchmark: permuted, rotated
+    for i, task in enumerate(listed, start=1):
+        tkey = f"{key}.tasks" if isinstance(given, dict) else f"{key}.tasks[{i - 1}]"
         task = {"classes": task} if isinstance(task, list) else task
         dataset, buckets, n_classes = _task_dataset(key, tkey, i, task, exp, declared)
         bucket = _task_bucket(tkey, task, dataset, buckets)
         classes = _task_classes(tkey, task, dataset, n_classes, declared)
+        transform = next(iter(task["transform"].items())) if task.get("transform") else None
         where = dataset if bucket is None else f"{dataset} bucket {bucket}"
+        if transform is not None:
+            where += f" under {transform[0]} {transform[1]}"
         for c in classes:
-            if (dataset, bucket, c) in seen:
+            if (dataset, bucket, transform, c) in seen:  # a transform makes other images
                 raise ConfigError(
                     tkey,
-                    f"class {c} of {where} is already in task {seen[(dataset, bucket, c)]}; "
+                    f"class {c} of {where} is already in task {seen[(dataset, bucket, transform, c)]}; "
                     "tasks must not overlap",
                 )
-            seen[(dataset, bucket, c)] = i
-        tasks.append(TaskSpec(index=i, dataset=dataset, classes=tuple(classes), bucket=bucket))
+            seen[(dataset, bucket, transform, c)] = i
+        tasks.append(TaskSpec(i, dataset, tuple(classes), bucket, transform))
     return tasks
 
 

@@ -61,6 +61,7 @@ def data_spec(exp: Experiment) -> dict[str, Any]:
         "tasks": [
             {"dataset": t.dataset, "classes": list(t.classes)}
             | ({} if t.bucket is None else {"bucket": t.bucket})
+            | ({} if t.transform is None else {"transform": dict([t.transform])})
             for t in exp.tasks
         ],
         "data": exp.raw["data"],
