@@ -19,11 +19,12 @@ from cifar_files import flat_index, make_cifar10, make_cifar100, read_batch, wri
 from growing_schedule import source_schedule_parameters
 
 from clpipe import io, plan
-from clpipe.catalog import DATASETS, dataset_info, md5sum
+from clpipe.catalog import DATASETS, dataset_info
 from clpipe.checkpoints import load_model
 from clpipe.config import ConfigError, validate_config
 from clpipe.data import build_tasks, read_cifar, read_dataset
 from clpipe.datasets import DataError, verify_dataset
+from clpipe.md5_cache import md5sum
 from clpipe.methods import load_method
 from clpipe.networks import build_model, count_parameters
 from clpipe.networks.growing import GrowingTaskNet, dense_parameter_count

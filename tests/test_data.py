@@ -99,12 +99,14 @@ def test_input_pipeline_resizes_and_repeats_on_the_batch():
 
 
 def test_checksums_follow_content_not_mtime(tmp_path):
-    from clpipe.catalog import checksums, dataset_info, md5sum
+    from clpipe.catalog import checksums, dataset_info
+    from clpipe.md5_cache import md5sum
 
     files = list(dataset_info("mnist").files)
     for i, rel in enumerate(files):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(bytes([i]) * 100)
+        os.utime(tmp_path / rel, (1000, 1000))  # not just written: cached (clpipe.md5_cache)
     cache = tmp_path / "cache.json"
     first = checksums(tmp_path, "mnist", cache)
     assert first == {rel: md5sum(tmp_path / rel) for rel in files}
@@ -113,6 +115,7 @@ def test_checksums_follow_content_not_mtime(tmp_path):
     os.utime(target, (later, later))
     assert checksums(tmp_path, "mnist", cache) == first  # touched: same sums
     target.write_bytes(b"other content")
+    os.utime(target, (2000, 2000))
     changed = checksums(tmp_path, "mnist", cache)
     assert changed[files[0]] != first[files[0]] and changed[files[1]] == first[files[1]]
     assert len(json.loads(cache.read_text())) == len(files)  # one cache entry per file

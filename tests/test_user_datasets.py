@@ -19,11 +19,11 @@ import yaml
 from PIL import Image
 
 from clpipe import plan
-from clpipe.catalog import md5sum
 from clpipe.config import ConfigError, validate_config
 from clpipe.data import build_tasks, check_splits
 from clpipe.datasets import DataError
 from clpipe.fingerprint import _parsed
+from clpipe.md5_cache import md5sum
 from clpipe.user_datasets import content
 from conftest import ROOT, SCHEMA
 

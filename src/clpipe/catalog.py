@@ -21,10 +21,10 @@ Each entry says where the dataset lives under ``data_dir`` and what it holds. Tw
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from clpipe.md5_cache import Md5Cache
 
 
 @dataclass(frozen=True)
@@ -236,14 +236,6 @@ def dataset_info(name: str) -> DatasetInfo:
         raise KeyError(f"unknown dataset {name!r}; known datasets: {known}") from None
 
 
-def md5sum(path: str | Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def checksums(
     data_dir: str | Path, name: str, cache_file: str | Path | None = None, write_cache: bool = True
 ) -> dict[str, str]:
@@ -252,9 +244,8 @@ def checksums(
 
     The workflow passes these to the data step as params, so Snakemake reruns it when a
     file's *content* changes, not when it is merely touched. Sums are cached in
-    ``cache_file`` by path, size and mtime, so only new or touched files are read. A
-    cached sum that differs from the release's is never trusted: the file is read again
-    (a damaged cache must not blame an intact file), and the cache keeps the fresh sum.
+    ``cache_file`` (:class:`clpipe.md5_cache.Md5Cache`), so only new or touched files
+    are read; a cached sum that differs from the release's is read again, not believed.
     ``write_cache=False`` (a dry run) leaves the cache file as it is.
     """
     info = dataset_info(name)
@@ -262,32 +253,13 @@ def checksums(
         return {
             f"{info.folder}/{info.images}/{b}": bucket_fingerprint(data_dir, info, b) for b in info.buckets
         }
-    cache: dict[str, str] = {}
-    if cache_file is not None:
-        try:
-            cache = json.loads(Path(cache_file).read_text())
-        except (OSError, ValueError):
-            cache = {}
-    out, changed = {}, False
-    for rel in info.files:
+    cache = Md5Cache(cache_file)
+    out = {}
+    for rel, release in info.files.items():
         path = Path(data_dir) / rel
-        if not path.is_file():
-            out[rel] = "missing"
-            continue
-        st = path.stat()
-        key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-        if key not in cache or cache[key] != info.files[rel]:
-            stale = [k for k in cache if k.startswith(f"{path.resolve()}|")]
-            for k in stale:  # one entry per file: the cache does not grow with every touch
-                del cache[k]
-            cache[key] = md5sum(path)
-            changed = True
-        out[rel] = cache[key]
-    if changed and cache_file is not None and write_cache:
-        Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
-        tmp = f"{cache_file}.{os.getpid()}.tmp"
-        Path(tmp).write_text(json.dumps(cache, indent=0, sort_keys=True))
-        os.replace(tmp, cache_file)
+        out[rel] = cache.md5(path, expected=release) if path.is_file() else "missing"
+    if write_cache:
+        cache.save()
     return out
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from clpipe.catalog import dataset_info, layout_problems, md5sum
+from clpipe.catalog import dataset_info, layout_problems
 from clpipe.errors import InputError
+from clpipe.md5_cache import md5sum
 
 log = logging.getLogger("clpipe")
 

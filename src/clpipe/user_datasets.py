@@ -39,22 +39,19 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
-import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from clpipe import plugins
-from clpipe.catalog import DATASETS, IMAGE_SUFFIXES, md5sum
+from clpipe.catalog import DATASETS, IMAGE_SUFFIXES
 from clpipe.config_input import NAME, check_settings, normalized_path
 from clpipe.errors import ConfigError
+from clpipe.md5_cache import Md5Cache
 
 KINDS = ("tensor_file", "image_folder", "loader")
 SPLITS = ("train", "test")
 IMAGE_FOLDER_SETTINGS = {"image_size": None, "channels": 3}  # setting -> default
-RECENT = 2.0  # seconds: a file modified since is not cached (_Md5Cache)
 
 
 @dataclass(frozen=True)
@@ -244,52 +241,6 @@ def _check_image_folder(key: str, root: Path) -> tuple[str, ...]:
 # --- what the data step reads: its fingerprint ----------------------------------------
 
 
-class _Md5Cache:
-    """md5 sums by resolved path, trusted while a file's size and mtime are the same.
-
-    A file modified in the last :data:`RECENT` seconds is read but not cached: a file
-    system's clock ticks coarsely, so a file rewritten again within the same tick, with
-    the same size, would keep its mtime and its stale sum."""
-
-    def __init__(self, cache_file: str | Path | None):
-        self.file = cache_file
-        self.entries: dict[str, list] = {}
-        self.changed = False
-        if cache_file is not None:
-            try:
-                loaded = json.loads(Path(cache_file).read_text())
-                self.entries = loaded if isinstance(loaded, dict) else {}
-            except (OSError, ValueError):
-                self.entries = {}
-
-    def md5(self, path: Path) -> str:
-        st = path.stat()
-        where = str(path.resolve())
-        entry = self.entries.get(where)
-        if isinstance(entry, list) and entry[:2] == [st.st_size, st.st_mtime_ns] and len(entry) == 3:
-            return entry[2]
-        md5 = md5sum(path)
-        if time.time() - st.st_mtime > RECENT:
-            self.entries[where] = [st.st_size, st.st_mtime_ns, md5]
-            self.changed = True
-        return md5
-
-    def forget_under(self, folder: Path, kept: set[str]) -> None:
-        """Drop the entries of files under ``folder`` that are gone (not in ``kept``)."""
-        prefix = f"{folder.resolve()}{os.sep}"
-        for where in [w for w in self.entries if w.startswith(prefix) and w not in kept]:
-            del self.entries[where]
-            self.changed = True
-
-    def save(self) -> None:
-        if self.file is None or not self.changed:
-            return
-        Path(self.file).parent.mkdir(parents=True, exist_ok=True)
-        tmp = f"{self.file}.{os.getpid()}.tmp"
-        Path(tmp).write_text(json.dumps(self.entries, indent=0, sort_keys=True))
-        os.replace(tmp, self.file)
-
-
 def content(ds: UserDataset, cache_file: str | Path | None = None, write_cache: bool = True) -> str:
     """What the data step reads of ``ds``, as a short string that changes with it: a
     tensor file's md5; an image folder's hash of every image's name and md5 (and their
@@ -302,7 +253,7 @@ def content(ds: UserDataset, cache_file: str | Path | None = None, write_cache: 
         from clpipe.fingerprint import user_code  # the DAG's side only
 
         return f"code {user_code([ds.module], ds.source_key)}"
-    cache = _Md5Cache(cache_file)
+    cache = Md5Cache(cache_file)
     path = Path(ds.path)
     if ds.kind == "tensor_file":
         _existing(ds.source_key, ds.path, folder=False)
