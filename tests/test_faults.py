@@ -893,12 +893,17 @@ def pd_concat(*frames):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", FILE_CASES, ids=lambda c: c[0])
-def test_a_file_that_is_not_the_jobs_own_is_refused_and_the_results_stay(case, runner, copy_of_tiny_run):
+def test_a_file_that_is_not_the_jobs_own_is_refused_even_when_accepted(case, runner, copy_of_tiny_run):
     name, change, target, expected = case
     work, _ = copy_of_tiny_run
     tables = {p.name: p.read_bytes() for p in (work / "results/tiny").glob("*.csv")}
     change(work)
-    rc, out = run_in(runner, work, target)
+    # Left as it is, the file's receipt no longer lists it and its job makes it afresh
+    # (the test below). Accepted as it is (--touch writes the receipts afresh), the step
+    # that reads it still refuses it, naming it:
+    rc, out = run_in(runner, work, "--touch")
+    assert rc == 0, out[-3000:]
+    rc, out = run_in(runner, work, target, "--forcerun", target)
     assert rc != 0, out[-3000:]
     assert expected in out, out[-3000:]
     assert "Traceback" not in out, out[-3000:]
@@ -909,6 +914,30 @@ def test_a_file_that_is_not_the_jobs_own_is_refused_and_the_results_stay(case, r
         assert (here.read_bytes() if here.exists() else (last_good / table).read_bytes()) == content, table
     if target.endswith("model.pt") or target.endswith("importance.pt"):
         assert not (work / target).exists() or (work / target).stat().st_mtime < time.time() - 5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "change",
+    [
+        _swap("finetune/task2/model.pt", "mag_b20/task2/model.pt"),
+        _made_elsewhere("seed0/finetune/task2/model.pt", "model"),
+    ],
+    ids=["swapped-models", "another-experiments-model"],
+)
+def test_a_model_that_is_not_its_jobs_own_is_made_afresh_by_its_job(change, runner, copy_of_tiny_run):
+    """Its bytes are not what its receipt lists: the job that makes it runs again before
+    anything reads it, and the model then at its place is its own (a job's stale receipt
+    does not refuse the files it writes afresh)."""
+    work, _ = copy_of_tiny_run
+    change(work)
+    rc, out = run_in(runner, work, EVAL)
+    assert rc == 0, out[-3000:]
+    assert re.search(
+        r"rule train_next_task:\n(?:.*\n)*?\s+wildcards: experiment=tiny, seed=0, arm=finetune, task=2", out
+    )
+    node = torch.load(work / NODE / "finetune/task2/model.pt", weights_only=True)["meta"]["node"]
+    assert (node["experiment"], node["owner"], node["task"]) == ("tiny", "finetune", 2)
 
 
 @pytest.mark.slow
