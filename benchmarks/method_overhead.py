@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import MODELS, machine_line, sync, table  # noqa: E402
 
-from clpipe.data import InputPipeline, Split, Task  # noqa: E402
+from clpipe.data.pipeline import InputPipeline, Split, Task  # noqa: E402
 from clpipe.evaluation import evaluate_split  # noqa: E402
 from clpipe.methods import load_method  # noqa: E402
 from clpipe.methods.base import TaskContext  # noqa: E402

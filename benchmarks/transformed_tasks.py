@@ -9,7 +9,7 @@ stored once, each task's permutation applied when a step loads it
 (clpipe.transforms). For comparison it also writes the file as ten transformed copies
 (what a loader dataset per task, or a transform applied by the data step, would store).
 It prints each file's size, and the time and peak memory of loading the shared one as a
-training job does (clpipe.data.load_tasks, in a fresh process: its maximum resident set
+training job does (clpipe.data.pipeline.load_tasks, in a fresh process: its maximum resident set
 from the kernel's accounting), beside the time and memory of loading the copies.
 """
 
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "src"))
 LOAD = """
 import sys, time, resource
 sys.path.insert(0, {src!r})
-from clpipe.data import load_tasks
+from clpipe.data.pipeline import load_tasks
 t0 = time.perf_counter()
 tasks = load_tasks({path!r})
 print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, len(tasks))
@@ -38,7 +38,7 @@ print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxr
 
 def build(data_dir: str, n_tasks: int, copies: bool, path: Path) -> None:
     from clpipe import io, transforms
-    from clpipe.data import build_tasks
+    from clpipe.data.tasks import build_tasks
 
     spec = {
         "tasks": [{"dataset": "mnist", "classes": list(range(10))}]

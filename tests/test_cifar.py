@@ -22,7 +22,8 @@ from clpipe import io, plan
 from clpipe.catalog import DATASETS, dataset_info
 from clpipe.checkpoints import load_model
 from clpipe.config import ConfigError, validate_config
-from clpipe.data import build_tasks, read_cifar, read_dataset
+from clpipe.data.readers import read_cifar, read_dataset
+from clpipe.data.tasks import build_tasks
 from clpipe.datasets import DataError, verify_dataset
 from clpipe.md5_cache import md5sum
 from clpipe.methods import load_method

@@ -12,7 +12,9 @@ from PIL import Image
 
 from clpipe import io
 from clpipe.catalog import bucket_files, checksums, dataset_info
-from clpipe.data import InputPipeline, build_tasks, read_bucket
+from clpipe.data.pipeline import InputPipeline
+from clpipe.data.readers import read_bucket
+from clpipe.data.tasks import build_tasks
 from clpipe.datasets import DataError, download_dataset, verify_dataset
 from conftest import ROOT, snakemake, write_config
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clpipe.data import InputPipeline, build_tasks
+from clpipe.data.pipeline import InputPipeline
+from clpipe.data.tasks import build_tasks
 from clpipe.datasets import DataError, verify_dataset
 from clpipe.scenarios import Scenario
 
@@ -124,10 +125,10 @@ def test_checksums_follow_content_not_mtime(tmp_path):
 
 
 def test_the_idx_reader_reads_mnist_as_torchvision_does(data_dir):
-    """clpipe.data.read_idx (no torchvision import) against torchvision's own classes."""
+    """clpipe.data.readers.read_idx (no torchvision import) against torchvision's own classes."""
     import torchvision
 
-    from clpipe.data import read_dataset
+    from clpipe.data.readers import read_dataset
 
     datasets = torchvision.datasets
     for name, cls in (("mnist", datasets.MNIST), ("fashion_mnist", datasets.FashionMNIST)):
@@ -141,7 +142,7 @@ def test_the_idx_reader_reads_mnist_as_torchvision_does(data_dir):
 
 
 def test_a_truncated_idx_file_is_named(tmp_path):
-    from clpipe.data import read_idx
+    from clpipe.data.readers import read_idx
 
     path = tmp_path / "t10k-labels-idx1-ubyte"
     path.write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 5, 1, 2, 3]))  # 5 labels announced, 3 there

@@ -9,7 +9,7 @@ from test_training import SPEC, TRAIN, toy_task
 from torch import nn
 
 from clpipe import io
-from clpipe.data import InputPipeline
+from clpipe.data.pipeline import InputPipeline
 from clpipe.methods.base import Batch
 from clpipe.methods.der import DarkExperienceReplay, reservoir
 from clpipe.networks import build_model

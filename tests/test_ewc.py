@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clpipe import io
-from clpipe.data import InputPipeline, Split, Task
+from clpipe.data.pipeline import InputPipeline, Split, Task
 from clpipe.methods.base import TaskContext
 from clpipe.methods.ewc import (
     ElasticWeightConsolidation,

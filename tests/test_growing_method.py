@@ -9,14 +9,14 @@ import torch
 from growing_schedule import schedule_totals
 
 from clpipe import io
-from clpipe.aggregate import PARAMETER_COLUMNS
 from clpipe.checkpoints import load_model, save_model
-from clpipe.data import InputPipeline, Split, Task
+from clpipe.data.pipeline import InputPipeline, Split, Task
 from clpipe.methods import load_method
 from clpipe.methods.base import TaskContext
 from clpipe.methods.growing import GrowingNetwork
 from clpipe.networks import build_model, count_parameters, evaluation_parameters, parameter_report, spec_of
 from clpipe.networks.growing import GrowingTaskNet, dense_parameter_count
+from clpipe.results_tables import PARAMETER_COLUMNS
 from clpipe.runtime import make_runtime, seed_everything
 from clpipe.scenarios import Scenario
 from clpipe.steps.train import _train
@@ -65,7 +65,7 @@ def context(model, index, task=None):
         device=torch.device("cpu"),
         eval_batch_size=64,
         generator=torch.Generator().manual_seed(0),
-        train=TRAIN,
+        train_settings=TRAIN,
     )
 
 

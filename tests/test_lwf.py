@@ -8,7 +8,7 @@ import torch
 from test_training import SPEC, TRAIN, toy_task
 from torch import nn
 
-from clpipe.data import InputPipeline
+from clpipe.data.pipeline import InputPipeline
 from clpipe.methods.base import Batch
 from clpipe.methods.lwf import LearningWithoutForgetting, distillation
 from clpipe.networks import build_model

@@ -5,7 +5,7 @@ from the outputs' squared norm, summed over tasks, and the penalty's gradient
 import torch
 from torch import nn
 
-from clpipe.data import InputPipeline, Split, Task
+from clpipe.data.pipeline import InputPipeline, Split, Task
 from clpipe.methods.mas import MemoryAwareSynapses, importance, output_sensitivity
 from clpipe.networks import build_model
 from clpipe.scenarios import Scenario

@@ -11,7 +11,7 @@ from torch import nn
 
 from clpipe.checkpoints import load_model, save_model
 from clpipe.config import ConfigError, validate_config
-from clpipe.data import InputPipeline, Split, Task
+from clpipe.data.pipeline import InputPipeline, Split, Task
 from clpipe.methods.base import TaskContext
 from clpipe.methods.packnet import PackNet, prune_free
 from clpipe.networks import build_model, spec_of

@@ -250,8 +250,14 @@ def test_the_models_or_the_data_path_edited_rerun_every_model(finished):
         "aggregate": 1,
         **FIGURES,
     }
-    # the networks: the init too; the data path: the data step, not the init it does not feed
-    for module, first in (("networks/plain.py", {"init_model": 1}), ("data.py", {"prepare_data": 1})):
+    # the networks: the init too; the data path: not the init it does not feed; the task
+    # building: the data step too
+    edits = (
+        ("networks/plain.py", {"init_model": 1}),
+        ("data/pipeline.py", {}),
+        ("data/tasks.py", {"prepare_data": 1}),
+    )
+    for module, first in edits:
         restore = edit_package(repo, module, lambda s: s + "\n_EDITED = True\n")
         try:
             counts, _ = planned(repo, work, work / "config.yaml")

@@ -7,7 +7,7 @@ from test_training import SPEC, TRAIN, toy_task
 from torch import nn
 
 from clpipe import io
-from clpipe.data import InputPipeline, Split, Task
+from clpipe.data.pipeline import InputPipeline, Split, Task
 from clpipe.methods.finetune import FineTune
 from clpipe.methods.si import SynapticIntelligence, consolidated
 from clpipe.networks import build_model

@@ -119,7 +119,7 @@ def test_permuted_labels_in_the_data_remake_the_data_and_everything_after_it(run
     assert (
         jobs.get("prepare_data") == 1 and jobs.get("train_first_task") == 1 and jobs.get("evaluate") == 4
     ), jobs
-    from clpipe.data import load_tasks
+    from clpipe.data.pipeline import load_tasks
     from clpipe.receipts import EditedFileError
 
     with pytest.raises(EditedFileError, match="tasks.pt: its content is not what prepare_data wrote"):

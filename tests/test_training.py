@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from clpipe import io
-from clpipe.data import InputPipeline, Split, Task
+from clpipe.data.pipeline import InputPipeline, Split, Task
 from clpipe.methods.base import ContinualMethod
 from clpipe.methods.finetune import FineTune
 from clpipe.networks import build_model

@@ -9,7 +9,8 @@ import yaml
 
 from clpipe import plan, transforms
 from clpipe.config import ConfigError, validate_config
-from clpipe.data import build_tasks, load_tasks
+from clpipe.data.pipeline import load_tasks
+from clpipe.data.tasks import build_tasks
 from clpipe.io import save
 from conftest import ROOT, SCHEMA
 

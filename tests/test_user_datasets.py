@@ -20,7 +20,8 @@ from PIL import Image
 
 from clpipe import plan
 from clpipe.config import ConfigError, validate_config
-from clpipe.data import build_tasks, check_splits
+from clpipe.data.tasks import build_tasks
+from clpipe.data.user_data import check_splits
 from clpipe.datasets import DataError
 from clpipe.fingerprint import _parsed
 from clpipe.md5_cache import md5sum

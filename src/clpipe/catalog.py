@@ -8,8 +8,8 @@ Each entry says where the dataset lives under ``data_dir`` and what it holds. Tw
   mismatch into a warning, for files that are not the release's, e.g. generated ones).
   ``file_format`` says how the pipeline reads them, with its own readers (torchvision
   is only for downloading): ``idx`` for MNIST and Fashion-MNIST
-  (:func:`clpipe.data.read_idx`: importing torchvision costs about a second), ``cifar``
-  for the CIFAR release's pickled batches (:func:`clpipe.data.read_cifar`;
+  (:func:`clpipe.data.readers.read_idx`: importing torchvision costs about a second), ``cifar``
+  for the CIFAR release's pickled batches (:func:`clpipe.data.readers.read_cifar`;
   torchvision's classes re-check the release md5 on every load).
 - ``image_folder``: a tree of image files in time buckets,
   ``<folder>/<images>/<bucket>/<class name>/<file>`` (CLEAR-10's release layout). There

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clpipe.data import InputPipeline, Split
+from clpipe.data.pipeline import InputPipeline, Split
 from clpipe.scenarios import Scenario
 
 

@@ -160,7 +160,7 @@ def method_modules(files: dict[str, Path] | None = None) -> tuple[str, ...]:
 
 def imports_of(name: str, files: dict[str, Path]) -> set[str]:
     """The package's modules ``name`` imports (``from clpipe import io`` is clpipe.io;
-    ``from clpipe.data import X`` is clpipe.data)."""
+    ``from clpipe.networks import X`` is clpipe.networks)."""
     return {m for m in _parsed(files[name])[1] if m in files}
 
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clpipe.data import InputPipeline, Split, Task
+from clpipe.data.pipeline import InputPipeline, Split, Task
 from clpipe.errors import InputError
 from clpipe.evaluation import evaluate_split
 from clpipe.methods.base import Batch, ContinualMethod

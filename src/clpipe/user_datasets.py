@@ -7,7 +7,7 @@ built-in dataset (``dataset: mine``). Three kinds:
 - ``{tensor_file: PATH}``: one file written by ``torch.save`` holding exactly
   ``{"train": {"images": X, "labels": Y}, "test": {"images": X, "labels": Y}}``: X a
   uint8 tensor N x H x W (one channel) or N x C x H x W, Y an int64 tensor of N labels
-  >= 0, both splits with the same C x H x W; nothing else (:func:`clpipe.data.check_splits`
+  >= 0, both splits with the same C x H x W; nothing else (:func:`clpipe.data.user_data.check_splits`
   names the file and the key it lacks). The file is read with ``weights_only=True``.
 - ``{image_folder: PATH, image_size: S, channels: C}``: images under
   ``PATH/train/<class>/`` and ``PATH/test/<class>/`` (``.jpg .jpeg .png .bmp .webp``;

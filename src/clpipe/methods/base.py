@@ -44,7 +44,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from clpipe.data import InputPipeline, Split, Task
+from clpipe.data.pipeline import InputPipeline, Split, Task
 from clpipe.errors import InputError
 from clpipe.scenarios import Scenario
 
@@ -64,7 +64,7 @@ class TaskContext:
     all_tasks: list[Task] | None = None
     # the job's train settings (optimizer, batch size, epochs): for a method that trains
     # on its own before the task's training (the growing network's growth probe)
-    train: dict[str, Any] | None = None
+    train_settings: dict[str, Any] | None = None
 
 
 @dataclass

@@ -22,17 +22,29 @@ METHOD = MethodTraits(
 
 # --- the implementation ------------------------------------------------------------
 
+from typing import Any
+
+import torch
+from torch import nn
+
+from clpipe.data.pipeline import Split
 from clpipe.methods.base import ContinualMethod, TaskContext, training_samples
 
 
 class JointTraining(ContinualMethod):
-    def begin_task(self, model, importance, task_settings, ctx: TaskContext) -> None:
+    def begin_task(
+        self,
+        model: nn.Module,
+        importance: dict[str, Any] | None,
+        task_settings: dict[str, Any],
+        ctx: TaskContext,
+    ) -> None:
         earlier = dict.fromkeys(range(1, ctx.task.index))  # every row of tasks 1..t-1
         self.samples = training_samples(ctx, earlier, "joint training") if earlier else None
 
-    def extra_training_samples(self):
+    def extra_training_samples(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         return self.samples
 
-    def validation_splits(self, ctx: TaskContext):
+    def validation_splits(self, ctx: TaskContext) -> list[tuple[int, Split]]:
         tasks = ctx.all_tasks[: ctx.task.index] if ctx.all_tasks is not None else [ctx.task]
         return [(t.index, ctx.task.val if t.index == ctx.task.index else t.val.to(ctx.device)) for t in tasks]

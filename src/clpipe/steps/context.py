@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from clpipe.data import InputPipeline
+from clpipe.data.pipeline import InputPipeline
 from clpipe.methods.base import TaskContext
 from clpipe.runtime import Runtime
 from clpipe.scenarios import Scenario
@@ -29,6 +29,6 @@ def task_context(
         generator=generator,
         train_batch_size=int(spec["train"]["batch_size"]) if "train" in spec else 0,
         all_tasks=tasks,
-        train=spec.get("train"),
+        train_settings=spec.get("train"),
     )
     return scenario, pipeline, ctx

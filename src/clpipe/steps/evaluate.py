@@ -40,7 +40,7 @@ TASK_SPEC_KEYS = ("experiment", "seed", "task", "scenario", "tasks", "input", "e
 def evaluation_rows(model_in: str, data: str, spec: dict[str, Any], runtime) -> list[dict[str, Any]]:
     """The model file's accuracy and loss on every task's test split, one row per task."""
     from clpipe.checkpoints import load_model
-    from clpipe.data import InputPipeline, load_tasks
+    from clpipe.data.pipeline import InputPipeline, load_tasks
     from clpipe.evaluation import evaluate_split
     from clpipe.networks import evaluation_parameters
     from clpipe.provenance import device_name

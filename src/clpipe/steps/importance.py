@@ -9,7 +9,7 @@ from typing import Any
 
 from clpipe import io
 from clpipe.checkpoints import load_model
-from clpipe.data import load_tasks
+from clpipe.data.pipeline import load_tasks
 from clpipe.methods import load_method
 from clpipe.provenance import provenance
 from clpipe.runtime import Runtime, derive_seed, seed_everything

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from clpipe import io
-from clpipe.data import build_tasks
+from clpipe.data.tasks import build_tasks
 from clpipe.provenance import provenance
 
 log = logging.getLogger("clpipe")

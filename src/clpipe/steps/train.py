@@ -9,7 +9,7 @@ from typing import Any
 
 from clpipe import io
 from clpipe.checkpoints import carried_optimizer_state, load_model, save_model
-from clpipe.data import load_tasks
+from clpipe.data.pipeline import load_tasks
 from clpipe.hashing import stable_hash
 from clpipe.layout import SCRATCH
 from clpipe.live import LiveLog, run_dir
