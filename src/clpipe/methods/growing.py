@@ -129,6 +129,7 @@ import logging
 import math
 from dataclasses import asdict, dataclass
 
+import torch
 from torch import nn
 
 from clpipe.methods.base import ContinualMethod, TaskContext
@@ -187,7 +188,7 @@ def decide_growth(
 
 
 class GrowingNetwork(ContinualMethod):
-    def __init__(self, settings: dict[str, Any]):
+    def __init__(self, settings: dict[str, Any]) -> None:
         super().__init__(settings)
         self.mode = self.settings["mode"]
         self.auto_grow: dict[str, Any] | None = self.settings.get("auto_grow")
@@ -195,7 +196,13 @@ class GrowingNetwork(ContinualMethod):
         self._task = 0
         self._decision: dict[str, Any] | None = None
 
-    def begin_task(self, model: nn.Module, importance, task_settings: dict[str, Any], ctx: TaskContext):
+    def begin_task(
+        self,
+        model: nn.Module,
+        importance: dict[str, Any] | None,
+        task_settings: dict[str, Any],
+        ctx: TaskContext,
+    ) -> None:
         if not isinstance(model, GrowingTaskNet):
             raise ValueError(f"the growing method needs model 'growing', not a {type(model).__name__}")
         task = ctx.task.index
@@ -258,9 +265,9 @@ class GrowingNetwork(ContinualMethod):
     def _probe(self, model: GrowingTaskNet, ctx: TaskContext) -> list[dict[str, Any]]:
         """Train the task's head briefly (the normal loop, this method's protection of
         every other entry); the per-epoch history, its last row's val_accuracy decides."""
-        if ctx.train is None:
+        if ctx.train_settings is None:
             raise ValueError("auto_grow trains a probe: the task's context needs its train settings")
-        cfg = probe_train_config(ctx.train, int(self.auto_grow.get("probe_epochs", 1)))
+        cfg = probe_train_config(ctx.train_settings, int(self.auto_grow.get("probe_epochs", 1)))
         try:
             return train_task(
                 model,
@@ -277,7 +284,7 @@ class GrowingNetwork(ContinualMethod):
         finally:
             self._release()
 
-    def attach(self, optimizer, model: nn.Module) -> None:
+    def attach(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
         # the optimizer is built after growing: it holds the grown parameters
         self._scaler = model.protect(optimizer, self._task)
 
