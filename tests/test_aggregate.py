@@ -9,17 +9,15 @@ import pytest
 import yaml
 
 from clpipe import plan
-from clpipe.aggregate import (
+from clpipe.aggregate import collect_metrics, tables_from_metrics, write_tables
+from clpipe.config import validate_config
+from clpipe.results_tables import (
     METRICS_COLUMNS,
     PARAMETER_COLUMNS,
     EvaluationFileError,
-    collect_metrics,
     parameters_per_task,
     reports_parameters,
-    tables_from_metrics,
-    write_tables,
 )
-from clpipe.config import validate_config
 from conftest import ROOT, SCHEMA
 
 
@@ -163,8 +161,8 @@ def test_a_missing_evaluation_is_an_error(tmp_path, experiment):
 
 
 def test_a_joint_arm_has_the_init_and_the_last_row_only():
-    from clpipe.aggregate import accuracy_matrix
     from clpipe.metrics import all_metrics
+    from clpipe.results_tables import accuracy_matrix
 
     rows = pd.DataFrame(
         [
@@ -281,7 +279,7 @@ def _hand_made(arms, seeds=(0, 1, 2, 3, 4), n_tasks=2):
 
 
 def test_equal_arms_differ_by_an_interval_that_covers_zero():
-    from clpipe.aggregate import paired_comparisons
+    from clpipe.comparisons import paired_comparisons
 
     m = _hand_made({"finetune": (lambda s: 0.0, lambda s: 0.5), "ewc_a": (lambda s: 0.0, lambda s: 0.5)})
     row = paired_comparisons(m, ["finetune"]).iloc[0]
@@ -290,7 +288,7 @@ def test_equal_arms_differ_by_an_interval_that_covers_zero():
 
 
 def test_a_constant_shift_is_reported_as_exactly_that_shift():
-    from clpipe.aggregate import paired_comparisons
+    from clpipe.comparisons import paired_comparisons
 
     m = _hand_made({"finetune": (lambda s: 0.0, lambda s: 0.5), "ewc_a": (lambda s: 0.05, lambda s: 0.5)})
     row = paired_comparisons(m, ["finetune"]).iloc[0]
@@ -308,7 +306,7 @@ def test_an_arm_that_ends_earlier_is_compared_after_its_own_last_task():
     """MAG's task-B arms end after task 2; fine-tuning goes on to task 3. Comparing the
     final models would credit the arm with not having met task 3: the reference is taken
     after task 2 too. A joint arm has no model then, so there is nothing to compare."""
-    from clpipe.aggregate import paired_comparisons
+    from clpipe.comparisons import paired_comparisons
 
     full = _hand_made({"finetune": (lambda s: 0.0, lambda s: 0.5)}, n_tasks=3)
     short = _hand_made({"mag_b": (lambda s: 0.03, lambda s: 0.5)}, n_tasks=3)
@@ -328,7 +326,7 @@ def test_an_arm_that_ends_earlier_is_compared_after_its_own_last_task():
 
 
 def test_an_experiment_of_one_arm_has_nothing_to_compare_and_says_nothing():
-    from clpipe.aggregate import paired_comparisons
+    from clpipe.comparisons import paired_comparisons
 
     m = _hand_made({"finetune": (lambda s: 0.0, lambda s: 0.5)}, seeds=(0,))
     assert paired_comparisons(m, ["finetune"]).empty
@@ -338,7 +336,7 @@ def test_an_experiment_of_one_arm_has_nothing_to_compare_and_says_nothing():
 
 
 def test_holm_corrects_across_the_arms_compared_with_a_reference():
-    from clpipe.aggregate import paired_comparisons
+    from clpipe.comparisons import paired_comparisons
 
     noise = [0.01, -0.02, 0.015, 0.0, -0.005]
     m = _hand_made({
@@ -352,7 +350,7 @@ def test_holm_corrects_across_the_arms_compared_with_a_reference():
 
 
 def test_a_choice_on_validation_ignores_the_test_split():
-    from clpipe.aggregate import SELECTED_FROM, select_members, selection_table
+    from clpipe.comparisons import SELECTED_FROM, select_members, selection_table
 
     # seeds 0-2 validate best with lambda a, 3-4 with b; test accuracy prefers b everywhere
     m = _hand_made({

@@ -39,14 +39,16 @@ def test_tables_and_figures_run_no_training_code():
     # and the CPU pins every script sets before torch loads (they change a CPU result),
     # and the live view's writer (the tables as TensorBoard text, logging.tensorboard),
     # and every job's receipt (clpipe.steps.job, clpipe.receipts with its hash)
-    tables = {"clpipe.aggregate", "clpipe.cpu_isa", "clpipe.errors", "clpipe.io", "clpipe.layout",
-              "clpipe.live", "clpipe.metrics", "clpipe.stats", "clpipe.steps.job", "clpipe.receipts",
+    tables = {"clpipe.aggregate", "clpipe.results_tables", "clpipe.comparisons", "clpipe.rendering",
+              "clpipe.cpu_isa", "clpipe.errors", "clpipe.io", "clpipe.layout", "clpipe.live",
+              "clpipe.metrics", "clpipe.stats", "clpipe.steps.job", "clpipe.receipts",
               "clpipe.hashing"}  # fmt: skip
     assert modules("aggregate.py") == tables
+    aggregation = {"clpipe.aggregate", "clpipe.results_tables", "clpipe.comparisons", "clpipe.rendering"}
     for plot in ("plot_experiment.py", "plot_setting_figure.py", "plot_accuracy_matrix.py"):
         found = modules(plot)
         assert "clpipe.figures" in found
-        assert not {"clpipe.training", "clpipe.aggregate", "clpipe.networks"} & found, plot
+        assert not {"clpipe.training", "clpipe.networks", *aggregation} & found, plot
 
 
 def test_docstrings_and_comments_are_not_code(tmp_path):
