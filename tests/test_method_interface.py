@@ -12,7 +12,7 @@ from test_training import TRAIN, VGG, run, toy_task
 
 from clpipe import io, plan
 from clpipe.config import validate_config
-from clpipe.data import InputPipeline
+from clpipe.data.pipeline import InputPipeline
 from clpipe.methods.base import ContinualMethod
 from clpipe.networks import build_model
 from clpipe.runtime import make_runtime, seed_everything
@@ -227,3 +227,39 @@ def test_without_an_arm_that_uses_it_the_shared_task_1_is_not_planned(own_first)
     exp = validate_config(own_first, str(SCHEMA))["tiny"]
     assert all(owner != "scratch" or task == 0 for _, owner, task in plan.nodes(exp))
     assert plan.jobs_per_seed(exp)["train"] == 3
+
+
+def test_every_hook_override_is_typed_as_the_interface_types_it():
+    """A method's hooks carry the interface's types (clpipe.methods.base), so a reader
+    and a type checker see what each hook gets and returns."""
+    import ast
+
+    def hooks(tree):
+        (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "ContinualMethod"]
+        return {f.name for f in cls.body if isinstance(f, ast.FunctionDef)}
+
+    names = hooks(ast.parse((ROOT / "src/clpipe/methods/base.py").read_text()))
+    untyped = []
+    for path in sorted((ROOT / "src/clpipe/methods").glob("*.py")):
+        if path.name in ("__init__.py", "base.py", "traits.py"):
+            continue
+        for cls in (n for n in ast.parse(path.read_text()).body if isinstance(n, ast.ClassDef)):
+            for f in (n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name in names):
+                missing = [a.arg for a in f.args.args[1:] + f.args.kwonlyargs if a.annotation is None]
+                if missing or f.returns is None:
+                    untyped.append(f"{path.name}: {cls.name}.{f.name} ({', '.join(missing) or 'return'})")
+    assert not untyped, "\n".join(untyped)
+
+
+@pytest.mark.parametrize("doc", ["README.md", "ARCHITECTURE.md"])
+def test_the_hook_tables_name_every_hook(doc):
+    hooks = {
+        name
+        for name, value in vars(ContinualMethod).items()
+        if callable(value) and not name.startswith("_") and name != "per_task"
+    }
+    table = "\n".join(
+        line for line in (ROOT / doc).read_text().splitlines() if line.lstrip().startswith("| `")
+    )
+    missing = sorted(h for h in hooks if f"`{h}(" not in table)
+    assert not missing, f"{doc}'s hook table lacks {missing}"

@@ -7,7 +7,16 @@ import torch
 
 from clpipe import io
 from clpipe.methods import REGISTRY
-from clpipe.methods.replay import BUFFER_KEYS, ExperienceReplay, empty_buffer, hardness, preference, select
+from clpipe.methods.replay import (
+    BUFFER_KEYS,
+    ExperienceReplay,
+    class_quotas,
+    empty_buffer,
+    fraction_quota,
+    hardness,
+    preference,
+    select,
+)
 from clpipe.runtime import make_runtime
 from clpipe.steps.importance import compute_importance
 from clpipe.steps.init import init_model
@@ -115,6 +124,17 @@ def test_class_balanced_memory_evicts_to_keep_the_per_class_budget():
     ]  # easiest = highest margin
 
 
+def test_the_quotas_the_buffer_is_sized_by():
+    """The per-task and per-class quotas select keeps to (benchmarks/scale.py sizes its
+    buffers with the same functions)."""
+    assert fraction_quota({"fraction": 0.05}, 66) == 3  # int(f * n), rounded down
+    assert class_quotas({"per_class": 4}, [3, 1]) == {3: 4, 1: 4}
+    # 12 over 7 classes: the remainder goes to the lowest labels, in whatever order given
+    quotas = class_quotas({"memory": 12}, [6, 0, 5, 1, 4, 2, 3])
+    assert quotas == {0: 2, 1: 2, 2: 2, 3: 2, 4: 2, 5: 1, 6: 1} and sum(quotas.values()) == 12
+    assert class_quotas({"memory": 5}, []) == {}
+
+
 def test_the_buffer_file_round_trips(tmp_path):
     buf = select(
         empty_buffer(), candidates(1, [0, 1] * 10, list(range(20))), {"fraction": 0.5}, "random", "hardest"
@@ -215,7 +235,7 @@ def test_buffer_entries_point_at_the_tasks_training_samples(tmp_path):
 
 
 def test_a_buffer_from_other_data_is_refused(tmp_path):
-    from clpipe.data import load_tasks
+    from clpipe.data.pipeline import load_tasks
     from clpipe.steps.context import task_context as _context
 
     data = toy_data(tmp_path)
@@ -231,7 +251,7 @@ def test_a_buffer_from_other_data_is_refused(tmp_path):
 
 def test_scoring_costs_one_evaluation_pass(tmp_path):
     """compute_importance runs the model once per evaluation batch, in inference mode."""
-    from clpipe.data import load_tasks
+    from clpipe.data.pipeline import load_tasks
     from clpipe.networks import build_model
     from clpipe.steps.context import task_context as _context
 

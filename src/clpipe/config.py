@@ -39,10 +39,13 @@ from clpipe.plugins import MODEL_ENTRY_POINTS, declared_settings, resolve
 from clpipe.user_datasets import UserDataset
 from clpipe.user_datasets import resolve as resolve_datasets
 
+# Names below: ``_check_*`` only checks a part of an experiment; ``_complete_*`` checks it
+# and fills in its defaults (the experiment dict then holds every setting a job reads).
+
 
 def _check_architecture(key: str, exp: dict[str, Any]) -> None:
     """What the schema cannot say about a model's settings (it allows every model's forms)."""
-    model, inp = exp["model"], exp["input"]
+    model = exp["model"]
     name, mkey = model["name"], f"{key}.model"
     inits = MODEL_INITS.get(name, PLAIN_INITS)
     if model.get("init", inits[0]) not in inits:
@@ -55,8 +58,14 @@ def _check_architecture(key: str, exp: dict[str, Any]) -> None:
         for i, layer in enumerate(model["conv"]):
             if not isinstance(layer, dict):
                 raise ConfigError(f"{mkey}.conv[{i}]", "model 'cnn' takes {channels, kernel, stride} a layer")
-    if name not in MODEL_INITS:
-        return
+    if name in MODEL_INITS:
+        _check_growing_architecture(key, exp)
+
+
+def _check_growing_architecture(key: str, exp: dict[str, Any]) -> None:
+    """The growing network's family (the models with inits of their own)."""
+    model, inp = exp["model"], exp["input"]
+    name, mkey = model["name"], f"{key}.model"
     for i, channels in enumerate(model["conv"]):
         if not isinstance(channels, int):
             raise ConfigError(f"{mkey}.conv[{i}]", f"model {name!r} takes the channels of each conv layer")
@@ -80,7 +89,7 @@ def _check_architecture(key: str, exp: dict[str, Any]) -> None:
         )
 
 
-def _check_built_in_model_settings(key: str, exp: dict[str, Any]) -> None:
+def _complete_built_in_model(key: str, exp: dict[str, Any]) -> None:
     """A built-in model's settings: only its own, its defaults filled in, its architecture."""
     model = exp["model"]
     settings = MODEL_SETTINGS[model["name"]]
@@ -200,7 +209,7 @@ def _check_methods(key: str, exp: dict[str, Any], methods: dict[str, dict[str, A
             )
 
 
-def _check_user_model(key: str, model: dict[str, Any]) -> None:
+def _complete_user_model(key: str, model: dict[str, Any]) -> None:
     """A user's model (module:function, or an entry point of group clpipe.models) is a
     plain network (no head per task, never grown). Its module must be there (found, not
     imported: it imports torch); its keys are its own, checked against the SETTINGS its
@@ -228,12 +237,12 @@ def _check_user_model(key: str, model: dict[str, Any]) -> None:
         model.update(own)
 
 
-def _check_model(key: str, exp: dict[str, Any]) -> None:
+def _complete_model(key: str, exp: dict[str, Any]) -> None:
     model, inp = exp["model"], exp["input"]
     if model["name"] not in MODEL_SETTINGS:
-        _check_user_model(key, model)
+        _complete_user_model(key, model)
     else:
-        _check_built_in_model_settings(key, exp)
+        _complete_built_in_model(key, exp)
     if model["name"] == "vgg16" and inp["size"] < 32:
         raise ConfigError(
             f"{key}.input.size",
@@ -247,7 +256,7 @@ def _check_model(key: str, exp: dict[str, Any]) -> None:
                     f"{key}.input.normalize.{part}",
                     f"has {len(norm[part])} values; give 1 or one per channel ({inp['channels']})",
                 )
-    _check_train(key, exp["train"], exp)
+    _complete_train(key, exp["train"], exp)
 
 
 OPTIMIZER_SETTINGS = {
@@ -257,10 +266,10 @@ OPTIMIZER_SETTINGS = {
 }
 
 
-def _check_train(key: str, train: dict[str, Any], exp: dict[str, Any]) -> None:
+def _complete_train(key: str, train: dict[str, Any], exp: dict[str, Any]) -> None:
     """A train block (the experiment's, or an arm's with its changes; ``key``: whose)
     against the rest of the experiment."""
-    _check_schedule(key, train)
+    _complete_schedule(key, train)
     if "early_stopping" in train:
         _needs_validation_split(f"{key}.train.early_stopping", "watches the validation split", exp)
     if train.get("optimizer_state") == "carry" and exp["model"]["name"] in GROWING_MODELS:
@@ -318,7 +327,7 @@ def _arm_training(
             continue
         as_written[name] = changed_train(as_written[name], changes)
         train = copy.deepcopy(as_written[name])
-        _check_train(akey, train, exp)
+        _complete_train(akey, train, exp)
         carried = train.get("optimizer_state") == "carry"
         if carried and train["optimizer"]["name"] != before["optimizer"]["name"]:
             raise ConfigError(
@@ -333,7 +342,7 @@ def _arm_training(
 IMAGE_FOLDER_DATA = {"image_size": 256, "test_fraction": 0.3}  # data settings -> defaults
 
 
-def _check_data_and_input(
+def _complete_data_and_input(
     key: str, exp: dict[str, Any], tasks: list[TaskSpec], declared: dict[str, UserDataset]
 ) -> None:
     """Image-folder settings only where a built-in image-folder dataset is used (defaults
@@ -364,7 +373,7 @@ def _check_data_and_input(
             )
 
 
-def _check_schedule(key: str, train: dict[str, Any]) -> None:
+def _complete_schedule(key: str, train: dict[str, Any]) -> None:
     for part in ("schedule", "early_stopping"):
         if part in train and "epochs" not in train:
             raise ConfigError(
@@ -446,8 +455,8 @@ def check_experiment(
     tasks = resolve_tasks(key, exp, declared)
     _check_meaningful(key, exp, tasks)
     written_train = copy.deepcopy(exp["train"])
-    _check_model(key, exp)
-    _check_data_and_input(key, exp, tasks, declared)
+    _complete_model(key, exp)
+    _complete_data_and_input(key, exp, tasks, declared)
     methods = resolve_methods(exp)
     _check_methods(key, exp, methods)
     arms = _arm_training(key, exp, written_train, resolve_arms(key, exp, len(tasks), methods))

@@ -91,7 +91,7 @@ def reservoir(seen: int, size: int, capacity: int, generator: torch.Generator) -
 
 
 class DarkExperienceReplay(ContinualMethod):
-    def __init__(self, settings: dict[str, Any]):
+    def __init__(self, settings: dict[str, Any]) -> None:
         super().__init__(settings)
         self.capacity = int(self.settings["buffer_size"])
         self.alpha = self.beta = 0.0
@@ -102,16 +102,28 @@ class DarkExperienceReplay(ContinualMethod):
         self._last: tuple | None = None
 
     # -- after a task ------------------------------------------------------------------
-    def update_progress(self, previous, record):
+    def update_progress(self, previous: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, Any]:
         return record  # the buffer after the task
 
-    def compute_importance(self, model, ctx, previous, progress):
+    def compute_importance(
+        self,
+        model: nn.Module,
+        ctx: TaskContext,
+        previous: dict[str, Any] | None,
+        progress: dict[str, Any] | None,
+    ) -> dict[str, Any]:
         if progress is None:
             raise ValueError("der needs the buffer its training job left")
         return progress  # carried to the next task as it is
 
     # -- training a task ---------------------------------------------------------------
-    def begin_task(self, model, importance, task_settings, ctx: TaskContext):
+    def begin_task(
+        self,
+        model: nn.Module,
+        importance: dict[str, Any] | None,
+        task_settings: dict[str, Any],
+        ctx: TaskContext,
+    ) -> None:
         self.alpha, self.beta = float(task_settings["alpha"]), float(task_settings["beta"])
         self.ctx = ctx
         if importance is None:  # its first task: an empty buffer
@@ -160,7 +172,7 @@ class DarkExperienceReplay(ContinualMethod):
             loss = term if loss is None else loss + term
         return loss
 
-    def after_step(self, model):
+    def after_step(self, model: nn.Module) -> None:
         """The batch just trained on joins the reservoir, with the outputs it was trained at."""
         images, targets, outputs, index, task = self._last
         places = reservoir(self.seen, len(targets), self.capacity, self.ctx.generator)
@@ -184,13 +196,13 @@ class DarkExperienceReplay(ContinualMethod):
                     self.entries[k][place] = entry[k][0]
                 self.images[place] = images[i]
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         return {"seen": self.seen, **{k: v.cpu() for k, v in self.entries.items()}}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.seen = int(state["seen"])
         self.entries = {k: state[k].to(self.ctx.device) for k in ENTRY_KEYS}
         self.images = self._fetch(self.entries["task"], self.entries["position"])
 
-    def end_task(self, model):
+    def end_task(self, model: nn.Module) -> dict[str, Any]:
         return {"seen": self.seen, **{k: v.cpu() for k, v in self.entries.items()}}

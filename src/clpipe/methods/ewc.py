@@ -256,7 +256,7 @@ def fisher_information(
 
 
 class ElasticWeightConsolidation(ContinualMethod):
-    def __init__(self, settings: dict[str, Any]):
+    def __init__(self, settings: dict[str, Any]) -> None:
         super().__init__(settings)
         self.labels = self.settings["fisher_labels"]
         if self.labels not in LABEL_MODES:
@@ -272,7 +272,13 @@ class ElasticWeightConsolidation(ContinualMethod):
         self._constant = 0.0
 
     # -- after a task ------------------------------------------------------------------
-    def compute_importance(self, model, ctx, previous, progress):
+    def compute_importance(
+        self,
+        model: nn.Module,
+        ctx: TaskContext,
+        previous: dict[str, Any] | None,
+        progress: dict[str, Any] | None,
+    ) -> dict[str, Any]:
         fisher, n = fisher_information(model, ctx, self.labels, self.samples, self.batch_size)
         anchor = {k: p.detach().cpu().clone() for k, p in model.named_parameters() if k in fisher}
         terms = list(previous["terms"]) if previous is not None else []
@@ -284,7 +290,13 @@ class ElasticWeightConsolidation(ContinualMethod):
         return {"terms": terms, "online": self.online, "labels": self.labels}
 
     # -- training a task ---------------------------------------------------------------
-    def begin_task(self, model, importance, task_settings, ctx):
+    def begin_task(
+        self,
+        model: nn.Module,
+        importance: dict[str, Any] | None,
+        task_settings: dict[str, Any],
+        ctx: TaskContext,
+    ) -> None:
         if importance is None:
             raise ValueError("ewc needs the Fisher information of the previous task(s)")
         self._strength = float(task_settings["lambda"])
@@ -317,7 +329,7 @@ class ElasticWeightConsolidation(ContinualMethod):
             total = sum(float((f * (p - mu).pow(2)).sum()) for p, f, mu in self._quadratic)
         return 0.5 * self._strength * (total + self._constant)
 
-    def after_backward(self, model):
+    def after_backward(self, model: nn.Module) -> None:
         # The penalty's gradient, lambda * sum_t F_t (theta - theta*_t) = lambda * A (theta - mu),
         # added straight to the gradients: no autograd graph, a few fused passes per step.
         if not self._quadratic or self._strength == 0.0:

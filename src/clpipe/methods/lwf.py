@@ -77,14 +77,20 @@ def distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: floa
 
 
 class LearningWithoutForgetting(ContinualMethod):
-    def __init__(self, settings: dict[str, Any]):
+    def __init__(self, settings: dict[str, Any]) -> None:
         super().__init__(settings)
         self.temperature = float(self.settings["temperature"])
         self.alpha = 0.0
         self.teacher: nn.Module | None = None
         self.ctx: TaskContext | None = None
 
-    def begin_task(self, model, importance, task_settings, ctx: TaskContext):
+    def begin_task(
+        self,
+        model: nn.Module,
+        importance: dict[str, Any] | None,
+        task_settings: dict[str, Any],
+        ctx: TaskContext,
+    ) -> None:
         self.alpha = float(task_settings["alpha"])
         self.ctx = ctx
         self.teacher = copy.deepcopy(model).eval()  # the model after the previous task

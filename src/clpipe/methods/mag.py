@@ -171,7 +171,7 @@ def select_to_freeze(fv: torch.Tensor, frozen: torch.Tensor, percent: float) -> 
 
 
 class MagnitudePlasticity(ContinualMethod):
-    def __init__(self, settings: dict[str, Any]):
+    def __init__(self, settings: dict[str, Any]) -> None:
         super().__init__(settings)
         self.gamma = float(self.settings["gamma"])
         self.scale_biases = bool(self.settings["scale_biases"])
@@ -182,7 +182,13 @@ class MagnitudePlasticity(ContinualMethod):
         self._scaler: StepScaler | None = None
 
     # -- after a task ------------------------------------------------------------------
-    def compute_importance(self, model, ctx, previous, progress):
+    def compute_importance(
+        self,
+        model: nn.Module,
+        ctx: TaskContext,
+        previous: dict[str, Any] | None,
+        progress: dict[str, Any] | None,
+    ) -> dict[str, Any]:
         params = managed_parameters(model, self.scale_biases)
         frozen = {n: torch.zeros(p.shape, dtype=torch.bool) for n, p in params.items()}
         if progress is not None:
@@ -194,7 +200,7 @@ class MagnitudePlasticity(ContinualMethod):
         fv = {n: freezing_values(p.cpu(), self.gamma, frozen[n]) for n, p in params.items()}
         return {"fv": fv, "frozen": frozen}
 
-    def update_progress(self, previous, record):
+    def update_progress(self, previous: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, Any]:
         new = record["new_frozen"]
         if previous is None:
             return {"frozen": {n: m.clone() for n, m in new.items()}}
@@ -207,7 +213,13 @@ class MagnitudePlasticity(ContinualMethod):
         return {"frozen": {n: old[n] | new[n] for n in new}}
 
     # -- training a task ---------------------------------------------------------------
-    def begin_task(self, model, importance, task_settings, ctx: TaskContext):
+    def begin_task(
+        self,
+        model: nn.Module,
+        importance: dict[str, Any] | None,
+        task_settings: dict[str, Any],
+        ctx: TaskContext,
+    ) -> None:
         if importance is None:
             raise ValueError("mag needs the freezing values of the previous task")
         params = managed_parameters(model, self.scale_biases)
@@ -228,7 +240,7 @@ class MagnitudePlasticity(ContinualMethod):
             self._frozen[name] = frozen | new
             self._scales[name] = fv.masked_fill(self._frozen[name], 0.0)
 
-    def attach(self, optimizer, model):
+    def attach(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
         params = managed_parameters(model, self.scale_biases)
         self._scaler = StepScaler(
             optimizer,
@@ -236,7 +248,7 @@ class MagnitudePlasticity(ContinualMethod):
             {params[n]: f for n, f in self._frozen.items()},
         )
 
-    def end_task(self, model):
+    def end_task(self, model: nn.Module) -> dict[str, Any]:
         if self._scaler is not None:
             self._scaler.remove()
         return {"new_frozen": self._new, "percent": self._percent}

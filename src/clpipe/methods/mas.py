@@ -111,13 +111,19 @@ def importance(
 
 
 class MemoryAwareSynapses(ContinualMethod):
-    def __init__(self, settings: dict[str, Any]):
+    def __init__(self, settings: dict[str, Any]) -> None:
         super().__init__(settings)
         self.strength = 0.0
         self._terms: list[tuple[nn.Parameter, torch.Tensor, torch.Tensor]] = []
 
     # -- after a task ------------------------------------------------------------------
-    def compute_importance(self, model, ctx, previous, progress):
+    def compute_importance(
+        self,
+        model: nn.Module,
+        ctx: TaskContext,
+        previous: dict[str, Any] | None,
+        progress: dict[str, Any] | None,
+    ) -> dict[str, Any]:
         omega, n = importance(model, ctx, self.settings["samples"], int(self.settings["batch_size"]))
         if previous is not None:
             check_matches(model, previous["importance"], "MAS's importance of the earlier tasks")
@@ -126,7 +132,13 @@ class MemoryAwareSynapses(ContinualMethod):
         return {"importance": omega, "anchor": anchor, "samples": n}
 
     # -- training a task ---------------------------------------------------------------
-    def begin_task(self, model, importance, task_settings, ctx: TaskContext):
+    def begin_task(
+        self,
+        model: nn.Module,
+        importance: dict[str, Any] | None,
+        task_settings: dict[str, Any],
+        ctx: TaskContext,
+    ) -> None:
         if importance is None:
             raise ValueError("mas needs the importance of the previous task(s)")
         check_matches(model, importance["importance"], "MAS's importance")
@@ -137,7 +149,7 @@ class MemoryAwareSynapses(ContinualMethod):
             for k, omega in importance["importance"].items()
         ]
 
-    def after_backward(self, model):
+    def after_backward(self, model: nn.Module) -> None:
         if self.strength == 0.0:
             return
         with torch.no_grad():  # the penalty's gradient, 2 lambda Omega (theta - theta*)

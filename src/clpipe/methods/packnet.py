@@ -97,7 +97,7 @@ def prune_free(
 
 
 class PackNet(ContinualMethod):
-    def __init__(self, settings: dict[str, Any]):
+    def __init__(self, settings: dict[str, Any]) -> None:
         super().__init__(settings)
         self.share = 0.0
         self.task = 0
@@ -106,14 +106,22 @@ class PackNet(ContinualMethod):
         self._scaler: StepScaler | None = None
         self._retraining = False  # after the pruning: only this task's kept weights move
 
-    def prepare_model(self, model, model_spec, tasks):
+    def prepare_model(
+        self, model: nn.Module, model_spec: dict[str, Any], tasks: list[list[int]]
+    ) -> nn.Module:
         if isinstance(model, TaskMaskedNetwork):
             return model  # a later task: the weights' owners come with the model file
         columns = Scenario("class", tasks)  # each task's outputs on the shared output layer
         spans = [(columns.offsets[i], columns.offsets[i] + len(t)) for i, t in enumerate(tasks)]
         return TaskMaskedNetwork(model, model_spec, spans)
 
-    def begin_task(self, model, importance, task_settings, ctx: TaskContext):
+    def begin_task(
+        self,
+        model: nn.Module,
+        importance: dict[str, Any] | None,
+        task_settings: dict[str, Any],
+        ctx: TaskContext,
+    ) -> None:
         self.share = float(task_settings["prune"])
         self.task = ctx.task.index
         self.ctx, self.model = ctx, model
@@ -141,11 +149,11 @@ class PackNet(ContinualMethod):
                 frozen[p] = torch.ones_like(p, dtype=torch.bool)
         return frozen
 
-    def attach(self, optimizer, model):
+    def attach(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
         frozen = self._frozen()
         self._scaler = StepScaler(optimizer, {p: torch.ones_like(p) for p in frozen}, frozen)
 
-    def end_task(self, model):
+    def end_task(self, model: nn.Module) -> dict[str, Any]:
         if self._scaler is not None:
             self._scaler.remove()
         pruned_all, kept = 0, 0
@@ -176,7 +184,7 @@ class PackNet(ContinualMethod):
 
         ctx = self.ctx
         length = ("epochs", "iterations", "early_stopping", "schedule")  # the retraining's own
-        train = {k: v for k, v in ctx.train.items() if k not in length} | {"epochs": epochs}
+        train = {k: v for k, v in ctx.train_settings.items() if k not in length} | {"epochs": epochs}
         self._retraining = True
         try:
             train_task(
@@ -191,14 +199,14 @@ class PackNet(ContinualMethod):
 class Retraining(ContinualMethod):
     """PackNet's retraining after the pruning: only the task's kept weights move."""
 
-    def __init__(self, packnet: PackNet):
+    def __init__(self, packnet: PackNet) -> None:
         super().__init__({})
         self.packnet = packnet
 
-    def attach(self, optimizer, model):
+    def attach(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
         frozen = self.packnet._frozen()
         self._scaler = StepScaler(optimizer, {p: torch.ones_like(p) for p in frozen}, frozen)
 
-    def end_task(self, model):
+    def end_task(self, model: nn.Module) -> dict[str, Any]:
         self._scaler.remove()
         return {}

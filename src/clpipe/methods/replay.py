@@ -159,6 +159,21 @@ def _cat(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str, to
     return {k: torch.cat([a[k], b[k].to(a[k].dtype)]) for k in BUFFER_KEYS}
 
 
+def fraction_quota(budget: dict[str, Any], n_task: int) -> int:
+    """Samples of a task of ``n_task`` training samples that join a ``fraction`` budget's buffer."""
+    return int(float(budget["fraction"]) * n_task)  # int(f * |task|), as the source
+
+
+def class_quotas(budget: dict[str, Any], classes: list[int]) -> dict[int, int]:
+    """Entries each class seen so far may keep in a class-balanced (``per_class`` or
+    ``memory``) buffer: ``{label: quota}`` for the labels ``classes``."""
+    if "per_class" in budget:
+        return {int(c): int(budget["per_class"]) for c in classes}
+    share, extra = divmod(int(budget["memory"]), max(1, len(classes)))
+    # the remainder goes to the lowest class labels, so the total is exactly `memory`
+    return {int(c): share + (i < extra) for i, c in enumerate(sorted(classes))}
+
+
 def select(
     buffer: dict[str, torch.Tensor],
     candidates: dict[str, torch.Tensor],
@@ -170,18 +185,12 @@ def select(
     scored training samples), within the budget."""
     order = preference(candidates["score"], score, keep)
     if "fraction" in budget:
-        n = int(float(budget["fraction"]) * len(order))  # int(f * |task|), as the source
+        n = fraction_quota(budget, len(order))
         return _cat(buffer, _take(candidates, order[:n]))
     # class-balanced: every class seen so far gets the same quota
     merged = _cat(buffer, _take(candidates, order))
     classes = torch.unique(merged["label"])
-    if "per_class" in budget:
-        quota = {int(c): int(budget["per_class"]) for c in classes}
-    else:
-        memory = int(budget["memory"])
-        share, extra = divmod(memory, max(1, len(classes)))
-        # the remainder goes to the lowest class labels, so the total is exactly `memory`
-        quota = {int(c): share + (i < extra) for i, c in enumerate(classes.tolist())}
+    quota = class_quotas(budget, classes.tolist())
     kept = []
     for c in classes.tolist():
         members = torch.nonzero(merged["label"] == c).flatten()
@@ -236,7 +245,13 @@ class ExperienceReplay(ContinualMethod):
         return out
 
     # -- training a task ---------------------------------------------------------------
-    def begin_task(self, model, importance, task_settings, ctx: TaskContext) -> None:
+    def begin_task(
+        self,
+        model: nn.Module,
+        importance: dict[str, Any] | None,
+        task_settings: dict[str, Any],
+        ctx: TaskContext,
+    ) -> None:
         self.ctx = ctx
         self.x = self.targets = self.task_ids = None
         if not importance or len(importance["task"]) == 0:
@@ -257,7 +272,7 @@ class ExperienceReplay(ContinualMethod):
                 )
         self.x, self.targets, self.task_ids = training_samples(ctx, rows, "replay")
 
-    def extra_training_samples(self):
+    def extra_training_samples(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         if self.settings["mode"] != "concat" or self.x is None:
             return None
         return self.x, self.targets, self.task_ids

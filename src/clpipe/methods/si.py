@@ -93,7 +93,7 @@ def consolidated(
 
 
 class SynapticIntelligence(ContinualMethod):
-    def __init__(self, settings: dict[str, Any]):
+    def __init__(self, settings: dict[str, Any]) -> None:
         super().__init__(settings)
         self.xi = float(self.settings["xi"])
         self.c = 0.0
@@ -106,10 +106,16 @@ class SynapticIntelligence(ContinualMethod):
         self._before: dict[str, torch.Tensor] = {}  # this step's weights before the update
 
     # -- after a task ------------------------------------------------------------------
-    def update_progress(self, previous, record):
+    def update_progress(self, previous: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, Any]:
         return record  # the task's omega and starting weights, for its importance step
 
-    def compute_importance(self, model, ctx, previous, progress):
+    def compute_importance(
+        self,
+        model: nn.Module,
+        ctx: TaskContext,
+        previous: dict[str, Any] | None,
+        progress: dict[str, Any] | None,
+    ) -> dict[str, Any]:
         end = {k: p.detach().cpu().clone() for k, p in trainable(model).items()}
         if progress is None:
             raise ValueError("si needs the record of the task it trained (its path integral)")
@@ -119,7 +125,13 @@ class SynapticIntelligence(ContinualMethod):
         return {"importance": omega, "anchor": end}
 
     # -- training a task ---------------------------------------------------------------
-    def begin_task(self, model, importance, task_settings, ctx: TaskContext):
+    def begin_task(
+        self,
+        model: nn.Module,
+        importance: dict[str, Any] | None,
+        task_settings: dict[str, Any],
+        ctx: TaskContext,
+    ) -> None:
         self.c = float(task_settings["c"])
         self.params = trainable(model)
         if importance is not None:
@@ -129,7 +141,7 @@ class SynapticIntelligence(ContinualMethod):
         self.start = {k: p.detach().clone() for k, p in self.params.items()}
         self.omega = {k: torch.zeros_like(p) for k, p in self.params.items()}
 
-    def after_backward(self, model):
+    def after_backward(self, model: nn.Module) -> None:
         for k, p in self.params.items():
             # the task's loss alone (a weight the loss does not reach has none: g = 0)
             self._grad[k] = None if p.grad is None else p.grad.detach().clone()
@@ -141,24 +153,24 @@ class SynapticIntelligence(ContinualMethod):
                         p.grad = torch.zeros_like(p)
                     p.grad += 2.0 * self.c * self._importance[k] * (p.detach() - self._anchor[k])
 
-    def after_step(self, model):
+    def after_step(self, model: nn.Module) -> None:
         with torch.no_grad():
             for k, p in self.params.items():
                 if self._grad[k] is not None:
                     self.omega[k] -= self._grad[k] * (p.detach() - self._before[k])
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         return {
             "omega": {k: v.cpu() for k, v in self.omega.items()},
             "start": {k: v.cpu() for k, v in self.start.items()},
         }
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         device = next(iter(self.params.values())).device
         self.omega = {k: v.to(device) for k, v in state["omega"].items()}
         self.start = {k: v.to(device) for k, v in state["start"].items()}
 
-    def end_task(self, model):
+    def end_task(self, model: nn.Module) -> dict[str, Any]:
         return {
             "omega": {k: v.cpu() for k, v in self.omega.items()},
             "start": {k: v.cpu() for k, v in self.start.items()},
