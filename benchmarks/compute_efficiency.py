@@ -130,7 +130,7 @@ class Config:
                 return time.perf_counter() - t0
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--steps", type=int, default=5, help="timed steps per configuration (after 2 warm-up)"
@@ -140,54 +140,54 @@ def main() -> int:
     parser.add_argument("--matmul", type=int, nargs="+", default=[2048, 3072], help="reference matmul sizes")
     parser.add_argument("--widths", nargs="+", default=list(WIDTHS), choices=list(WIDTHS))
     parser.add_argument("--no-knobs", action="store_true", help="only the default configuration per width")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    T = args.threads
+    return parser
 
-    configs = [Config(f"{w} width, default", w, device, T) for w in args.widths]
-    if not args.no_knobs and "full" in args.widths:
+
+def configurations(widths: list[str], knobs: bool, device: torch.device, threads: int) -> list[Config]:
+    """The default per width, then (at full width) the knobs."""
+    T = threads
+    configs = [Config(f"{w} width, default", w, device, T) for w in widths]
+    if knobs and "full" in widths:
         configs += [
             Config("full width, channels_last", "full", device, T, channels_last=True),
             Config("full width, mkldnn off", "full", device, T, mkldnn=False),
         ]
         if T != 1 and device.type == "cpu":
             configs.append(Config("full width, 1 thread", "full", device, 1))
-    thread_counts = sorted({c.threads for c in configs})
+    return configs
 
+
+def step_flops(widths: list[str], device: torch.device) -> dict[str, tuple[int, int, int, int]]:
+    """Per width: (analytic forward FLOPs, analytic backward FLOPs, FlopCounterMode's count, parameters)."""
     flops = {}
-    for w in args.widths:
+    for w in widths:
         model = vgg(WIDTHS[w]).to(device)
         x = torch.randn(BATCH, 3, 32, 32, device=device)
         y = torch.randint(0, 2, (BATCH,), device=device)
         fwd, bwd = analytic_flops(model, x)
         flops[w] = (fwd, bwd, counted_flops(model, x, y), count_parameters(model))
+    return flops
 
-    print(machine_line(device))
-    for w, (fwd, bwd, counted, n) in flops.items():
-        print(
-            f"VGG16 {w} width at 32 px, batch {BATCH}: {n / 1e6:.2f}M parameters; analytic FLOPs per step "
-            f"{(fwd + bwd) / 1e9:.2f} G (forward {fwd / 1e9:.2f} G, backward {bwd / 1e9:.2f} G); "
-            f"FlopCounterMode {counted / 1e9:.2f} G"
-        )
 
-    reference = {t: 0.0 for t in thread_counts}
+def take_turns(
+    configs: list[Config], steps: int, matmul: list[int], device: torch.device
+) -> dict[int, float]:
+    """Time every configuration's steps in turns (into its ``times``); the best matmul
+    FLOP/s per thread count, measured once per turn."""
+    reference = {t: 0.0 for t in sorted({c.threads for c in configs})}
     for c in configs:  # warm-up
         c.step()
         c.step()
-    for _ in range(args.steps):
-        for t in thread_counts:
+    for _ in range(steps):
+        for t in reference:
             torch.set_num_threads(t)
-            reference[t] = max(reference[t], *(matmul_flops(n, device) for n in args.matmul))
+            reference[t] = max(reference[t], *(matmul_flops(n, device) for n in matmul))
         for c in configs:
             c.times.append(c.step())
-    torch.set_num_threads(args.threads)
-    sizes = " and ".join(f"{n}x{n}" for n in args.matmul)
-    print(
-        "fp32 matmul reference (best of "
-        + ", ".join(f"{t} thread(s): {reference[t] / 1e9:.1f} GFLOP/s" for t in thread_counts)
-        + f"; sizes {sizes})\n"
-    )
+    return reference
+
+
+def print_results(configs: list[Config], flops: dict, reference: dict[int, float]) -> None:
     columns = ["configuration", "threads", "ms/step (best)", "ms/step (median)", "achieved GFLOP/s"]
     columns += ["matmul GFLOP/s", "achieved / matmul", "target"]
     print(table(columns))
@@ -202,6 +202,32 @@ def main() -> int:
             f"| {achieved / 1e9:.1f} | {reference[c.threads] / 1e9:.1f} | {ratio:.3f} | {target} |",
             flush=True,
         )
+
+
+def main() -> int:
+    args = build_parser().parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    configs = configurations(args.widths, not args.no_knobs, device, args.threads)
+    flops = step_flops(args.widths, device)
+
+    print(machine_line(device))
+    for w, (fwd, bwd, counted, n) in flops.items():
+        print(
+            f"VGG16 {w} width at 32 px, batch {BATCH}: {n / 1e6:.2f}M parameters; analytic FLOPs per step "
+            f"{(fwd + bwd) / 1e9:.2f} G (forward {fwd / 1e9:.2f} G, backward {bwd / 1e9:.2f} G); "
+            f"FlopCounterMode {counted / 1e9:.2f} G"
+        )
+
+    reference = take_turns(configs, args.steps, args.matmul, device)
+    torch.set_num_threads(args.threads)
+    sizes = " and ".join(f"{n}x{n}" for n in args.matmul)
+    print(
+        "fp32 matmul reference (best of "
+        + ", ".join(f"{t} thread(s): {reference[t] / 1e9:.1f} GFLOP/s" for t in reference)
+        + f"; sizes {sizes})\n"
+    )
+    print_results(configs, flops, reference)
     print(f"\nat the end{load_note()}")
     return 0
 

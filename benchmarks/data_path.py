@@ -7,7 +7,7 @@ One task's training (MNIST classes 0 and 1, batch 32, Adam 1e-4, a 2-way head) o
   - project: the pipeline's own path -- the task's uint8 images already in memory (on
     the device), batches indexed from a seeded permutation, and clpipe's InputPipeline
     scaling, resizing, repeating channels and normalising each batch on the device. It
-    runs clpipe.training.train_task itself (on a clpipe.data.Task built from the same
+    runs clpipe.training.train_task itself (on a clpipe.data.pipeline.Task built from the same
     MNIST files, with an empty validation split so no evaluation is timed);
   - DataLoader (w workers): the same model and optimizer trained the way the source
     projects load data -- a torch.utils.data.DataLoader (shuffle, batch 32) over
@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import MODELS, add_data_dir_argument, load_note, machine_line, median, sync, table  # noqa: E402
 
-from clpipe.data import InputPipeline, Split, Task  # noqa: E402
+from clpipe.data.pipeline import InputPipeline, Split, Task  # noqa: E402
 from clpipe.methods.finetune import FineTune  # noqa: E402
 from clpipe.networks import build_model, count_parameters  # noqa: E402
 from clpipe.optim import build_optimizer  # noqa: E402
@@ -147,7 +147,7 @@ class Loader:
         return seen
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_data_dir_argument(parser)
     parser.add_argument("--turns", type=int, default=5, help="timed turns per variant (after a warm-up)")
@@ -164,21 +164,23 @@ def main() -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
-    args = parser.parse_args()
-    if 0 not in args.workers:
-        parser.error("--workers must include 0 (the ratio column is against num_workers=0)")
-    mnist_files(args.data_dir.resolve())
+    return parser
+
+
+def import_torchvision():
     try:
         import torchvision
     except ImportError as err:
         sys.exit(
             f"error: torchvision does not import ({err}); see /work/shared/env/install-torchvision-compat.sh"
         )
-    logging.getLogger("clpipe").setLevel(logging.WARNING)  # train_task's per-epoch lines
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    return torchvision
 
-    dataset = torchvision.datasets.MNIST(root=str(args.data_dir.resolve()), train=True, download=False)
+
+def mnist_task(torchvision, data_dir: Path, device: torch.device) -> tuple[Task, torch.Tensor]:
+    """(the CLASSES of MNIST's training set as a Task on the device, with empty validation
+    and test splits; their rows in the training set)."""
+    dataset = torchvision.datasets.MNIST(root=str(data_dir), train=True, download=False)
     labels = torch.as_tensor(dataset.targets)
     keep = torch.nonzero(torch.isin(labels, torch.tensor(CLASSES))).flatten()
     images = torch.as_tensor(dataset.data)[keep].unsqueeze(1).contiguous()  # uint8 N x 1 x 28 x 28
@@ -191,10 +193,83 @@ def main() -> int:
         Split(images[:0], labels[:0], empty),
         Split(images[:0], labels[:0], empty),
     ).to(device)
+    return task, keep
+
+
+def build_variants(
+    torchvision, label: str, task: Task, keep: torch.Tensor, data_dir: Path, workers: list[int], device
+) -> dict[str, Project | Loader]:
+    """The project's path and a DataLoader per worker count, each with its own copy of one
+    initial model of ``label``."""
+    model_spec, input_cfg = MODELS[label]
+    torch.manual_seed(0)
+    spec = {**model_spec, "input": input_cfg_of(input_cfg), "n_outputs": len(CLASSES)}
+    init = build_model(spec).state_dict()
+    transformed = torchvision.datasets.MNIST(
+        root=str(data_dir),
+        train=True,
+        download=False,
+        transform=source_transform(input_cfg),
+    )
+    subset = torch.utils.data.Subset(transformed, keep.tolist())
+    variants = {}
+    for name in ["project"] + [f"w={w}" for w in workers]:
+        model = build_model(spec).to(device)
+        model.load_state_dict(init)
+        if name == "project":
+            variants[name] = Project(model, task, input_cfg, device)
+        else:
+            variants[name] = Loader(model, subset, int(name[2:]), device)
+    return variants
+
+
+def take_turns(
+    variants: dict[str, Project | Loader], turns: int, batches: int, device: torch.device
+) -> dict[str, list[float]]:
+    """Images per second of each variant in each timed turn, the variants taking turns."""
+    rates: dict[str, list[float]] = {k: [] for k in variants}
+    order = list(variants)
+    for turn in range(turns + 1):  # turn 0: warm-up (and the workers' start)
+        for name in order:
+            sync(device)
+            t0 = time.perf_counter()
+            seen = variants[name].run(batches if turn else 2)
+            sync(device)
+            if turn:
+                rates[name].append(seen / (time.perf_counter() - t0))
+        order = order[1:] + order[:1]
+    return rates
+
+
+def result_row(
+    label: str, model: torch.nn.Module, rates: dict[str, list[float]], args, batches: int, target: float
+) -> str:
+    """One model's row: each variant's rate (best or median turn) and the ratios."""
+    med = {k: (max(v) if args.stat == "best" else median(v)) for k, v in rates.items()}
+    best = max((k for k in med if k != "project"), key=med.get)
+    row = [label, f"{count_parameters(model) / 1e6:.2f}M", str(batches * BATCH)]
+    row += [f"{med['project']:.0f}"] + [f"{med[f'w={w}']:.0f}" for w in args.workers]
+    row += [f"{med['project'] / med['w=0']:.3f}", best, f"{med['project'] / med[best]:.3f}"]
+    row += [f">= {target:.2f}"]
+    return "| " + " | ".join(row) + " |"
+
+
+def main() -> int:
+    parser = build_parser()
+    args = parser.parse_args()
+    if 0 not in args.workers:
+        parser.error("--workers must include 0 (the ratio column is against num_workers=0)")
+    data_dir = args.data_dir.resolve()
+    mnist_files(data_dir)
+    torchvision = import_torchvision()
+    logging.getLogger("clpipe").setLevel(logging.WARNING)  # train_task's per-epoch lines
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    task, keep = mnist_task(torchvision, data_dir, device)
 
     print(machine_line(device, f"torchvision {torchvision.__version__}"))
     print(
-        f"MNIST classes {CLASSES} ({len(keep)} training images) from {args.data_dir.resolve()}; "
+        f"MNIST classes {CLASSES} ({len(keep)} training images) from {data_dir}; "
         f"batch {BATCH}, Adam lr {OPTIMIZER['lr']}; {args.turns} turns ({args.stat} turn per variant); "
         f"DataLoader workers {args.workers}\n"
     )
@@ -203,44 +278,11 @@ def main() -> int:
     columns += ["project / w=0", "best DataLoader", "project / best", "target"]
     print(table(columns))
     for label in args.models:
-        (model_spec, input_cfg), (batches, target) = MODELS[label], TURNS_AND_TARGETS[label]
+        batches, target = TURNS_AND_TARGETS[label]
         batches = args.batches or batches
-        torch.manual_seed(0)
-        spec = {**model_spec, "input": input_cfg_of(input_cfg), "n_outputs": len(CLASSES)}
-        init = build_model(spec).state_dict()
-        transformed = torchvision.datasets.MNIST(
-            root=str(args.data_dir.resolve()),
-            train=True,
-            download=False,
-            transform=source_transform(input_cfg),
-        )
-        subset = torch.utils.data.Subset(transformed, keep.tolist())
-        variants = {}
-        for name in ["project"] + [f"w={w}" for w in args.workers]:
-            model = build_model(spec).to(device)
-            model.load_state_dict(init)
-            if name == "project":
-                variants[name] = Project(model, task, input_cfg, device)
-            else:
-                variants[name] = Loader(model, subset, int(name[2:]), device)
-        rates: dict[str, list[float]] = {k: [] for k in variants}
-        order = list(variants)
-        for turn in range(args.turns + 1):  # turn 0: warm-up (and the workers' start)
-            for name in order:
-                sync(device)
-                t0 = time.perf_counter()
-                seen = variants[name].run(batches if turn else 2)
-                sync(device)
-                if turn:
-                    rates[name].append(seen / (time.perf_counter() - t0))
-            order = order[1:] + order[:1]
-        med = {k: (max(v) if args.stat == "best" else median(v)) for k, v in rates.items()}
-        best = max((k for k in med if k != "project"), key=med.get)
-        row = [label, f"{count_parameters(variants['project'].model) / 1e6:.2f}M", str(batches * BATCH)]
-        row += [f"{med['project']:.0f}"] + [f"{med[f'w={w}']:.0f}" for w in args.workers]
-        row += [f"{med['project'] / med['w=0']:.3f}", best, f"{med['project'] / med[best]:.3f}"]
-        row += [f">= {target:.2f}"]
-        print("| " + " | ".join(row) + " |", flush=True)
+        variants = build_variants(torchvision, label, task, keep, data_dir, args.workers, device)
+        rates = take_turns(variants, args.turns, batches, device)
+        print(result_row(label, variants["project"].model, rates, args, batches, target), flush=True)
         for v in variants.values():  # stop the persistent workers before the next model
             if isinstance(v, Loader):
                 del v.loader

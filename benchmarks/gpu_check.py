@@ -295,12 +295,19 @@ def check_throughput(
 
 def run_headline(work: Path, data_dir: Path, throughput: dict, budget_minutes: float, cores: int) -> dict:
     """The faithful headline protocol, seed 0, four arms, if it fits the budget."""
-    import scale
+    import scale_cost
+    import scale_jobs
 
     raw = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     exp = raw["experiments"]["split_mnist"]
     exp["arms"] = {k: exp["arms"][k] for k in HEADLINE_ARMS}
     exp["seeds"] = [0]
+    # the report's choices and comparisons name the arms left out: only those kept (a
+    # choice is among two arms or more)
+    report = exp.get("report", {})
+    kept = {name: [a for a in arms if a in exp["arms"]] for name, arms in report.get("select", {}).items()}
+    report["select"] = {name: arms for name, arms in kept.items() if len(arms) >= 2}
+    report["compare_to"] = [a for a in report.get("compare_to", []) if a in exp["arms"]]
     raw |= {
         "experiments": {"split_mnist": exp},
         "run": ["split_mnist"],
@@ -308,9 +315,8 @@ def run_headline(work: Path, data_dir: Path, throughput: dict, budget_minutes: f
         "device": "cuda",
         "results_dir": str(work / "headline"),
     }
-    images = scale.estimate(scale.one_seed(scale.experiments_of(raw)["split_mnist"]), data_dir)[
-        "train_images"
-    ]
+    headline = scale_jobs.one_seed(scale_jobs.experiments_of(raw)["split_mnist"])
+    images = scale_cost.estimate(headline, data_dir)["train_images"]
     minutes = {k: images / v["images_per_second"] / 60 for k, v in throughput["variants"].items()}
     precision = "fp32" if minutes["fp32"] <= budget_minutes else "bf16"
     if minutes["fp32" if precision == "fp32" else "bf16 autocast"] > budget_minutes:

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT, add_data_dir_argument, machine_line, sync, table  # noqa: E402
 
-from clpipe.data import InputPipeline  # noqa: E402
+from clpipe.data.pipeline import InputPipeline  # noqa: E402
 from clpipe.networks import build_model  # noqa: E402
 from clpipe.training import autocast, memory_format  # noqa: E402
 
@@ -88,18 +88,19 @@ def step(model, opt, layout, amp, pipeline, x, y, generator, device) -> tuple[fl
 
 def images_times_passes(config: Path, data_dir: Path, size: int, width: float) -> dict[str, int]:
     """Training images x passes per seed of each experiment of ``config`` that trains this
-    network (VGG16 of this width at this size), from benchmarks/scale.py."""
-    import scale  # noqa: PLC0415 -- only for the estimate
+    network (VGG16 of this width at this size), from benchmarks/scale.py's cost model."""
+    import scale_cost  # noqa: PLC0415 -- only for the estimate
+    import scale_jobs  # noqa: PLC0415
 
-    raw = scale.load_config(config)
+    raw = scale_jobs.load_config(config)
     out = {}
-    for name, exp in scale.experiments_of(raw).items():
+    for name, exp in scale_jobs.experiments_of(raw).items():
         model, inp = exp.raw["model"], exp.raw["input"]
         if model["name"] != "vgg16" or float(model.get("width", 1.0)) != width or inp["size"] != size:
             continue
-        if scale.missing_data(data_dir, exp):
+        if scale_cost.missing_data(data_dir, exp):
             continue
-        out[name] = scale.estimate(scale.one_seed(exp), data_dir)["train_images"]
+        out[name] = scale_cost.estimate(scale_jobs.one_seed(exp), data_dir)["train_images"]
     return out
 
 

@@ -148,7 +148,7 @@ def wall(config: Path, data_dir: Path, experiments: list[str] | None) -> None:
         print(f"| {cores} | {seconds[cores]:.0f} | {seconds[1] / seconds[cores]:.2f} |", flush=True)
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_data_dir_argument(parser)
     parser.add_argument(
@@ -164,7 +164,79 @@ def main() -> int:
     parser.add_argument(
         "--wall-run", nargs="+", default=None, metavar="EXP", help="only these experiments of --wall-config"
     )
-    args = parser.parse_args()
+    return parser
+
+
+def time_runs(
+    workdir: Path, cfg: Path, script: Path, log: Path, repeats: int
+) -> tuple[list[tuple[str, float]], float]:
+    """(median seconds of the job's phases, of the interpreter, torch's import and the dry
+    run; the median seconds of the whole job)."""
+    if repeats > 1:
+        run_job(workdir, script, log)  # warm-up: file system caches
+    jobs, bare, torch_import, deterministic, dry = [], [], [], [], []
+    for _ in range(repeats):
+        jobs.append(run_job(workdir, script, log))
+        bare.append(timed([sys.executable, "-c", "pass"]))
+        out = subprocess.run([sys.executable, "-c", IMPORTS], capture_output=True, text=True, check=True)
+        seconds = [float(v) for v in out.stdout.split()[-2:]]
+        torch_import.append(seconds[0])
+        deterministic.append(seconds[1])
+    for _ in range(min(repeats, 3)):
+        t = time.perf_counter()
+        snakemake(workdir, "-n", "--configfile", str(cfg))
+        dry.append(time.perf_counter() - t)
+    first_line = median([j["first line"] for j in jobs])
+    first_batch = median([j["first batch"] for j in jobs])
+    end = median([j["end"] for j in jobs])
+    rows = [
+        ("python -c pass (interpreter start and exit)", median(bare)),
+        ("import torch (alone, in a fresh interpreter)", median(torch_import)),
+        ("job start -> log's first line (preamble, imports)", first_line),
+        (
+            "log's first line -> first batch (runtime, data file, model, optimizer)",
+            first_batch - first_line,
+        ),
+        (
+            "torch.use_deterministic_algorithms(True) (alone, after import torch: it imports "
+            "torch._inductor; the job's runtime sets the flag without that import)",
+            median(deterministic),
+        ),
+        ("**job start -> first training batch**", first_batch),
+        ("job start -> job end (the whole tiny training job)", end),
+        ("snakemake dry run of the tiny config (DAG, once per call)", median(dry)),
+    ]
+    return rows, end
+
+
+def print_phases(rows: list[tuple[str, float]], end: float) -> None:
+    """The table: seconds per phase and its share of the whole job (``end`` seconds)."""
+    print(table(["phase", "seconds", "share of the job"]))
+    for label, s in rows:
+        share = "-" if "alone" in label or "dry run" in label else f"{s / end:.0%}"
+        print(f"| {label} | {s:.2f} | {share} |")
+
+
+def run(workdir: Path, data_dir: Path, args: argparse.Namespace) -> None:
+    """Prepare the tiny config's job in ``workdir``, time it and print the table."""
+    t0 = time.perf_counter()
+    cfg, script, log = prepare(workdir, data_dir)
+    prepare_s = time.perf_counter() - t0
+    data_file = sorted((workdir / "results").glob("**/tasks.pt"))
+    size = f"{data_file[0].stat().st_size / 1e6:.1f} MB" if data_file else "?"
+    print(machine_line(torch.device("cpu"), f"python {sys.version.split()[0]}"))
+    print(
+        f"tiny config prepared in {prepare_s:.1f} s (data file {size}); the job: {script.name}, "
+        f"{args.repeats} run(s){' after a warm-up' if args.repeats > 1 else ''}; median seconds\n"
+    )
+    print_phases(*time_runs(workdir, cfg, script, log, args.repeats))
+    print(f"\nat the end{load_note()}")
+    if args.wall:
+        wall(args.wall_config.resolve(), data_dir, args.wall_run)
+
+
+def main() -> int:
+    args = build_parser().parse_args()
     data_dir = args.data_dir.resolve()
     if not (data_dir / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
         sys.exit(
@@ -180,57 +252,7 @@ def main() -> int:
         workdir = args.workdir.resolve()
         workdir.mkdir(parents=True, exist_ok=True)
     try:
-        t0 = time.perf_counter()
-        cfg, script, log = prepare(workdir, data_dir)
-        prepare_s = time.perf_counter() - t0
-        data_file = sorted((workdir / "results").glob("**/tasks.pt"))
-        size = f"{data_file[0].stat().st_size / 1e6:.1f} MB" if data_file else "?"
-        print(machine_line(torch.device("cpu"), f"python {sys.version.split()[0]}"))
-        print(
-            f"tiny config prepared in {prepare_s:.1f} s (data file {size}); the job: {script.name}, "
-            f"{args.repeats} run(s){' after a warm-up' if args.repeats > 1 else ''}; median seconds\n"
-        )
-        if args.repeats > 1:
-            run_job(workdir, script, log)  # warm-up: file system caches
-        jobs, bare, torch_import, deterministic, dry = [], [], [], [], []
-        for _ in range(args.repeats):
-            jobs.append(run_job(workdir, script, log))
-            bare.append(timed([sys.executable, "-c", "pass"]))
-            out = subprocess.run([sys.executable, "-c", IMPORTS], capture_output=True, text=True, check=True)
-            seconds = [float(v) for v in out.stdout.split()[-2:]]
-            torch_import.append(seconds[0])
-            deterministic.append(seconds[1])
-        for _ in range(min(args.repeats, 3)):
-            t = time.perf_counter()
-            snakemake(workdir, "-n", "--configfile", str(cfg))
-            dry.append(time.perf_counter() - t)
-        first_line = median([j["first line"] for j in jobs])
-        first_batch = median([j["first batch"] for j in jobs])
-        end = median([j["end"] for j in jobs])
-        rows = [
-            ("python -c pass (interpreter start and exit)", median(bare)),
-            ("import torch (alone, in a fresh interpreter)", median(torch_import)),
-            ("job start -> log's first line (preamble, imports)", first_line),
-            (
-                "log's first line -> first batch (runtime, data file, model, optimizer)",
-                first_batch - first_line,
-            ),
-            (
-                "torch.use_deterministic_algorithms(True) (alone, after import torch: it imports "
-                "torch._inductor; the job's runtime sets the flag without that import)",
-                median(deterministic),
-            ),
-            ("**job start -> first training batch**", first_batch),
-            ("job start -> job end (the whole tiny training job)", end),
-            ("snakemake dry run of the tiny config (DAG, once per call)", median(dry)),
-        ]
-        print(table(["phase", "seconds", "share of the job"]))
-        for label, s in rows:
-            share = "-" if "alone" in label or "dry run" in label else f"{s / end:.0%}"
-            print(f"| {label} | {s:.2f} | {share} |")
-        print(f"\nat the end{load_note()}")
-        if args.wall:
-            wall(args.wall_config.resolve(), data_dir, args.wall_run)
+        run(workdir, data_dir, args)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
