@@ -8,33 +8,23 @@ rule aggregate:
         histories=history_inputs,
     output:
         metrics=experiment_file("metrics.csv"),
-        summary=report(
-            experiment_file("summary.csv"),
-            caption="../report/summary.rst",
-            category="{experiment}",
-            subcategory="tables",
-            labels={"table": "summary (csv download)"},
+        summary=experiment_report(
+            "summary.csv", "summary", "tables", table="summary (csv download)"
         ),
-        matrix=report(
-            experiment_file("accuracy_matrix.csv"),
-            caption="../report/accuracy_matrix_table.rst",
-            category="{experiment}",
-            subcategory="tables",
-            labels={"table": "accuracy matrices (csv download)"},
+        matrix=experiment_report(
+            "accuracy_matrix.csv",
+            "accuracy_matrix_table",
+            "tables",
+            table="accuracy matrices (csv download)",
         ),
-        summary_html=report(
-            experiment_file("summary.html"),
-            caption="../report/summary.rst",
-            category="{experiment}",
-            subcategory="tables",
-            labels={"table": "summary"},
+        summary_html=experiment_report(
+            "summary.html", "summary", "tables", table="summary"
         ),
-        matrix_html=report(
-            experiment_file("accuracy_matrix.html"),
-            caption="../report/accuracy_matrix_table.rst",
-            category="{experiment}",
-            subcategory="tables",
-            labels={"table": "accuracy matrices"},
+        matrix_html=experiment_report(
+            "accuracy_matrix.html",
+            "accuracy_matrix_table",
+            "tables",
+            table="accuracy matrices",
         ),
         training=experiment_file("training.csv"),
         markdown=experiment_file("summary.md"),

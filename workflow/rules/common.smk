@@ -92,6 +92,18 @@ def experiment_file(name):
     return LAYOUT.experiment_file("{experiment}", name)
 
 
+def experiment_report(name, caption, subcategory, **labels):
+    """An experiment's file, shown in Snakemake's report under the experiment's category
+    with its caption (workflow/report/<caption>.rst)."""
+    return report(
+        experiment_file(name),
+        caption=f"../report/{caption}.rst",
+        category="{experiment}",
+        subcategory=subcategory,
+        labels=labels,
+    )
+
+
 def experiment(wildcards):
     try:
         return EXPERIMENTS[wildcards.experiment]
@@ -451,38 +463,24 @@ def dataset_manifests(wildcards):
     ]
 
 
-def next_task_inputs(wildcards):
-    return plan.next_task_inputs(
-        LAYOUT,
-        experiment(wildcards),
-        int(wildcards.seed),
-        wildcards.arm,
-        int(wildcards.task),
-    )
+def node_inputs(plan_inputs):
+    """The input function of a step on one node (an arm's or owner's model after a task,
+    with the method where the step has one), from its wildcards: ``plan_inputs`` given
+    the layout, the experiment, the seed, the owner, the task and the method."""
 
+    def inputs(wildcards):
+        exp = experiment(wildcards)
+        method = ()
+        if "method" in wildcards.keys():
+            if wildcards.method not in exp.methods:
+                refuse(f"experiment {exp.name!r} has no method {wildcards.method!r}")
+            method = (wildcards.method,)
+        owner = wildcards.get("owner") or wildcards.get("arm")
+        return plan_inputs(
+            LAYOUT, exp, int(wildcards.seed), owner, int(wildcards.task), *method
+        )
 
-def importance_inputs(wildcards):
-    exp = experiment(wildcards)
-    if wildcards.method not in exp.methods:
-        refuse(f"experiment {exp.name!r} has no method {wildcards.method!r}")
-    return plan.importance_inputs(
-        LAYOUT,
-        exp,
-        int(wildcards.seed),
-        wildcards.owner,
-        int(wildcards.task),
-        wildcards.method,
-    )
-
-
-def progress_inputs(wildcards):
-    return plan.progress_inputs(
-        LAYOUT,
-        experiment(wildcards),
-        int(wildcards.seed),
-        wildcards.arm,
-        int(wildcards.task),
-    )
+    return inputs
 
 
 def evaluation_inputs(wildcards):

@@ -8,33 +8,20 @@ rule plot_experiment:
         summary=experiment_file("summary.csv"),
         training=experiment_file("training.csv"),
     output:
-        forgetting=report(
-            experiment_file("figures/forgetting.png"),
-            caption="../report/forgetting.rst",
-            category="{experiment}",
-            subcategory="figures",
-            labels={"figure": "forgetting"},
+        forgetting=experiment_report(
+            "figures/forgetting.png", "forgetting", "figures", figure="forgetting"
         ),
-        methods=report(
-            experiment_file("figures/methods.png"),
-            caption="../report/methods.rst",
-            category="{experiment}",
-            subcategory="figures",
-            labels={"figure": "method comparison"},
+        methods=experiment_report(
+            "figures/methods.png", "methods", "figures", figure="method comparison"
         ),
-        comparisons=report(
-            experiment_file("figures/comparisons.png"),
-            caption="../report/comparisons.rst",
-            category="{experiment}",
-            subcategory="figures",
-            labels={"figure": "paired comparisons"},
+        comparisons=experiment_report(
+            "figures/comparisons.png",
+            "comparisons",
+            "figures",
+            figure="paired comparisons",
         ),
-        training=report(
-            experiment_file("figures/training.png"),
-            caption="../report/training.rst",
-            category="{experiment}",
-            subcategory="figures",
-            labels={"figure": "training curves"},
+        training=experiment_report(
+            "figures/training.png", "training", "figures", figure="training curves"
         ),
         svg=multiext(
             experiment_file("figures/"),
@@ -67,12 +54,11 @@ rule plot_accuracy_matrix:
         unpack(checked("plot_accuracy_matrix")),
         matrix=experiment_file("accuracy_matrix.csv"),
     output:
-        png=report(
-            experiment_file("figures/accuracy_matrix/{arm}.png"),
-            caption="../report/accuracy_matrix.rst",
-            category="{experiment}",
-            subcategory="accuracy matrices",
-            labels={"arm": "{arm}"},
+        png=experiment_report(
+            "figures/accuracy_matrix/{arm}.png",
+            "accuracy_matrix",
+            "accuracy matrices",
+            arm="{arm}",
         ),
         svg=experiment_file("figures/accuracy_matrix/{arm}.svg"),
     log:
@@ -100,12 +86,8 @@ rule plot_setting_figure:
         unpack(checked("plot_setting_figure")),
         metrics=experiment_file("metrics.csv"),
     output:
-        png=report(
-            experiment_file("figures/{figure}.png"),
-            caption="../report/setting_figure.rst",
-            category="{experiment}",
-            subcategory="figures",
-            labels={"figure": "{figure}"},
+        png=experiment_report(
+            "figures/{figure}.png", "setting_figure", "figures", figure="{figure}"
         ),
         svg=experiment_file("figures/{figure}.svg"),
     log:

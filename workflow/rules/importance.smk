@@ -4,7 +4,7 @@
 
 rule compute_importance:
     input:
-        unpack(checked("compute_importance", importance_inputs)),
+        unpack(checked("compute_importance", node_inputs(plan.importance_inputs))),
     output:
         importance=node("{method}/importance.pt"),
     log:
@@ -31,7 +31,7 @@ rule compute_importance:
 
 rule update_progress:
     input:
-        unpack(checked("update_progress", progress_inputs)),
+        unpack(checked("update_progress", node_inputs(plan.progress_inputs))),
     output:
         progress=node("progress.pt", owner="{arm}"),
     log:

@@ -57,7 +57,7 @@ rule train_first_task:
 
 rule train_next_task:
     input:
-        unpack(checked("train_next_task", next_task_inputs)),
+        unpack(checked("train_next_task", node_inputs(plan.next_task_inputs))),
     output:
         model=node("model.pt", owner="{arm}"),
         history=node("history.csv", owner="{arm}"),
