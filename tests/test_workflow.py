@@ -50,16 +50,22 @@ def test_default_config_shares_task_a_and_the_20_percent_task_b(tmp_path):
     seeds = 5  # the headline's (config/config.yaml)
     assert jobs["download_data"] == 1 and jobs["prepare_data"] == 1 and jobs["aggregate"] == 1
     assert jobs["init_model"] == seeds
-    assert jobs["train_first_task"] == seeds  # task A once per seed, for all 22 arms
+    assert jobs["train_first_task"] == seeds  # task A once per seed, for every arm that shares it
     # task B: finetune, mag_0, p = 10/20/50/80, 3 EWC lambdas, 9 replay arms;
-    # task C: finetune, mag_0, q = 10/20/50/80 from p = 20, 3 EWC lambdas, 9 replay arms
-    assert jobs["train_next_task"] == seeds * (18 + 18 + 1)  # + joint: one job on all tasks
+    # task C: finetune, mag_0, q = 10/20/50/80 from p = 20, 3 EWC lambdas, 9 replay arms;
+    # + joint: one job on all tasks; + 3 MAS and 3 LwF arms: tasks B and C; + 3 SI and
+    # 3 DER++ arms, which train their own task A (own_first_task): tasks A, B and C
+    assert jobs["train_next_task"] == seeds * (18 + 18 + 1 + 6 * 2 + 6 * 3)
     # MAG: freezing values after A (shared by all MAG arms), after B for mag_0 and for
     # p = 20 (shared by the 4 C arms); EWC: Fisher after A (shared), after B per lambda;
-    # replay: a buffer after A per replay method, after B per replay arm
-    assert jobs["compute_importance"] == seeds * (3 + 4 + 9 + 9)
-    assert jobs["update_progress"] == seeds * 2
-    assert jobs["evaluate"] == seeds * (2 + 36 + 1)
+    # replay: a buffer after A per replay method, after B per replay arm; MAS: after A
+    # (shared), after B per lambda; SI and DER++: after A and B per arm (their own
+    # path integral, their own buffer); LwF: none (it distils from the previous model)
+    assert jobs["compute_importance"] == seeds * (3 + 4 + 9 + 9 + 4 + 6 * 2)
+    # MAG's freezing progress after B (mag_0, p = 20); SI's and DER++'s running state
+    # after A and B per arm
+    assert jobs["update_progress"] == seeds * (2 + 6 * 2)
+    assert jobs["evaluate"] == seeds * (2 + 36 + 1 + 30)  # + every new arm's trained task
 
 
 def test_device_auto_asks_for_a_gpu_only_where_the_machine_has_one(tmp_path):
