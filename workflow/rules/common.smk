@@ -418,6 +418,10 @@ def checked(rule_name, inputs=None):
     outputs join the files Snakemake forces, as --forcerun would (Snakemake 9.27 forces
     its incomplete files the same way). With --touch the results are accepted instead:
     their receipts are written afresh for the current params."""
+    # the rule's name as the workflow knows it: prefixed where another workflow uses this
+    # one as a module (use rule * from clpipe as clpipe_*); known only while the rule is
+    # defined, not when the input function runs
+    rule_name = workflow.modifier.modify_rulename(rule_name)
 
     def input_files(wildcards):
         try:
