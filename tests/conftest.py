@@ -16,8 +16,9 @@ SNAKEFILE = ROOT / "workflow" / "Snakefile"
 # or a benchmark script: marked ``workflow``; every other test not marked ``slow`` is a
 # ``unit`` test (``pytest -m unit``: the fast loop).
 WORKFLOW_MODULES = {
-    "test_benchmarks", "test_faults", "test_growing_workflow", "test_live", "test_module", "test_report",
-    "test_reruns", "test_slurm", "test_user_code", "test_user_datasets_workflow", "test_workflow",
+    "test_benchmarks", "test_faults", "test_growing_workflow", "test_live", "test_module", "test_readme",
+    "test_report", "test_reruns", "test_slurm", "test_user_code", "test_user_datasets_workflow",
+    "test_workflow",
 }  # fmt: skip
 
 

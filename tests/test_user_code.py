@@ -12,6 +12,7 @@ import yaml
 from conftest import ROOT, planned_jobs, snakemake
 
 README = (ROOT / "README.md").read_text()
+YOUR_CODE = (ROOT / "docs" / "your_code.md").read_text()  # the model example
 
 DATA = '''"""A user's dataset: a loader the data step calls with the entry's settings."""
 
@@ -35,9 +36,10 @@ def stripes(settings):
 
 
 def readme_example(path: str = "mymethods/anchor.py") -> str:
-    """A file of the README's examples (the worked example method, the model), as shown."""
-    match = re.search(rf"<!-- example: {re.escape(path)} -->\n```python\n(.*?)```", README, re.S)
-    assert match, f"README lacks the example {path}"
+    """A file of the examples as shown: the README's worked example method,
+    docs/your_code.md's model."""
+    match = re.search(rf"<!-- example: {re.escape(path)} -->\n```python\n(.*?)```", README + YOUR_CODE, re.S)
+    assert match, f"neither README nor docs/your_code.md has the example {path}"
     return match.group(1)
 
 

@@ -8,5 +8,5 @@ Snakemake itself can run from a light environment with ``--use-conda``.
 
 # The release, in one place (pyproject.toml reads it); every result's provenance records
 # it. Tag a release vX.Y.Z in git; a workflow that uses this one as a module pins it by
-# checking out that tag (README, "Using the workflow as a module").
+# checking out that tag (docs/reproducibility.md, "Using the workflow as a module").
 __version__ = "0.2.0"

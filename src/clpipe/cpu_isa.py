@@ -13,7 +13,7 @@ each machine use its widest kernels (faster on AVX-512 machines, not portable).
 
 Not covered: GPUs (their kernels differ by GPU model and CUDA version), other
 architectures (Arm), a different torch, MKL or oneDNN version, and another number of
-threads per job (a sum's split over threads is part of the result; see the README).
+threads per job (a sum's split over threads is part of the result; see docs/reproducibility.md).
 Torch-free, so a rule's script can call it before anything imports torch.
 """
 
