@@ -84,13 +84,18 @@ def run_as_written(command: str, where, *extra: str, timeout: int = 600) -> subp
 
 
 def test_the_readme_has_its_commands_and_examples():
+    """The README's examples and docs/your_code.md's (a model, run by test_user_code)
+    are valid YAML and Python as printed."""
+    your_code = (ROOT / "docs" / "your_code.md").read_text()
     assert FIRST_RUN in COMMANDS
-    assert {"mymethods/anchor.py", "mymodels/tiny.py", "my_config.yaml"} <= set(examples(README))
-    for block in re.findall(r"```yaml\n(.*?)```", README, re.S):
-        yaml.safe_load(block)
-    for name, text in examples(README).items():
-        if name.endswith(".py"):
-            compile(text, name, "exec")
+    assert {"mymethods/anchor.py", "my_config.yaml"} <= set(examples(README))
+    assert "mymodels/tiny.py" in examples(your_code)
+    for text in (README, your_code):
+        for block in re.findall(r"```yaml\n(.*?)```", text, re.S):
+            yaml.safe_load(block)
+        for name, code in examples(text).items():
+            if name.endswith(".py"):
+                compile(code, name, "exec")
 
 
 @pytest.mark.parametrize("command", COMMANDS)
