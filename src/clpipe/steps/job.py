@@ -30,9 +30,9 @@ def job(smk: Any, also: Iterable[str] = ()) -> Iterator[Any]:
     writes besides its declared outputs that later steps read (their receipt lists them)."""
     pin(smk.config.get("cpu_isa", "avx2"))
     receipt = receipts.receipt_path(smk.log[0])
-    # the receipt of this job's last run lists the outputs it is about to remake: gone
-    # first, a reader inside the step (a model evaluated where it is trained) would take
-    # the fresh files for edited ones; a job that fails leaves none, so it runs again
+    # the receipt of this job's last run lists the outputs it is about to remake; left in
+    # place, a reader inside the step (a model evaluated where it is trained) would take
+    # the fresh files for edited ones. A job that fails leaves none, so it runs again
     receipt.unlink(missing_ok=True)
     with log_to(smk.log[0]):
         yield smk
