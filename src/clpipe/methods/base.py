@@ -207,6 +207,20 @@ def training_samples(
     return torch.cat(xs).to(ctx.device), torch.cat(ys).to(ctx.device), torch.cat(ids).to(ctx.device)
 
 
+def add_quadratic_gradient(
+    terms: list[tuple[nn.Parameter, torch.Tensor, torch.Tensor]], strength: float
+) -> None:
+    """Add the gradient of ``strength * sum Omega (theta - theta*)^2``, that is
+    ``2 strength Omega (theta - theta*)``, to each parameter's ``.grad`` for ``terms`` of
+    (theta, Omega, theta*): straight into the gradients, no autograd graph (MAS's and SI's
+    penalties)."""
+    with torch.no_grad():
+        for p, omega, anchor in terms:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            p.grad += 2.0 * strength * omega * (p.detach() - anchor)
+
+
 class TensorMismatchError(InputError, ValueError):
     """Tensors from a file do not fit the model (another architecture or arm)."""
 

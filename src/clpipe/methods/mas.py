@@ -65,7 +65,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from clpipe.methods.base import ContinualMethod, TaskContext, check_matches
+from clpipe.methods.base import ContinualMethod, TaskContext, add_quadratic_gradient, check_matches
 
 
 def output_sensitivity(
@@ -150,10 +150,5 @@ class MemoryAwareSynapses(ContinualMethod):
         ]
 
     def after_backward(self, model: nn.Module) -> None:
-        if self.strength == 0.0:
-            return
-        with torch.no_grad():  # the penalty's gradient, 2 lambda Omega (theta - theta*)
-            for p, omega, anchor in self._terms:
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-                p.grad += 2.0 * self.strength * omega * (p.detach() - anchor)
+        if self.strength != 0.0:  # the penalty's gradient, 2 lambda Omega (theta - theta*)
+            add_quadratic_gradient(self._terms, self.strength)

@@ -68,7 +68,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from clpipe.methods.base import ContinualMethod, TaskContext, check_matches
+from clpipe.methods.base import ContinualMethod, TaskContext, add_quadratic_gradient, check_matches
 
 
 def trainable(model: nn.Module) -> dict[str, nn.Parameter]:
@@ -102,6 +102,7 @@ class SynapticIntelligence(ContinualMethod):
         self.start: dict[str, torch.Tensor] = {}  # the weights the task started from
         self._importance: dict[str, torch.Tensor] = {}  # Omega of the earlier tasks
         self._anchor: dict[str, torch.Tensor] = {}  # theta~: the weights after the last task
+        self._terms: list[tuple[nn.Parameter, torch.Tensor, torch.Tensor]] = []  # (theta, Omega, theta~)
         self._grad: dict[str, torch.Tensor] = {}  # this step's task-loss gradient
         self._before: dict[str, torch.Tensor] = {}  # this step's weights before the update
 
@@ -138,6 +139,11 @@ class SynapticIntelligence(ContinualMethod):
             check_matches(model, importance["importance"], "SI's importance (Omega)")
             self._importance = {k: v.to(ctx.device) for k, v in importance["importance"].items()}
             self._anchor = {k: v.to(ctx.device) for k, v in importance["anchor"].items()}
+        self._terms = (
+            [(p, self._importance[k], self._anchor[k]) for k, p in self.params.items()]
+            if self._importance
+            else []
+        )
         self.start = {k: p.detach().clone() for k, p in self.params.items()}
         self.omega = {k: torch.zeros_like(p) for k, p in self.params.items()}
 
@@ -146,12 +152,8 @@ class SynapticIntelligence(ContinualMethod):
             # the task's loss alone (a weight the loss does not reach has none: g = 0)
             self._grad[k] = None if p.grad is None else p.grad.detach().clone()
             self._before[k] = p.detach().clone()
-        if self._importance and self.c != 0.0:
-            with torch.no_grad():  # the surrogate loss's gradient, 2 c Omega (theta - theta~)
-                for k, p in self.params.items():
-                    if p.grad is None:
-                        p.grad = torch.zeros_like(p)
-                    p.grad += 2.0 * self.c * self._importance[k] * (p.detach() - self._anchor[k])
+        if self._importance and self.c != 0.0:  # the surrogate loss's gradient, 2 c Omega (theta - theta~)
+            add_quadratic_gradient(self._terms, self.c)
 
     def after_step(self, model: nn.Module) -> None:
         with torch.no_grad():
