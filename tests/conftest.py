@@ -22,12 +22,24 @@ WORKFLOW_MODULES = {
 }  # fmt: skip
 
 
+# The suite runs on two pytest-xdist workers (pyproject's addopts). A test that uses the
+# suite's one tiny run or the machine's one SLURM test cluster runs on the worker that
+# holds them; a module's workflow tests run on one worker, beside their module fixture
+# (a finished run each): computed once, as without workers.
+SHARED_RUN = "tiny_run_and_slurm_cluster"
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.module.__name__ in WORKFLOW_MODULES:
             item.add_marker(pytest.mark.workflow)
         elif item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.unit)
+        if {"tiny_run", "slurm_cluster"} & set(item.fixturenames):
+            item.add_marker(pytest.mark.xdist_group(SHARED_RUN))
+        elif item.get_closest_marker("unit") is None:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 # Real MNIST / Fashion-MNIST in torchvision's layout (see README: "Tests").
