@@ -1,45 +1,71 @@
+import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 SNAKEFILE = ROOT / "workflow" / "Snakefile"
-# Test modules whose tests run Snakemake (DAG builds, dry runs, refusals, a SLURM cluster)
-# or a benchmark script: marked ``workflow``; every other test not marked ``slow`` is a
-# ``unit`` test (``pytest -m unit``: the fast loop).
-WORKFLOW_MODULES = {
-    "test_benchmarks", "test_faults", "test_growing_workflow", "test_live", "test_module", "test_readme",
-    "test_report", "test_reruns", "test_slurm", "test_user_code", "test_user_datasets_workflow",
-    "test_workflow",
-}  # fmt: skip
+# A test's kind is its folder: tests/unit/ (the package's functions on their own; the fast
+# loop, ``pytest -m unit``) or tests/workflow/ (Snakemake runs, DAG builds, dry runs, a
+# SLURM cluster, the benchmark scripts). ``slow`` marks the end-to-end runs among the
+# latter. tests/helpers/ holds what several modules share.
+KINDS = ("unit", "workflow")
 
 
-# The suite runs on two pytest-xdist workers (pyproject's addopts). A test that uses the
-# suite's one tiny run or the machine's one SLURM test cluster runs on the worker that
-# holds them; a module's workflow tests run on one worker, beside their module fixture
-# (a finished run each): computed once, as without workers.
-SHARED_RUN = "tiny_run_and_slurm_cluster"
+# The suite runs on two pytest-xdist workers (pyproject's addopts) with the scheduler
+# below: each workflow module's tests run on one worker, beside their module fixture (a
+# finished run), computed once as without workers, and the SLURM tests one at a time on
+# the machine's one test cluster; unit tests go one by one to whichever worker is free.
+# Modules start longest first (their times on CI), so that no long one starts last.
+# (xdist's own --dist loadgroup does not group with pytest 9.2: pytest-xdist#1386.)
+LONGEST_FIRST = ("test_faults", "test_readme", "test_slurm", "test_benchmarks", "test_reruns")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def start_order(item) -> tuple[int, int]:
+    """(unit after workflow, the module's place in LONGEST_FIRST, else after them)."""
+    name = item.path.stem
+    rank = LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+    return (item.path.parent.name == "unit", rank)
+
+
+if importlib.util.find_spec("xdist") is not None:
+
+    @pytest.hookimpl(tryfirst=True)  # before xdist's own
+    def pytest_xdist_make_scheduler(config, log):
+        from xdist.scheduler import LoadScopeScheduling
+
+        class ByWorkflowModule(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                path = nodeid.split("::", 1)[0]
+                return path if path.startswith("tests/workflow/") else nodeid
+
+        config.option.loadscopereorder = False  # the collection's order: start_order
+        return ByWorkflowModule(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.module.__name__ in WORKFLOW_MODULES:
-            item.add_marker(pytest.mark.workflow)
-        elif item.get_closest_marker("slow") is None:
-            item.add_marker(pytest.mark.unit)
-        if {"tiny_run", "slurm_cluster"} & set(item.fixturenames):
-            item.add_marker(pytest.mark.xdist_group(SHARED_RUN))
-        elif item.get_closest_marker("unit") is None:
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+        folder = item.path.resolve().parent
+        kind = folder.name
+        if folder.parent != ROOT / "tests" or kind not in KINDS:
+            raise pytest.UsageError(f"{item.nodeid}: a test module belongs in tests/unit/ or tests/workflow/")
+        if kind == "unit" and item.get_closest_marker("slow"):
+            raise pytest.UsageError(
+                f"{item.nodeid}: a slow test runs the workflow; it belongs in tests/workflow/"
+            )
+        item.add_marker(getattr(pytest.mark, kind))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=start_order)  # stable: a module's tests keep their order
 
 
 # Real MNIST / Fashion-MNIST in torchvision's layout (see README: "Tests").
@@ -92,8 +118,27 @@ def planned_jobs(workdir, configfile, *extra, env=None):
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, data_dir):
     """tests/configs/tiny.yaml run once through Snakemake on real MNIST: (workdir, config);
-    with the live view on (tests/test_live.py reads it; it changes no result)."""
+    with the live view on (tests/workflow/test_live.py reads it; it changes no result).
+
+    With pytest-xdist the run is made once, by the first worker that needs it, and kept
+    as it was made; each other worker gets a copy of its own (its results and
+    Snakemake's records, as tests/workflow/test_faults.py copies it to break it)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        return _make_tiny_run(tmp_path_factory.mktemp("tiny"), data_dir)
+    root = tmp_path_factory.getbasetemp().parent  # shared by the workers of this session
+    made = root / "tiny_run_as_made"
+    with FileLock(str(root / "tiny_run.lock")):
+        if not made.exists():
+            work, _ = _make_tiny_run(tmp_path_factory.mktemp("tiny"), data_dir)
+            shutil.copytree(work, made, symlinks=True, ignore=shutil.ignore_patterns("*.lock", "locks"))
+            return work, work / "config.yaml"
     work = tmp_path_factory.mktemp("tiny")
+    shutil.copytree(made, work, symlinks=True, dirs_exist_ok=True)
+    return work, work / "config.yaml"
+
+
+def _make_tiny_run(work, data_dir):
     cfg = write_config(
         work / "config.yaml",
         ROOT / "tests/configs/tiny.yaml",

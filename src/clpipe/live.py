@@ -14,7 +14,7 @@ shows every curve while a multi-hour run is still going::
 The files are written by ``tensorboardX``, a maintained writer of TensorBoard's format
 that needs neither TensorFlow nor the ``tensorboard`` package (``torch.utils.tensorboard``
 imports ``tensorboard``, a far larger install, in every training environment); only
-viewing them needs ``tensorboard``. tests/test_live.py reads them back with TensorBoard's
+viewing them needs ``tensorboard``. tests/workflow/test_live.py reads them back with TensorBoard's
 own reader. Off by default; it changes no result, so turning it on or off reruns nothing.
 """
 

@@ -3,7 +3,7 @@
 One place for them: the config's checks (clpipe.config) fill an experiment's model
 settings from here, and the networks (clpipe.networks) are built from a spec completed
 with :func:`completed`. The schema's ``model.name`` enum names exactly these models
-(tests/test_config.py).
+(tests/unit/test_config.py).
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ class CarriedOptimizerState:
     param_groups: learning rate, betas, weight decay) is built from the config for every
     task as always, and the task's schedule starts afresh. Restored into the task's new
     optimizer before its first step, the state makes the tasks' optimizers one optimizer
-    over the whole sequence, bit for bit (tests/test_training.py). ``by_name`` is what
+    over the whole sequence, bit for bit (tests/unit/test_training.py). ``by_name`` is what
     :meth:`keep` left, read from the model file the task starts from (None: a fresh
     optimizer, e.g. from the random init).
     """

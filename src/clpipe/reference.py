@@ -4,7 +4,7 @@
 
 copies, for each experiment, the tables (metrics.csv, summary.csv,
 accuracy_matrix.csv, summary.md) and the key figures (PNG) from RESULTS_DIR into
-results/reference/<experiment>/. tests/test_reference.py checks that the committed
+results/reference/<experiment>/. tests/unit/test_reference.py checks that the committed
 tables are exactly what the aggregate step makes from the committed metrics.csv, with
 the report settings (report.metrics, report.compare_to) the committed configs give.
 
@@ -30,7 +30,7 @@ from clpipe.layout import SCRATCH
 TABLES = ("metrics.csv", "summary.csv", "accuracy_matrix.csv", "summary.md")
 FIGURES = ("freeze.png", "methods.png", "comparisons.png", "forgetting.png")
 # the weights of the first seed's first trained task (one cheap training job, every arm's
-# start), by digest: tests/test_reference.py trains it again and compares
+# start), by digest: tests/workflow/test_reference_training.py trains it again and compares
 WEIGHTS = "weights.json"
 FIRST_MODEL = f"seed{{seed}}/{SCRATCH}/task1/model.pt"
 ROOT = Path(__file__).resolve().parents[2]

@@ -42,7 +42,7 @@ and columns (the new units of the layer below) to one matrix, so the parameter c
 includes blocks no task ever uses; :meth:`GrowingTaskNet.parameter_counts` reports both.
 The source's schedule (64 channels / 512 hidden / 10 outputs, grown twice by the same and
 once by 128 / 1024 / 100 for CIFAR-100) ends at 16,217,410 parameters
-(:func:`dense_parameter_count`; tests/growing_schedule.py writes the schedule out).
+(:func:`dense_parameter_count`; tests/helpers/growing_schedule.py writes the schedule out).
 
 The forward pass returns task ``t``'s own head only (N x outputs of ``t``), so a
 prediction is the argmax over the task's own classes; a source-style dense output would

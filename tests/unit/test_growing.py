@@ -6,12 +6,17 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from growing_schedule import SOURCE_SCHEDULE, schedule_totals, source_network, source_schedule_parameters
 
 from clpipe.methods.growing import decide_growth
 from clpipe.networks.growing import GrowingTaskNet, dense_parameter_count
 from clpipe.networks.task_units import TaskMaskedConv2d, TaskMaskedLinear
 from clpipe.optim import build_optimizer
+from helpers.growing_schedule import (
+    SOURCE_SCHEDULE,
+    schedule_totals,
+    source_network,
+    source_schedule_parameters,
+)
 
 MODES = ["isolated", "read"]
 OPTIMIZERS = [

@@ -2,7 +2,7 @@
 
 Needs root, SLURM and munge (Debian: slurmctld slurmd slurm-client munge) and the
 Snakemake SLURM plugin (`pip install -e ".[slurm]"`); skipped, with the reason, without
-them. tests/slurm_cluster.py starts munged, slurmctld and slurmd for the test and stops
+them. tests/helpers/slurm_cluster.py starts munged, slurmctld and slurmd for the test and stops
 them again, also when the run fails or hangs.
 """
 
@@ -17,10 +17,10 @@ import sys
 import pandas as pd
 import pytest
 import yaml
-from slurm_cluster import ClusterUnavailable, SlurmCluster, unavailable_reason
 
 from clpipe.config import validate_config
 from conftest import ROOT, SCHEMA, SNAKEFILE, write_config
+from helpers.slurm_cluster import ClusterUnavailable, SlurmCluster, unavailable_reason
 
 PROFILE = ROOT / "profiles" / "slurm"
 SITE_TEMPLATE = ROOT / "profiles" / "slurm-site.template"
@@ -95,11 +95,11 @@ def slurm_plugin_or_skip():
 
 def submissions(workdir, *args):
     """What each cluster job of a dry run through the SLURM profiles would ask for
-    (tests/slurm_requests.py: Snakemake's own group calculation and the plugin's flags)."""
+    (tests/helpers/slurm_requests.py: Snakemake's own group calculation and the plugin's flags)."""
     slurm_plugin_or_skip()
     cmd = [
         sys.executable,
-        str(ROOT / "tests" / "slurm_requests.py"),
+        str(ROOT / "tests" / "helpers" / "slurm_requests.py"),
         "-s",
         str(SNAKEFILE),
         "--directory",

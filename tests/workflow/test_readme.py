@@ -3,7 +3,7 @@
 The commands are read from the README's own text: its ``bash`` blocks and the
 ``snakemake ...`` commands quoted in its prose. Each is checked the way it can be here:
 Snakemake commands as dry runs (the first run and its report run for real in the slow
-test; the worked example's method, as printed, trains in tests/test_user_code.py), the
+test; the worked example's method, as printed, trains in tests/workflow/test_user_code.py), the
 install command as the one CI runs, the test commands by collecting what they select,
 TensorBoard's by the program being installed. A command this file does not know how to
 check fails the test: add its check here.
@@ -106,9 +106,9 @@ def test_every_readme_command_works_as_written(command, copy):
     elif command.startswith("python -m pytest"):
         # its options and marker expression as written, on one small module (the suite
         # itself collects everything: collecting it again costs ~13 s a command)
-        words = shlex.split(command)[1:]
+        words = [*shlex.split(command)[1:], "--collect-only", "-q", "-p", "no:cacheprovider"]
         out = subprocess.run(
-            [sys.executable, *words, "--collect-only", "-q", "-p", "no:cacheprovider", "tests/test_docs.py"],
+            [sys.executable, *words, "tests/unit/test_docs.py"],
             cwd=ROOT, capture_output=True, text=True,
         )  # fmt: skip
         counted = re.search(r"\d+(/\d+)? tests? (collected|selected)", out.stdout)
@@ -128,7 +128,9 @@ def test_every_readme_command_works_as_written(command, copy):
         assert out.returncode == 0, (command, out.stdout[-2000:], out.stderr[-3000:])
         assert "This was a dry-run" in out.stdout + out.stderr, command
     else:
-        pytest.fail(f"the README's command {command!r} has no check in tests/test_readme.py: add one")
+        pytest.fail(
+            f"the README's command {command!r} has no check in tests/workflow/test_readme.py: add one"
+        )
 
 
 @pytest.mark.slow
@@ -148,4 +150,4 @@ def test_the_first_run_finishes_as_the_readme_says(copy, data_dir):
     out = run_as_written(report, copy)
     assert out.returncode == 0 and (copy / "report.html").stat().st_size > 100_000, out.stderr[-2000:]
     # the worked example's command runs here as a dry run (the test above); its method,
-    # as printed, trains through the workflow in tests/test_user_code.py
+    # as printed, trains through the workflow in tests/workflow/test_user_code.py

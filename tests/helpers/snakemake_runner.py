@@ -6,7 +6,7 @@ A helper process imports Snakemake once, then forks a child per call that runs
 ``snakemake.cli.main(args)`` (the ``snakemake`` command itself) with its output in a
 file. Starting ``python -m snakemake`` costs about a second on the development machine,
 mostly imports; a fork costs milliseconds, so the table of refused configs in
-tests/test_faults.py runs through the real command line fast. Only for runs that start
+tests/workflow/test_faults.py runs through the real command line fast. Only for runs that start
 no job (the refusals): a job would run in the child like in any Snakemake process.
 """
 

@@ -1,6 +1,6 @@
 """What each cluster job of a run would ask SLURM for, without a cluster.
 
-    python tests/slurm_requests.py <snakemake arguments of a dry run>
+    python tests/helpers/slurm_requests.py <snakemake arguments of a dry run>
 
 prints one JSON line per cluster job that would be submitted: its group (or None), its
 rules, the resources Snakemake computes for the submission, and the plugin's own GPU and

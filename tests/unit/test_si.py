@@ -155,36 +155,3 @@ def test_a_killed_si_job_resumes_with_its_path_integral_bit_for_bit(tmp_path):
         assert torch.equal(record["omega"][k], resumed["omega"][k]), k
     for p, q in zip(whole.parameters(), model.parameters(), strict=True):
         assert torch.equal(p, q)
-
-
-@pytest.mark.slow
-def test_an_si_arm_trains_its_own_task_1_through_the_workflow(tmp_path, data_dir):
-    """Its own task-1 job (train_next_task from the random init), the record, progress and
-    importance after it, then task 2; its task-1 model is the shared one bit for bit
-    (the same seed and data order, nothing to protect yet), its task 2 is not."""
-    import yaml
-
-    from conftest import ROOT, snakemake
-
-    cfg = yaml.safe_load((ROOT / "tests/configs/tiny.yaml").read_text())
-    cfg["data_dir"] = str(data_dir)
-    exp = cfg["experiments"]["tiny"]
-    exp.update(
-        tasks=[[0, 1], [2, 3]], model={"name": "mlp", "hidden": [32]}, input={"size": 28, "channels": 1}
-    )
-    exp["data"] = {"validation_fraction": 0.1, "max_train_per_task": 300, "max_test_per_task": 200}
-    exp["arms"] = {"finetune": {"method": "finetune"}, "si": {"method": "si", "c": 10.0}}
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    snakemake(tmp_path, "--cores", "2", "--configfile", str(path))
-    seed0 = tmp_path / "results/tiny/seed0"
-    own, shared = (io.load(seed0 / f"{o}/task1/model.pt", "model")["state_dict"] for o in ("si", "scratch"))
-    assert all(torch.equal(own[k], shared[k]) for k in shared)
-    importance = io.load_saved(seed0 / "si/task1/si/importance.pt", "importance")
-    assert set(importance) == {"importance", "anchor"}
-    assert {k: v.shape for k, v in importance["importance"].items()} == {k: v.shape for k, v in own.items()}
-    assert any(v.abs().sum() > 0 for v in importance["importance"].values())
-    si2, ft2 = (io.load(seed0 / f"{o}/task2/model.pt", "model")["state_dict"] for o in ("si", "finetune"))
-    assert any(not torch.equal(si2[k], ft2[k]) for k in ft2)
-    summary = (tmp_path / "results/tiny/summary.md").read_text()
-    assert "| si | si | 2 |" in summary

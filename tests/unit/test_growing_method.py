@@ -6,7 +6,6 @@ import math
 import pandas as pd
 import pytest
 import torch
-from growing_schedule import schedule_totals
 
 from clpipe import io
 from clpipe.checkpoints import load_model, save_model
@@ -21,6 +20,7 @@ from clpipe.runtime import make_runtime, seed_everything
 from clpipe.scenarios import Scenario
 from clpipe.steps.train import _train
 from clpipe.training import train_task
+from helpers.growing_schedule import schedule_totals
 
 INPUT = {"size": 8, "channels": 1, "normalize": {"mean": [0.5], "std": [0.5]}}
 # a pipeline spec (plan.model_spec) of a small growing network: the first task's column

@@ -13,16 +13,15 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from snakemake_runner import SnakemakeRunner
-from test_config import BAD_CONFIGS, mutate
-from test_workflow import SNAKEFILE, snakemake
 
 from clpipe import io
 from clpipe.runtime import make_runtime
 from clpipe.steps.importance import compute_importance
 from clpipe.steps.init import init_model
 from clpipe.steps.train import train_first_task, train_next_task
-from conftest import ROOT
+from conftest import ROOT, SNAKEFILE, snakemake
+from helpers.bad_configs import BAD_CONFIGS, mutate
+from helpers.snakemake_runner import SnakemakeRunner
 
 # --- bad input, refused before any job: a table of cases through Snakemake itself -------
 
@@ -30,7 +29,7 @@ from conftest import ROOT
 @pytest.fixture(scope="module")
 def runner():
     """Snakemake's command line, forked from one process that imported it once
-    (tests/snakemake_runner.py): each refused config costs a DAG build, not an import."""
+    (tests/helpers/snakemake_runner.py): each refused config costs a DAG build, not an import."""
     run = SnakemakeRunner()
     yield run
     run.close()

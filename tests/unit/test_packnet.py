@@ -135,31 +135,3 @@ def test_only_the_task_incremental_scenario_is_taken():
     cfg["experiments"]["tiny"]["scenario"] = "task"
     exp = validate_config(cfg, str(SCHEMA))["tiny"]
     assert exp.arms["packnet"].first_task == 1 and exp.arms["packnet"].per_task[2] == {"prune": 0.75}
-
-
-@pytest.mark.slow
-def test_a_packnet_arm_through_the_workflow_never_forgets_its_first_task(tmp_path, data_dir):
-    """Its own task-1 job, each model file a network with owners, each task evaluated
-    with its own weights: the first task's test accuracy after the second is the one
-    right after it, to the last digit."""
-    import pandas as pd
-
-    from conftest import snakemake
-
-    cfg = yaml.safe_load((ROOT / "tests/configs/tiny.yaml").read_text())
-    cfg["data_dir"] = str(data_dir)
-    exp = cfg["experiments"]["tiny"]
-    exp.update(tasks=[[0, 1], [2, 3]], scenario="task", model={"name": "mlp", "hidden": [32]})
-    exp.update(input={"size": 28, "channels": 1})
-    exp["data"] = {"validation_fraction": 0.1, "max_train_per_task": 300, "max_test_per_task": 200}
-    exp["arms"] = {"finetune": {"method": "finetune"}, "packnet": {"method": "packnet", "prune": 0.5}}
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    snakemake(tmp_path, "--cores", "2", "--configfile", str(path))
-    model, stored = load_model(
-        str(tmp_path / "results/tiny/seed0/packnet/task2/model.pt"), torch.device("cpu")
-    )
-    assert isinstance(model, TaskMaskedNetwork) and stored["model_spec"]["name"] == "packnet"
-    metrics = pd.read_csv(tmp_path / "results/tiny/metrics.csv")
-    mine = metrics[(metrics["arm"] == "packnet") & (metrics["eval_task"] == 1)].set_index("trained_task")
-    assert mine.loc[2, "accuracy"] == mine.loc[1, "accuracy"] > 0.9

@@ -1,5 +1,5 @@
 """ARCHITECTURE.md names every rule, so it cannot fall behind unseen (its module map:
-tests/test_layers.py)."""
+tests/unit/test_layers.py)."""
 
 import re
 

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from test_user_datasets import LOADER, make_image_folder, save_tensor_file, tensor_dataset
 
 from clpipe import io
 from conftest import snakemake
+from helpers.user_data_files import LOADER, make_image_folder, save_tensor_file, tensor_dataset
 
 SMALL = {"mem_mb": 1000, "runtime": 10, "threads": 1}
 

@@ -260,7 +260,7 @@ class SlurmCluster:
         fields["RealMemory"] = str(int(mem_kb / 1024 * 0.8))  # leave room for the OS and the daemons
         hardware = " ".join(f"{k}={v}" for k, v in fields.items() if k != "NodeName")
         lines = [
-            "# Written by tests/slurm_cluster.py: a throwaway single-node cluster.",
+            "# Written by tests/helpers/slurm_cluster.py: a throwaway single-node cluster.",
             "ClusterName=clpipetest",
             f"SlurmctldHost={self.node}(127.0.0.1)",
             f"SlurmctldPort={_free_port()}",

@@ -1,6 +1,5 @@
 """The reference results committed under results/reference/ are what the pipeline makes."""
 
-import json
 import shutil
 from pathlib import Path
 
@@ -8,8 +7,8 @@ import pandas as pd
 import pytest
 
 from clpipe.aggregate import report_settings, tables_from_metrics
-from clpipe.reference import TABLES, WEIGHTS, configured_spec, retabulate, weights_digest
-from conftest import ROOT, snakemake, write_config
+from clpipe.reference import TABLES, configured_spec, retabulate
+from conftest import ROOT
 
 REFERENCE = ROOT / "results" / "reference"
 EXPERIMENTS = sorted(p for p in REFERENCE.iterdir() if p.is_dir()) if REFERENCE.is_dir() else []
@@ -63,19 +62,3 @@ def test_retabulating_a_reference_remakes_its_tables_and_keeps_its_metrics(tmp_p
     metrics[metrics["seed"] != 2].to_csv(tmp_path / "fashion_to_mnist" / "metrics.csv", index=False)
     with pytest.raises(ValueError, match=r"metrics.csv has seeds \[0, 1\], its config \[0, 1, 2\]"):
         retabulate("fashion_to_mnist", tmp_path)
-
-
-@pytest.mark.slow
-def test_the_headline_s_first_training_gives_the_committed_weights_bit_for_bit(tmp_path, data_dir):
-    """Trained again here, the first seed's task-1 model of the headline reference has the
-    weights the reference run made (CPU kernels pinned to AVX2: clpipe.cpu_isa), on
-    whichever x86-64 machine runs the suite."""
-    ((model, digest),) = json.loads((REFERENCE / "split_mnist_quick" / WEIGHTS).read_text()).items()
-    cfg = write_config(
-        tmp_path / "config.yaml",
-        ROOT / "config/quick.yaml",
-        data_dir=str(data_dir),
-        run=["split_mnist_quick"],
-    )
-    snakemake(tmp_path, "--cores", "2", f"results/split_mnist_quick/{model}", "--configfile", str(cfg))
-    assert weights_digest(tmp_path / "results" / "split_mnist_quick" / model) == digest

@@ -1,0 +1,1 @@
+"""What several test modules share: file makers, runners, the test SLURM cluster."""
