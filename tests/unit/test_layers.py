@@ -45,6 +45,7 @@ LAYERS = {
         "clpipe.model_settings",
         "clpipe.plan",
         "clpipe.catalog",
+        "clpipe.data_checks",
         "clpipe.user_datasets",
         "clpipe.md5_cache",
         "clpipe.transforms",

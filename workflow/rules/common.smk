@@ -2,25 +2,20 @@
 # clpipe.plan, which the unit tests exercise).
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from snakemake.io import apply_wildcards
 from snakemake.logging import logger
 
 from clpipe import plan, progress, receipts, report_page, run_folder
-from clpipe.catalog import (
-    DATASETS,
-    checksums,
-    manifest_is_ancient,
-    release_mismatch,
-    unreleased,
-)
+from clpipe.catalog import DATASETS
 from clpipe.config import validate_config
 from clpipe.layout import SCRATCH
 from clpipe.config_input import NAME as NAME_PATTERN
 from clpipe.config_input import check_config_files, check_data_dir, normalized_path
+from clpipe.data_checks import DataChecks
 from clpipe.errors import InputError, file_system_message
-from clpipe.user_datasets import content as user_dataset_content
 from clpipe.gpus import allocated_gpus, machine_has_gpu
 from clpipe.resources import lowered_threads, lowered_threads_message, resource
 
@@ -32,10 +27,22 @@ def refuse(message):
     sys.exit(1)
 
 
+@contextmanager
+def refused_on_bad_input(prefix=""):
+    """Bad input (clpipe.errors.InputError) or a file system error met inside: refused
+    with its message, ``prefix`` first."""
+    try:
+        yield
+    except InputError as err:
+        refuse(f"{prefix}{err}")
+    except OSError as err:
+        refuse(file_system_message(err))
+
+
 # The config files read again strictly, the JSON schema (which also fills in defaults),
 # the checks a schema cannot express, one spelling per folder and a results folder that
 # is safe to write: all before any job is planned.
-try:
+with refused_on_bad_input("invalid configuration: "):
     check_config_files(workflow.configfiles)
     EXPERIMENTS = validate_config(
         config, workflow.source_path("../schemas/config.schema.yaml")
@@ -49,10 +56,6 @@ try:
         SRC.parent,
         config["allow_foreign_files"],
     )
-except InputError as err:
-    refuse(f"invalid configuration: {err}")
-except OSError as err:
-    refuse(file_system_message(err))
 
 # the jobs the run makes, counted from its experiments before anything is planned
 too_many = plan.too_many_jobs(
@@ -257,13 +260,9 @@ def hold_results_folder():
     has passed; a dry run takes nothing and writes nothing."""
     if not workflow.is_main_process or DRY_RUN:
         return
-    try:
+    with refused_on_bad_input():
         run_folder.hold(LAYOUT.results)
         run_folder.mark(LAYOUT.results)
-    except InputError as err:
-        refuse(str(err))
-    except OSError as err:
-        refuse(file_system_message(err))
 
 
 def check_threads():
@@ -291,72 +290,33 @@ def check_threads():
         refuse(lowered_threads_message(found, allowed=False))
 
 
-_CHECKSUMS = {}  # each dataset's checksums, worked out once per DAG
+# the data files' checks, each worked out once per DAG (clpipe.data_checks)
+DATA_CHECKS = DataChecks(
+    DATA_DIR,
+    LAYOUT,
+    verify=config["verify_release_md5"],
+    write_caches=not DRY_RUN,
+    warn=logger.warning,
+)
 
 
 def dataset_checksums(dataset):
-    """md5 of each of the dataset's files in data_dir, checked against the release.
-
-    A file that differs stops the run here, while the DAG is built: before any job
-    starts and without touching any output (a failing data job would delete its own).
-    With `verify_release_md5: false` it is named in a warning instead (generated test
-    files cannot match the release); its own md5 is what reruns follow. Read once per
-    DAG: the data steps of every experiment and the download step ask for them."""
-    if dataset in _CHECKSUMS:
-        return _CHECKSUMS[dataset]
-    sums = checksums(
-        DATA_DIR, dataset, LAYOUT.checksum_cache(), write_cache=not DRY_RUN
-    )
-    verify = config["verify_release_md5"]
-    for rel, md5 in unreleased(dataset, sums).items():
-        message = release_mismatch(DATA_DIR, dataset, rel, md5, verify)
-        if verify:
-            refuse(message)
-        logger.warning(message)
-    _CHECKSUMS[dataset] = sums
-    return sums
-
-
-def unreleased_md5(dataset):
-    """{file: md5} of the dataset's files whose content is not the release's (only with
-    verify_release_md5: false; otherwise the DAG stops first). Empty for the release."""
-    # An image folder has no release sums, so nothing is unreleased; return before
-    # fingerprinting it again (a stat of every image) for each experiment that uses it.
-    if not DATASETS[dataset].files:
-        return {}
-    return unreleased(dataset, dataset_checksums(dataset))
-
-
-_CONTENT = {}  # the config's own datasets' content, worked out once per DAG
-
-
-def user_dataset_contents(exp):
-    """{dataset: content} of the config's own datasets an experiment reads (a tensor
-    file's md5, an image folder's names and md5s, a loader's code: clpipe.user_datasets
-    .content): in the data step's spec, so a changed content rebuilds the data and a
-    touched file does not. A file or folder that is gone stops the run here."""
-    for name, ds in exp.datasets.items():
-        if name not in _CONTENT:
-            try:
-                _CONTENT[name] = user_dataset_content(
-                    ds, LAYOUT.user_datasets_cache(), write_cache=not DRY_RUN
-                )
-            except InputError as err:
-                refuse(f"invalid configuration: {err}")
-    return {name: _CONTENT[name] for name in sorted(exp.datasets)}
+    """md5 of each of the dataset's files; one that is not the release's stops the run
+    here, while the DAG is built (with verify_release_md5: false, a warning)."""
+    with refused_on_bad_input():
+        return DATA_CHECKS.checksums(dataset)
 
 
 def prepare_data_spec(wildcards):
-    """The data step's spec: what it builds, the md5 of each file it reads that is not
-    the release's, so that a changed (generated) file rebuilds the data, and the content
-    of the config's own datasets it reads (which have no manifest)."""
+    """The data step's spec, with the md5 of each file that is not the release's and
+    the content of the config's own datasets (a changed file rebuilds the data)."""
     exp = experiment(wildcards)
-    spec = plan.data_spec(exp)
-    unreleased = {}
-    for dataset in built_in_datasets(exp):
-        unreleased.update(unreleased_md5(dataset))
-    own = {"dataset_content": user_dataset_contents(exp)} if exp.datasets else {}
-    return {**spec, "unreleased_md5": unreleased} | own if unreleased else spec | own
+    with refused_on_bad_input():  # a file that is not the release's
+        DATA_CHECKS.unreleased_files(exp)
+    with refused_on_bad_input(
+        "invalid configuration: "
+    ):  # a dataset of the config's, gone
+        return DATA_CHECKS.data_spec(exp)
 
 
 def code(script, method=None, besides=None):
@@ -424,7 +384,7 @@ def checked(rule_name, inputs=None):
     rule_name = workflow.modifier.modify_rulename(rule_name)
 
     def input_files(wildcards):
-        try:
+        with refused_on_bad_input():  # every input function's: one line, no traceback
             found = inputs(wildcards) if inputs is not None else {}
             why, outputs = receipts.check_job(
                 workflow.get_rule(rule_name),
@@ -434,10 +394,6 @@ def checked(rule_name, inputs=None):
                 accept=workflow.touch,
                 write_receipt=not DRY_RUN,
             )
-        except InputError as err:  # every input function's: one line, no traceback
-            refuse(str(err))
-        except OSError as err:
-            refuse(file_system_message(err))
         if why:
             logger.warning(f"rerunning {rule_name}: {'; '.join(why)}")
             workflow.dag.forcefiles.update(outputs)
@@ -446,25 +402,12 @@ def checked(rule_name, inputs=None):
     return input_files
 
 
-def built_in_datasets(exp):
-    """The built-in datasets an experiment reads (the config's own have no manifest)."""
-    return sorted({t.dataset for t in exp.tasks} - set(exp.datasets))
-
-
 def dataset_manifests(wildcards):
-    """The data step's manifests, ancient when the dataset's files are the release's:
-    the manifests' checksums, not their mtimes, say what the data are, and rechecking
-    the files (a new manifest) retrains nothing. A dataset with files that are not the
-    release's (verify_release_md5: false) reruns the data step, and what follows,
-    whenever its manifest is rewritten: its files' content changed."""
-    return [
-        (
-            ancient(LAYOUT.manifest(d))
-            if manifest_is_ancient(unreleased_md5(d))
-            else LAYOUT.manifest(d)
-        )
-        for d in built_in_datasets(experiment(wildcards))
-    ]
+    """The data step's manifests, ancient while the dataset's files are the release's
+    (clpipe.data_checks.DataChecks.manifests)."""
+    with refused_on_bad_input():
+        found = DATA_CHECKS.manifests(experiment(wildcards))
+    return [ancient(path) if is_ancient else path for path, is_ancient in found]
 
 
 def node_inputs(plan_inputs):
