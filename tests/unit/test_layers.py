@@ -42,6 +42,8 @@ LAYERS = {
         "clpipe.config",
         "clpipe.experiment",
         "clpipe.config_input",
+        "clpipe.config_model",
+        "clpipe.config_train",
         "clpipe.model_settings",
         "clpipe.plan",
         "clpipe.catalog",
