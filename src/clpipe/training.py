@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clpipe.data.pipeline import InputPipeline, Split, Task
+from clpipe.epochs import EarlyStopping, EpochCheckpoint, build_schedule
 from clpipe.errors import InputError
 from clpipe.evaluation import evaluate_split
 from clpipe.methods.base import Batch, ContinualMethod
@@ -54,146 +54,12 @@ def _format_seconds(s: float) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
-class EpochCheckpoint:
-    """Where a training job keeps its state after every epoch, to resume if it is killed.
-
-    The file holds the model, the optimizer, the shuffling generator and torch's global
-    RNG states (dropout), the epoch, the step and the history so far, written
-    atomically. ``key`` identifies the job *and* its inputs: a state saved for other
-    settings or an older parent model is ignored, never resumed from. A resumed job ends
-    with the same weights, bit for bit on a CPU, as one that was never interrupted.
-    """
-
-    def __init__(self, path: str | None, key: str, every_s: float = 0.0):
-        self.path = path
-        self.key = key
-        # Save after an epoch only once this many seconds passed since the last save (or
-        # the start): a job of short epochs would otherwise spend more time writing
-        # checkpoints than a kill could cost it. 0: after every epoch.
-        self.every_s = every_s
-        self._last = time.monotonic()
-
-    def restore(self, model: nn.Module, optimizer, generator: torch.Generator):
-        """(epochs done, steps done, history, extra) -- (0, 0, [], {}) when there is
-        nothing to resume; ``extra`` is what :meth:`save` was given (schedule, early
-        stopping)."""
-        from clpipe import io
-
-        if self.path is None or not os.path.exists(self.path):
-            return 0, 0, [], {}
-        try:
-            state = io.load(self.path, "resume")
-        except io.FileFormatError as err:
-            log.warning("ignoring an unreadable epoch checkpoint: %s", err)
-            return 0, 0, [], {}
-        if state["key"] != self.key:
-            log.info("ignoring %s: it belongs to other settings or inputs", self.path)
-            return 0, 0, [], {}
-        shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        if {k: tuple(v.shape) for k, v in state["model"].items()} != shapes:
-            # same job, another architecture: a network that decides its own growth before
-            # training (growing, auto_grow) decided otherwise this time (only possible
-            # where its probe is not deterministic); start over rather than half-load
-            log.warning("ignoring %s: its model has another architecture than this run's", self.path)
-            return 0, 0, [], {}
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if torch.cuda.is_available() and state.get("cuda_rng"):
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        log.info("resuming after epoch %d (step %d) from %s", state["epoch"], state["step"], self.path)
-        return int(state["epoch"]), int(state["step"]), list(state["history"]), dict(state.get("extra", {}))
-
-    def save(self, model, optimizer, generator, epoch: int, step: int, history, extra=None) -> None:
-        from clpipe import io
-
-        if self.path is None or time.monotonic() - self._last < self.every_s:
-            return
-        self._last = time.monotonic()
-        io.save(
-            self.path,
-            "resume",
-            {"step": "epoch checkpoint", "epoch": epoch},
-            key=self.key,
-            epoch=epoch,
-            step=step,
-            history=history,
-            model={k: v.detach().cpu() for k, v in model.state_dict().items()},
-            optimizer=optimizer.state_dict(),
-            generator=generator.get_state(),
-            torch_rng=torch.get_rng_state(),
-            cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            extra=extra or {},
-        )
-
-    def discard(self) -> None:
-        if self.path is not None and os.path.exists(self.path):
-            os.unlink(self.path)
-
-
 def total_steps(n_samples: int, train_cfg: dict[str, Any]) -> tuple[int, int]:
     """(steps per epoch, total steps) for a train config with epochs or iterations."""
     per_epoch = max(1, math.ceil(n_samples / train_cfg["batch_size"]))
     if "iterations" in train_cfg:
         return per_epoch, int(train_cfg["iterations"])
     return per_epoch, per_epoch * int(train_cfg["epochs"])
-
-
-class EarlyStopping:
-    """Keeps the best epoch by validation accuracy and says when to stop: no better epoch
-    for ``patience`` epochs, and at least ``min_epochs`` done. The best weights are kept
-    (a copy on the model's device) to be put back at the end."""
-
-    def __init__(self, cfg: dict[str, Any] | None):
-        self.cfg = cfg
-        self.best_accuracy = -math.inf
-        self.best_epoch = 0
-        self.best_state: dict[str, torch.Tensor] | None = None
-
-    def update(self, model: nn.Module, epoch: int, val_accuracy: float) -> bool:
-        """Record an epoch; True when training should stop after it."""
-        if self.cfg is None:
-            return False
-        if val_accuracy > self.best_accuracy:  # NaN never counts as better
-            self.best_accuracy, self.best_epoch = val_accuracy, epoch
-            if self.cfg["restore_best"]:
-                self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        return epoch >= self.cfg["min_epochs"] and epoch - self.best_epoch >= self.cfg["patience"]
-
-    def finish(self, model: nn.Module, last_epoch: int, label: str) -> None:
-        if self.cfg is None or self.best_epoch == 0:
-            return
-        if self.best_state is not None and self.best_epoch != last_epoch:
-            model.load_state_dict(self.best_state)
-            log.info(
-                "%skept the weights of epoch %d (best val_acc %.4f)",
-                label,
-                self.best_epoch,
-                self.best_accuracy,
-            )
-
-    def state(self) -> dict[str, Any]:
-        state = None if self.best_state is None else {k: v.cpu() for k, v in self.best_state.items()}
-        return {"best_accuracy": self.best_accuracy, "best_epoch": self.best_epoch, "best_state": state}
-
-    def load(self, state: dict[str, Any], device: torch.device) -> None:
-        if not state:
-            return
-        self.best_accuracy, self.best_epoch = state["best_accuracy"], state["best_epoch"]
-        if state["best_state"] is not None:
-            self.best_state = {k: v.to(device) for k, v in state["best_state"].items()}
-
-
-def build_schedule(optimizer: torch.optim.Optimizer, cfg: dict[str, Any] | None):
-    """The learning-rate schedule of one task (stepped once per epoch), or None."""
-    if cfg is None:
-        return None
-    if cfg["name"] == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=int(cfg["t_max"]), eta_min=float(cfg.get("eta_min", 0.0))
-        )
-    raise ValueError(f"config key 'train.schedule.name': unknown schedule {cfg['name']!r} (known: cosine)")
 
 
 def validate(
@@ -295,13 +161,47 @@ def resume(state: TrainingState, model, checkpoint, generator, device, n_epochs:
         state.done_epochs = n_epochs  # it had stopped early: nothing left to train
 
 
+@dataclass
+class EpochPlan:
+    """How one task's training steps run: its samples, cut into ``per_epoch`` batches of
+    ``batch_size`` an epoch, ``steps`` in all over ``n_epochs``; the scenario's logit mask,
+    the batches' memory layout and the forward pass's precision (autocast context)."""
+
+    samples: TrainingSamples
+    batch_size: int
+    per_epoch: int
+    steps: int
+    n_epochs: int
+    mask: torch.Tensor | None
+    layout: torch.memory_format
+    mixed_precision: Any
+
+
+def plan_epochs(model, task: Task, scenario: Scenario, method, train_cfg: dict[str, Any]) -> EpochPlan:
+    """The task's :class:`EpochPlan`; an unknown ``train.precision`` is named before any
+    work. With ``channels_last`` the model is put in that layout, in place (the
+    parameters stay the same objects)."""
+    device = task.train.x.device
+    mixed_precision = autocast(train_cfg, device)
+    layout = memory_format(train_cfg)
+    if layout == torch.channels_last:
+        model.to(memory_format=layout)
+    samples = training_samples(task, scenario, method)
+    per_epoch, steps = total_steps(len(samples), train_cfg)
+    mask = scenario.logit_mask(task.index, device)
+    batch_size = int(train_cfg["batch_size"])
+    n_epochs = math.ceil(steps / per_epoch)
+    return EpochPlan(samples, batch_size, per_epoch, steps, n_epochs, mask, layout, mixed_precision)
+
+
 def train_epoch(
-    model, task, samples: TrainingSamples, state: TrainingState, *, scenario, pipeline, method, generator,
-    batch_size: int, per_epoch: int, steps: int, mask, layout, mixed_precision, prefix: str,
-) -> tuple[float, float, int]:  # fmt: skip
+    model, task, plan: EpochPlan, state: TrainingState, *, scenario, pipeline, method, generator, prefix: str
+) -> tuple[float, float, int]:
     """One epoch of steps over a seeded permutation; (mean loss, accuracy, samples seen).
     Raises NonFiniteLossError naming the epoch and batch of the first non-finite loss
     (checked once per epoch: one device sync)."""
+    samples, batch_size, per_epoch, steps = plan.samples, plan.batch_size, plan.per_epoch, plan.steps
+    mask, layout = plan.mask, plan.layout
     device = samples.y.device
     model.train()
     order = torch.randperm(len(samples), generator=generator).to(device)
@@ -321,7 +221,7 @@ def train_epoch(
         if samples.masks is not None:  # each sample masked as its own task
             sample_task = samples.sample_task[idx]
             mask = samples.masks[sample_task - 1]
-        with mixed_precision:
+        with plan.mixed_precision:
             outputs, logits = scenario.outputs_and_logits(model, inputs, task.index, mask)
             logits = logits.float()
             penalty = method.penalty(model)
@@ -349,6 +249,27 @@ def train_epoch(
             f"(step {bad_step}) of task {task.index}; no output was written"
         )
     return loss_sum.item() / seen, correct.item() / seen, seen
+
+
+def end_epoch(
+    state: TrainingState, device: torch.device, epoch: int, t_epoch: float,
+    train_loss: float, train_acc: float, seen: int, val_loss: float, val_acc: float,
+) -> dict[str, Any]:  # fmt: skip
+    """After an epoch and its validation: the schedule's step and the epoch's history
+    row (its learning rate the one it trained with; timed to the device's end of work)."""
+    lr = state.optimizer.param_groups[0]["lr"]
+    if state.schedule is not None:
+        state.schedule.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - t_epoch
+    row = {
+        "epoch": epoch, "step": state.step, "train_loss": train_loss, "train_accuracy": train_acc,
+        "val_loss": val_loss, "val_accuracy": val_acc, "lr": lr,
+        "images_per_second": seen / seconds if seconds > 0 else math.nan, "seconds": seconds,
+    }  # fmt: skip
+    state.history.append(row)
+    return row
 
 
 def end_training(model, state: TrainingState, carried, prefix: str) -> None:
@@ -404,51 +325,31 @@ def train_task(
     prefix = f"{label}: " if label else ""  # of this job's log lines and errors
     validation = validation if validation is not None else [(task.index, task.val)]
     device = task.train.x.device
-    mixed_precision = autocast(train_cfg, device)  # an unknown train.precision is named before any work
-    layout = memory_format(train_cfg)
-    if layout == torch.channels_last:
-        model.to(memory_format=layout)  # in place: the parameters stay the same objects
+    plan = plan_epochs(model, task, scenario, method, train_cfg)
     state = start_training(model, train_cfg, method, carried)
-    samples = training_samples(task, scenario, method)
-    per_epoch, steps = total_steps(len(samples), train_cfg)
-    n_epochs = math.ceil(steps / per_epoch)
-    resume(state, model, checkpoint, generator, device, n_epochs, method)
-    mask = scenario.logit_mask(task.index, device)
+    resume(state, model, checkpoint, generator, device, plan.n_epochs, method)
     for row in state.history:
         on_epoch(row)
     first_step, t_start = state.step, time.perf_counter()
-    mixed = "" if samples.extra is None else f" ({samples.extra} of them from earlier tasks)"
+    mixed = "" if plan.samples.extra is None else f" ({plan.samples.extra} of them from earlier tasks)"
     log.info(
         "%straining task %d: %d samples%s, batch %d, %d step(s) in %d epoch(s)",
-        prefix, task.index, len(samples), mixed, int(train_cfg["batch_size"]), steps, n_epochs,
+        prefix, task.index, len(plan.samples), mixed, plan.batch_size, plan.steps, plan.n_epochs,
     )  # fmt: skip
-    for epoch in range(state.done_epochs + 1, n_epochs + 1):
+    for epoch in range(state.done_epochs + 1, plan.n_epochs + 1):
         t_epoch = time.perf_counter()
         train_loss, train_acc, seen = train_epoch(
-            model, task, samples, state, scenario=scenario, pipeline=pipeline, method=method,
-            generator=generator, batch_size=int(train_cfg["batch_size"]), per_epoch=per_epoch, steps=steps,
-            mask=mask, layout=layout, mixed_precision=mixed_precision, prefix=prefix,
+            model, task, plan, state, scenario=scenario, pipeline=pipeline, method=method,
+            generator=generator, prefix=prefix,
         )  # fmt: skip
         val_acc, val_loss = validate(model, validation, scenario, pipeline, eval_batch_size)
-        lr = state.optimizer.param_groups[0]["lr"]
-        if state.schedule is not None:
-            state.schedule.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        now = time.perf_counter()
-        seconds = now - t_epoch
-        row = {
-            "epoch": epoch, "step": state.step, "train_loss": train_loss, "train_accuracy": train_acc,
-            "val_loss": val_loss, "val_accuracy": val_acc, "lr": lr,
-            "images_per_second": seen / seconds if seconds > 0 else math.nan, "seconds": seconds,
-        }  # fmt: skip
-        state.history.append(row)
+        row = end_epoch(state, device, epoch, t_epoch, train_loss, train_acc, seen, val_loss, val_acc)
         on_epoch(row)
-        eta = (now - t_start) / (state.step - first_step) * (steps - state.step)
+        eta = (time.perf_counter() - t_start) / (state.step - first_step) * (plan.steps - state.step)
         log.info(
             "epoch %d/%d loss %.4f acc %.4f val_loss %.4f val_acc %.4f | %.0f img/s, %.1f s, time left %s",
-            epoch, n_epochs, train_loss, train_acc, val_loss, val_acc, row["images_per_second"], seconds,
-            _format_seconds(eta),
+            epoch, plan.n_epochs, train_loss, train_acc, val_loss, val_acc, row["images_per_second"],
+            row["seconds"], _format_seconds(eta),
         )  # fmt: skip
         if _checkpoint_and_stop(model, state, checkpoint, generator, epoch, prefix, method):
             break

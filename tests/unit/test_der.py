@@ -10,12 +10,13 @@ from torch import nn
 
 from clpipe import io
 from clpipe.data.pipeline import InputPipeline
+from clpipe.epochs import EpochCheckpoint
 from clpipe.methods.base import Batch
 from clpipe.methods.der import DarkExperienceReplay, reservoir
 from clpipe.networks import build_model
 from clpipe.runtime import make_runtime, seed_everything
 from clpipe.scenarios import Scenario
-from clpipe.training import EpochCheckpoint, train_task
+from clpipe.training import train_task
 
 
 def test_the_reservoir_fills_then_keeps_the_nth_sample_with_probability_capacity_over_n():

@@ -15,7 +15,7 @@ LAYERS = {
     "tools": ["clpipe.reference"],
     "steps": ["clpipe.steps", "clpipe.steps.*"],
     "methods": ["clpipe.methods.*"],
-    "training loop": ["clpipe.training"],
+    "training loop": ["clpipe.training", "clpipe.epochs"],
     "method interface": ["clpipe.methods.base"],
     "library": [
         "clpipe.evaluation",

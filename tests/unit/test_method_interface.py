@@ -13,11 +13,12 @@ from test_training import TRAIN, VGG, run, toy_task
 from clpipe import io, plan
 from clpipe.config import validate_config
 from clpipe.data.pipeline import InputPipeline
+from clpipe.epochs import EpochCheckpoint
 from clpipe.methods.base import ContinualMethod
 from clpipe.networks import build_model
 from clpipe.runtime import make_runtime, seed_everything
 from clpipe.scenarios import Scenario
-from clpipe.training import EpochCheckpoint, train_task
+from clpipe.training import train_task
 from conftest import ROOT, SCHEMA
 
 
@@ -56,7 +57,7 @@ def test_the_hooks_run_in_the_documented_order():
     method = Recording()
     run(method=method, cfg={**TRAIN, "iterations": 9})  # 7 steps, then 2
     step = ["penalty", "batch_loss", "after_backward", "after_step"]
-    assert method.calls == ["attach", "extra_training_samples"] + step * 7 + ["state_dict"] + step * 2 + [
+    assert method.calls == ["extra_training_samples", "attach"] + step * 7 + ["state_dict"] + step * 2 + [
         "state_dict"
     ]
 

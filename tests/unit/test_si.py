@@ -8,12 +8,13 @@ from torch import nn
 
 from clpipe import io
 from clpipe.data.pipeline import InputPipeline, Split, Task
+from clpipe.epochs import EpochCheckpoint
 from clpipe.methods.finetune import FineTune
 from clpipe.methods.si import SynapticIntelligence, consolidated
 from clpipe.networks import build_model
 from clpipe.runtime import make_runtime, seed_everything
 from clpipe.scenarios import Scenario
-from clpipe.training import EpochCheckpoint, train_task
+from clpipe.training import train_task
 
 
 class Ctx:

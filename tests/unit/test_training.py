@@ -10,12 +10,13 @@ import torch
 
 from clpipe import io
 from clpipe.data.pipeline import InputPipeline, Split, Task
+from clpipe.epochs import EarlyStopping, EpochCheckpoint
 from clpipe.methods.base import ContinualMethod
 from clpipe.methods.finetune import FineTune
 from clpipe.networks import build_model
 from clpipe.runtime import make_runtime, seed_everything
 from clpipe.scenarios import Scenario
-from clpipe.training import EarlyStopping, EpochCheckpoint, NonFiniteLossError, train_task
+from clpipe.training import NonFiniteLossError, train_task
 from conftest import ROOT
 
 SPEC = {"name": "mlp", "hidden": [32], "input": {"size": 8, "channels": 1}, "n_outputs": 2}

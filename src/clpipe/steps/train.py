@@ -10,6 +10,7 @@ from typing import Any
 from clpipe import io
 from clpipe.checkpoints import carried_optimizer_state, load_model, save_model
 from clpipe.data.pipeline import load_tasks
+from clpipe.epochs import EpochCheckpoint
 from clpipe.hashing import stable_hash
 from clpipe.layout import SCRATCH
 from clpipe.live import LiveLog, run_dir
@@ -22,7 +23,7 @@ from clpipe.provenance import provenance
 from clpipe.runtime import Runtime, derive_seed, seed_everything
 from clpipe.steps.context import task_context
 from clpipe.steps.evaluate import TASK_SPEC_KEYS, write_cache
-from clpipe.training import EpochCheckpoint, train_task
+from clpipe.training import train_task
 
 log = logging.getLogger("clpipe")
 
@@ -51,7 +52,7 @@ def _train(
 
     With ``scripts_dir`` (the rule scripts' folder) it also evaluates the model file it
     wrote, for the evaluate rule to use (clpipe.steps.evaluate)."""
-    carried = io.load_saved(importance, "importance") if importance else None
+    previous = io.load_saved(importance, "importance") if importance else None
     # Seeded by run seed and task only (not the arm): two arms that do the same thing
     # on a task give bit-identical results.
     generator = seed_everything(derive_seed(spec["seed"], "train", spec["task"]))
@@ -59,47 +60,53 @@ def _train(
     model = method.prepare_model(model, loaded["model_spec"], spec["tasks"])
     tasks = load_tasks(data)
     scenario, pipeline, ctx = task_context(spec, tasks, runtime, generator, model)
-    method.begin_task(model, carried, method.per_task(spec.get("task_settings", {})), ctx)
+    method.begin_task(model, previous, method.per_task(spec.get("task_settings", {})), ctx)
     label = f"{spec['experiment']} seed {spec['seed']} {spec.get('arm', SCRATCH)} task {spec['task']}"
-    # Epoch checkpoints beside the outputs (not an output: Snakemake leaves it alone when
-    # it reruns the killed job), valid for exactly this job and these input files.
-    epochs = EpochCheckpoint(
-        os.path.join(os.path.dirname(model_out), "train.resume.pt") if runtime.resume else None,
-        stable_hash({"spec": spec, "inputs": [_file_identity(p) for p in (model_in, data, importance)]}),
-        every_s=runtime.checkpoint_every_s,
-    )
-    # train.optimizer_state: carry -- the optimizer goes on from the state of the model
-    # file this task starts from (one optimizer over the sequence); reset: a new one
-    carried = None
-    if spec["train"].get("optimizer_state", "reset") == "carry":
-        carried = CarriedOptimizerState(carried_optimizer_state(model_in, loaded), model_in)
+    epochs = _epoch_checkpoint(spec, runtime, model_out, (model_in, data, importance))
+    carried = _carried_optimizer_state(spec, model_in, loaded)
     # a live view (logging.tensorboard): this job's run, named by its path
     live = LiveLog(run_dir(model_out)) if runtime.live else None
     t0 = time.perf_counter()
     try:
         history = train_task(
-            model,
-            ctx.task,
-            scenario=scenario,
-            pipeline=pipeline,
-            train_cfg=spec["train"],
-            method=method,
-            generator=generator,
-            eval_batch_size=ctx.eval_batch_size,
-            label=label,
-            checkpoint=epochs,
-            validation=method.validation_splits(ctx),
-            on_epoch=None if live is None else live.epoch,
+            model, ctx.task, scenario=scenario, pipeline=pipeline, train_cfg=spec["train"], method=method,
+            generator=generator, eval_batch_size=ctx.eval_batch_size, label=label, checkpoint=epochs,
+            validation=method.validation_splits(ctx), on_epoch=None if live is None else live.epoch,
             carried=carried,
-        )
+        )  # fmt: skip
     finally:  # the event file closed also when training fails (a non-finite loss)
         if live is not None:
             live.close()
     record = method.end_task(model)
     meta = provenance(step, spec, runtime)
     meta["train_seconds"] = time.perf_counter() - t0
-    # a network that grew for this task is stored as what it is now: the next step
-    # rebuilds it from the file alone
+    _write_model_and_history(model, loaded, meta, carried, history, spec, model_out, history_out)
+    epochs.discard()
+    if scripts_dir is not None:
+        evaluation = {k: spec[k] for k in TASK_SPEC_KEYS} | {"owner": spec.get("arm", SCRATCH)}
+        write_cache(model_out, data, evaluation, runtime, scripts_dir)
+    return record
+
+
+def _epoch_checkpoint(spec: dict[str, Any], runtime: Runtime, model_out: str, inputs) -> EpochCheckpoint:
+    """Epoch checkpoints beside the outputs (not an output: Snakemake leaves it alone
+    when it reruns the killed job), valid for exactly this job and these input files."""
+    path = os.path.join(os.path.dirname(model_out), "train.resume.pt") if runtime.resume else None
+    key = stable_hash({"spec": spec, "inputs": [_file_identity(p) for p in inputs]})
+    return EpochCheckpoint(path, key, every_s=runtime.checkpoint_every_s)
+
+
+def _carried_optimizer_state(spec: dict[str, Any], model_in: str, loaded) -> CarriedOptimizerState | None:
+    """train.optimizer_state: carry -- the optimizer goes on from the state of the model
+    file this task starts from (one optimizer over the sequence); reset: a new one."""
+    if spec["train"].get("optimizer_state", "reset") != "carry":
+        return None
+    return CarriedOptimizerState(carried_optimizer_state(model_in, loaded), model_in)
+
+
+def _write_model_and_history(model, loaded, meta, carried, history, spec, model_out, history_out) -> None:
+    """The trained model file (a network that grew for this task is stored as what it is
+    now: the next step rebuilds it from the file alone) and the task's history rows."""
     save_model(
         model_out,
         model,
@@ -115,11 +122,6 @@ def _train(
         **parameter_report(model, spec["task"]),
     }
     io.save_rows(history_out, [{**row, **job} for row in history])
-    epochs.discard()
-    if scripts_dir is not None:
-        evaluation = {k: spec[k] for k in TASK_SPEC_KEYS} | {"owner": job["arm"]}
-        write_cache(model_out, data, evaluation, runtime, scripts_dir)
-    return record
 
 
 def train_first_task(
