@@ -132,7 +132,7 @@ def test_a_users_method_built_on_a_built_in_one_runs_that_ones_module(tmp_path, 
 
 
 def test_a_folder_without_init_holds_a_users_module_and_is_no_module_itself(tmp_path, monkeypatch):
-    """The README's example as printed: mymethods/anchor.py, no __init__.py (a namespace
+    """The worked example as printed (docs/your_code.md): mymethods/anchor.py, no __init__.py (a namespace
     package: Python imports from it). Its module is found and fingerprinted; the folder
     named as if it were a module is refused naming the key and what to write."""
     (tmp_path / "nsmethods").mkdir()

@@ -1,7 +1,8 @@
-"""Every command and example of the README, as written, in a copy of the repository.
+"""Every command and example of the README and of docs/your_code.md (its worked
+examples), as written, in a copy of the repository.
 
-The commands are read from the README's own text: its ``bash`` blocks and the
-``snakemake ...`` commands quoted in its prose. Each is checked the way it can be here:
+The commands are read from their own text: their ``bash`` blocks and the
+``snakemake ...`` commands quoted in their prose. Each is checked the way it can be here:
 Snakemake commands as dry runs (the first run and its report run for real in the slow
 test; the worked example's method, as printed, trains in tests/workflow/test_user_code.py), the
 install command as the one CI runs, the test commands by collecting what they select,
@@ -22,6 +23,7 @@ import yaml
 from conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
+YOUR_CODE = (ROOT / "docs" / "your_code.md").read_text()  # the README's worked examples
 FIRST_RUN = "snakemake --cores 2 --configfile config/quick.yaml --config 'run=[split_mnist_mlp_quick]'"
 
 
@@ -48,13 +50,13 @@ def examples(text: str) -> dict[str, str]:
     return dict(re.findall(r"<!-- example: (\S+) -->\n```\w+\n(.*?)```", text, re.S))
 
 
-COMMANDS = list(dict.fromkeys(bash_commands(README) + prose_commands(README)))
+COMMANDS = list(dict.fromkeys(bash_commands(README + YOUR_CODE) + prose_commands(README + YOUR_CODE)))
 
 
 @pytest.fixture(scope="module")
 def copy(tmp_path_factory):
     """The repository's files as a fresh clone has them (tracked and new, not ignored),
-    with the README's example files saved where it says."""
+    with the example files of the README and docs/your_code.md saved where they say."""
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT, capture_output=True, text=True, check=True,
@@ -64,7 +66,7 @@ def copy(tmp_path_factory):
         if (ROOT / name).is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, target / name)
-    for name, text in examples(README).items():
+    for name, text in examples(README + YOUR_CODE).items():
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         (target / name).write_text(text)
     return target
@@ -84,13 +86,13 @@ def run_as_written(command: str, where, *extra: str, timeout: int = 600) -> subp
 
 
 def test_the_readme_has_its_commands_and_examples():
-    """The README's examples and docs/your_code.md's (a model, run by test_user_code)
-    are valid YAML and Python as printed."""
-    your_code = (ROOT / "docs" / "your_code.md").read_text()
+    """The examples (a method and its config, a model: run by test_user_code) are valid
+    YAML and Python as printed, and the README links them."""
     assert FIRST_RUN in COMMANDS
-    assert {"mymethods/anchor.py", "my_config.yaml"} <= set(examples(README))
-    assert "mymodels/tiny.py" in examples(your_code)
-    for text in (README, your_code):
+    assert {"mymethods/anchor.py", "my_config.yaml", "mymodels/tiny.py"} <= set(examples(YOUR_CODE))
+    assert "(docs/your_code.md#a-method-l2-anchoring)" in README
+    assert "PYTHONPATH=$PWD snakemake --cores 2 --configfile my_config.yaml" in COMMANDS
+    for text in (README, YOUR_CODE):
         for block in re.findall(r"```yaml\n(.*?)```", text, re.S):
             yaml.safe_load(block)
         for name, code in examples(text).items():

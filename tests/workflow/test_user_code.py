@@ -1,5 +1,5 @@
 """A user's own method, model and dataset, from a module outside the package, through
-the workflow: the README's worked example method, a model builder and a dataset loader
+the workflow: docs/your_code.md's worked example method, a model builder and a dataset loader
 on the tiny config, and reruns that follow the user's code."""
 
 import contextlib
@@ -11,8 +11,7 @@ import yaml
 
 from conftest import ROOT, planned_jobs, snakemake
 
-README = (ROOT / "README.md").read_text()
-YOUR_CODE = (ROOT / "docs" / "your_code.md").read_text()  # the model example
+YOUR_CODE = (ROOT / "docs" / "your_code.md").read_text()  # the worked examples
 
 DATA = '''"""A user's dataset: a loader the data step calls with the entry's settings."""
 
@@ -35,11 +34,10 @@ def stripes(settings):
 '''
 
 
-def readme_example(path: str = "mymethods/anchor.py") -> str:
-    """A file of the examples as shown: the README's worked example method,
-    docs/your_code.md's model."""
-    match = re.search(rf"<!-- example: {re.escape(path)} -->\n```python\n(.*?)```", README + YOUR_CODE, re.S)
-    assert match, f"neither README nor docs/your_code.md has the example {path}"
+def printed_example(path: str = "mymethods/anchor.py") -> str:
+    """A file of docs/your_code.md's worked examples (the method, the model) as shown."""
+    match = re.search(rf"<!-- example: {re.escape(path)} -->\n```python\n(.*?)```", YOUR_CODE, re.S)
+    assert match, f"docs/your_code.md has no example {path}"
     return match.group(1)
 
 
@@ -56,7 +54,7 @@ def edited(path, old, new):
 
 
 def test_the_worked_example_of_a_method_is_under_60_lines():
-    assert len(readme_example().splitlines()) < 60
+    assert len(printed_example().splitlines()) < 60
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +62,11 @@ def user_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("user_code")
     code = work / "code"
     for package, module, text in (
-        ("mymethods", "anchor", readme_example()),
-        ("mymodels", "tiny", readme_example("mymodels/tiny.py")),
+        ("mymethods", "anchor", printed_example()),
+        ("mymodels", "tiny", printed_example("mymodels/tiny.py")),
         ("mydata", "stripes", DATA),
     ):
-        # as the README shows them: a folder with the file, no __init__.py
+        # as docs/your_code.md shows them: a folder with the file, no __init__.py
         (code / package).mkdir(parents=True)
         (code / package / f"{module}.py").write_text(text)
     cfg = yaml.safe_load((ROOT / "tests" / "configs" / "tiny.yaml").read_text())
