@@ -199,11 +199,9 @@ def test_the_minimum_holds_for_what_a_split_keeps_and_0_turns_it_off(data_dir):
     kept = build_tasks(data_dir, spec([[0, 1]], max_test_per_task=40, min_images_per_class=MINIMUM))[0]
     assert torch.bincount(kept["test"]["y"]).min() >= 10
     off = {"train": 0, "validation": 0, "test": 0}
-    assert (
-        len(
-            build_tasks(data_dir, spec([[0, 1]], max_test_per_task=1, min_images_per_class=off))[0]["test"][
-                "y"
-            ]
-        )
-        == 1
-    )
+    few = build_tasks(data_dir, spec([[0, 1]], max_test_per_task=6, min_images_per_class=off))[0]
+    assert len(few["test"]["y"]) == 6 and torch.bincount(few["test"]["y"])[[0, 1]].min() >= 1
+    # but never a split without a class of its task, whatever the minimum: the task's
+    # accuracy would be over its other classes only
+    with pytest.raises(DataError, match=r"task 1 \(mnist \[0, 1\]\): its test split has no image of class"):
+        build_tasks(data_dir, spec([[0, 1]], max_test_per_task=1, min_images_per_class=off))

@@ -92,6 +92,20 @@ def test_a_tensor_file_dataset_becomes_the_tasks_it_names(tmp_path):
     assert torch.equal(build_tasks("nowhere", spec)[0]["val"]["index"], first["val"]["index"])
 
 
+def test_a_split_without_a_class_of_its_task_is_refused_whatever_the_minimum(tmp_path):
+    """A dataset of the user's whose test split lacks a class of a task would score that
+    task on its other classes alone (1.0 from one class): refused, naming task, split
+    and class, though this config's minimum images per class are 0."""
+    data = tensor_dataset()
+    keep = data["test"]["labels"] != 1
+    data["test"] = {k: v[keep] for k, v in data["test"].items()}
+    path = save_tensor_file(tmp_path / "digits.pt", data)
+    cfg = config({"digits": {"tensor_file": str(path)}}, [[0, 1], [2]], dataset="digits", scenario="class")
+    message = r"task 1 \(digits \[0, 1\]\): its test split has no image of class 1"
+    with pytest.raises(DataError, match=message):
+        build_tasks("nowhere", data_step_spec(load(cfg)))
+
+
 def test_n_x_c_x_h_x_w_images_keep_their_channels(tmp_path):
     data = tensor_dataset(shape=(3, 8, 8))
     path = save_tensor_file(tmp_path / "rgb.pt", data)

@@ -219,15 +219,25 @@ SPLIT_SETTINGS = {
 def check_split_sizes(i: int, task: dict[str, Any], opts: dict[str, Any]) -> None:
     """Every class of a task has at least ``data.min_images_per_class`` images in each
     split (the validation split's minimum when there is one), so no accuracy is read off
-    a handful of images (a test split of one image scores 1.0 or 0.0); refused naming
-    the task, split, class, its count and the setting that made it so."""
+    a handful of images (a test split of one image scores 1.0 or 0.0), and the test split
+    at least one whatever the minimum (a test split without a class scores the task on
+    its other classes only); refused naming the task, split, class, its count and the
+    setting that made it so."""
     least = opts.get("min_images_per_class", {})
     for split, key in (("train", "train"), ("val", "validation"), ("test", "test")):
-        need = int(least.get(key, 0))
-        if need == 0 or (split == "val" and opts["validation_fraction"] == 0):
+        if split == "val" and opts["validation_fraction"] == 0:
             continue
+        need = int(least.get(key, 0))
         counts = torch.bincount(task[split]["y"], minlength=max(task["classes"]) + 1)
         for c in task["classes"]:
+            # the reported accuracy never leaves out a class of its task, even with the
+            # minimum off (0 lets a tiny config train or validate without some class)
+            if int(counts[c]) == 0 and need == 0 and split == "test":
+                raise DataError(
+                    f"task {i} ({task['dataset']} {list(task['classes'])}): its {split} split has no image "
+                    f"of class {c}, so its accuracy would be over the task's other classes only. Give the "
+                    f"dataset test images of class {c}, or keep more with {SPLIT_SETTINGS[split]}"
+                )
             if int(counts[c]) < need:
                 raise DataError(
                     f"task {i} ({task['dataset']} {list(task['classes'])}): its {split} split has "
