@@ -30,7 +30,7 @@ def report(tiny_run):
 @pytest.mark.slow
 def test_every_figure_and_table_of_the_report_loads_in_a_browser(report, tmp_path):
     sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
+        "playwright.sync_api", reason='playwright is not installed (pip install -e ".[test]")'
     )
     exe = chromium()
     if exe is None:
