@@ -293,8 +293,8 @@ def test_comments_docstrings_formatting_and_the_version_rerun_nothing(finished):
     def cosmetic(source):
         out = source.replace('"""The training loop', '"""The training loop (reworded)', 1)
         out = out.replace("\ndef ", "\n# a comment\n\ndef ", 1)
-        signature = "(self, path: str | None, key: str, every_s: float = 0.0):"
-        wrapped = "(\n        self, path: str | None, key: str, every_s: float = 0.0\n    ):"
+        signature = "(n_samples: int, train_cfg: dict[str, Any]) -> tuple[int, int]:"
+        wrapped = "(\n    n_samples: int, train_cfg: dict[str, Any]\n) -> tuple[int, int]:"
         return out.replace(signature, wrapped, 1)
 
     restore = [
@@ -303,7 +303,7 @@ def test_comments_docstrings_formatting_and_the_version_rerun_nothing(finished):
     ]
     try:
         edited = (repo / "src/clpipe/training.py").read_text()
-        assert "(reworded)" in edited and "# a comment" in edited and "= 0.0\n    ):" in edited
+        assert "(reworded)" in edited and "# a comment" in edited and "Any]\n) -> tuple" in edited
         proc = run(repo, work, "-n", "--configfile", str(work / "config.yaml"))
     finally:
         for r in restore:
