@@ -618,6 +618,31 @@ def test_a_job_killed_with_sigkill_is_retried_with_more_time_and_resumes_bit_ide
     assert pd.read_csv(ref / target)[numbers].equals(pd.read_csv(work / target)[numbers])
 
 
+def test_a_file_system_error_inside_a_job_is_one_line_naming_the_path(tmp_path, data_dir):
+    """A write or read that the file system refuses inside a job (a full disk, a
+    permission, a folder where a file goes: the last here, as root can write anywhere)
+    stops the job with one line naming the path and what to do, no traceback, and
+    nothing runs on it."""
+    work = tmp_path / "fs"
+    node = work / "results/small/seed0/scratch/task1"
+    (node / "train.resume.pt").mkdir(parents=True)  # where the epoch checkpoint goes
+    cfg = write(work, small_config(data_dir, epochs=1))
+    target = "results/small/seed0/finetune/task2/model.pt"
+    proc = snakemake(work, target, "--cores", "1", "--configfile", str(cfg), check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Error in rule train_first_task" in out, out[-3000:]
+    # the atomic write's temporary file -> its place: both named, then what to do
+    line = re.compile(
+        r"\S+/\.train\.resume\.pt\.\S+\.tmp -> results/small/seed0/scratch/task1/train\.resume\.pt: "
+        r"Is a directory \(the path is a folder where a file should be\)"
+    )
+    assert re.search(rf"clpipe: {line.pattern}", out), out[-3000:]
+    log = (node / "train.log").read_text()
+    assert re.search(rf"ERROR {line.pattern}", log) and "Traceback" not in log, log
+    assert not (node / "model.pt").exists() and not (work / target).exists()
+    assert not list(node.glob(".*.tmp")), "the temporary file is left behind"
+
+
 def test_a_non_finite_loss_stops_the_job_and_nothing_runs_on_it(tmp_path, data_dir):
     cfg = small_config(data_dir, epochs=1)
     cfg["experiments"]["small"]["train"]["optimizer"] = {"name": "sgd", "lr": 1e30}
