@@ -304,9 +304,10 @@ def train_task(
 ) -> list[dict[str, Any]]:
     """Train ``model`` on ``task`` in place; returns one history row per epoch.
 
-    The phases: the samples (:func:`training_samples`), the set-up and resume
-    (:func:`start_training`), then per epoch :func:`train_epoch`, validation, the
-    history row, a checkpoint and early stopping, and at the end :func:`end_training`.
+    The phases: the samples and steps (:func:`plan_epochs`), the set-up and resume
+    (:func:`start_training`, :func:`resume`), then per epoch :func:`train_epoch`,
+    validation, the history row (:func:`end_epoch`), a checkpoint and early stopping,
+    and at the end :func:`end_training`.
 
     Batches are drawn from the task's tensors (already on the device) with a seeded
     permutation per epoch; the optimizer (and its learning-rate schedule) is new for
