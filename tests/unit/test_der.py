@@ -17,6 +17,7 @@ from clpipe.networks import build_model
 from clpipe.runtime import make_runtime, seed_everything
 from clpipe.scenarios import Scenario
 from clpipe.training import train_task
+from helpers.killed import dies_at
 
 
 def test_the_reservoir_fills_then_keeps_the_nth_sample_with_probability_capacity_over_n():
@@ -95,18 +96,6 @@ def test_the_buffer_goes_to_the_next_task_as_indices_and_comes_back_as_images():
     assert torch.equal(second.images, task.train.x[record["position"]])  # task 1's rows, fetched
 
 
-class KillAfter(DarkExperienceReplay):
-    def __init__(self, at):
-        super().__init__({"buffer_size": 30})
-        self.at, self.calls = at, 0
-
-    def after_step(self, model):
-        super().after_step(model)
-        self.calls += 1
-        if self.calls == self.at:
-            raise KeyboardInterrupt("killed")
-
-
 def test_a_killed_der_job_resumes_with_its_buffer_bit_for_bit(tmp_path):
     def job(method, path):
         make_runtime("cpu", deterministic=True, threads=1)
@@ -124,7 +113,7 @@ def test_a_killed_der_job_resumes_with_its_buffer_bit_for_bit(tmp_path):
 
     whole, record = job(DarkExperienceReplay({"buffer_size": 30}), tmp_path / "ref.pt")
     with pytest.raises(KeyboardInterrupt):
-        job(KillAfter(7 + 3), tmp_path / "resume.pt")
+        job(dies_at(DarkExperienceReplay({"buffer_size": 30}), 7 + 3), tmp_path / "resume.pt")
     assert io.load(tmp_path / "resume.pt", "resume")["extra"]["method"]["seen"] == 100  # one epoch
     model, resumed = job(DarkExperienceReplay({"buffer_size": 30}), tmp_path / "resume.pt")
     assert resumed["seen"] == record["seen"] == 300

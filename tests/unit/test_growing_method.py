@@ -21,6 +21,7 @@ from clpipe.scenarios import Scenario
 from clpipe.steps.train import _train
 from clpipe.training import train_task
 from helpers.growing_schedule import schedule_totals
+from helpers.killed import dies_at
 
 INPUT = {"size": 8, "channels": 1, "normalize": {"mean": [0.5], "std": [0.5]}}
 # a pipeline spec (plan.model_spec) of a small growing network: the first task's column
@@ -246,19 +247,6 @@ def test_auto_grow_needs_read_mode():
     assert model.n_tasks == 1  # refused before growing anything
 
 
-class KilledGrowing(GrowingNetwork):
-    """Stands in for SIGKILL: the job dies after ``at`` optimizer steps (probe included)."""
-
-    def __init__(self, settings, at):
-        super().__init__(settings)
-        self.at, self.calls = at, 0
-
-    def after_backward(self, model):
-        self.calls += 1
-        if self.calls == self.at:
-            raise KeyboardInterrupt("killed")
-
-
 def write_job(folder):
     """A job's input files (the task-1 model, the tasks) and its spec, as the workflow has them."""
     folder.mkdir()
@@ -300,7 +288,7 @@ def test_a_killed_auto_growing_job_resumes_bit_for_bit(tmp_path):
     write_job(killed)
     # 60 samples in batches of 16: 4 steps per epoch; the probe's 2 epochs, then 1 of the task's and 1 step
     with pytest.raises(KeyboardInterrupt):
-        run_job(killed, spec, KilledGrowing(spec["method"], at=2 * 4 + 4 + 1))
+        run_job(killed, spec, dies_at(GrowingNetwork(spec["method"]), 2 * 4 + 4 + 1, hook="after_backward"))
     state = io.load(killed / "out/train.resume.pt", "resume")
     assert (state["epoch"], state["step"]) == (1, 4)  # the task's own training, not the probe's
     resumed, again = run_job(killed, spec, load_method(spec["method"]))

@@ -15,6 +15,7 @@ from clpipe.networks import build_model
 from clpipe.runtime import make_runtime, seed_everything
 from clpipe.scenarios import Scenario
 from clpipe.training import train_task
+from helpers.killed import dies_at
 
 
 class Ctx:
@@ -127,18 +128,6 @@ def test_its_own_first_task_is_the_shared_one_and_a_strength_makes_task_2_differ
     assert any(not torch.equal(p, q) for p, q in zip(own.parameters(), shared.parameters(), strict=True))
 
 
-class KillAfter(SynapticIntelligence):
-    def __init__(self, at):
-        super().__init__({})
-        self.at, self.calls = at, 0
-
-    def after_step(self, model):
-        super().after_step(model)
-        self.calls += 1
-        if self.calls == self.at:
-            raise KeyboardInterrupt("killed")
-
-
 def test_a_killed_si_job_resumes_with_its_path_integral_bit_for_bit(tmp_path):
     def job(method, path):
         torch.manual_seed(0)
@@ -149,7 +138,8 @@ def test_a_killed_si_job_resumes_with_its_path_integral_bit_for_bit(tmp_path):
 
     whole, record = job(SynapticIntelligence({}), tmp_path / "ref.pt")
     with pytest.raises(KeyboardInterrupt):
-        job(KillAfter(7 + 3), tmp_path / "resume.pt")  # 7 steps an epoch: dies in epoch 2
+        # 7 steps an epoch: dies in epoch 2
+        job(dies_at(SynapticIntelligence({}), 7 + 3), tmp_path / "resume.pt")
     assert "omega" in io.load(tmp_path / "resume.pt", "resume")["extra"]["method"]
     model, resumed = job(SynapticIntelligence({}), tmp_path / "resume.pt")
     for k in record["omega"]:

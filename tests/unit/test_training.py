@@ -18,6 +18,7 @@ from clpipe.runtime import make_runtime, seed_everything
 from clpipe.scenarios import Scenario
 from clpipe.training import NonFiniteLossError, train_task
 from conftest import ROOT
+from helpers.killed import dies_at
 
 SPEC = {"name": "mlp", "hidden": [32], "input": {"size": 8, "channels": 1}, "n_outputs": 2}
 TRAIN = {"epochs": 2, "batch_size": 16, "optimizer": {"name": "adam", "lr": 1e-2}}
@@ -77,17 +78,9 @@ def test_non_finite_loss_names_epoch_and_batch():
         run(method=NaNAtStep(10))
 
 
-class KillAtStep(ContinualMethod):
-    """Stands in for SIGKILL: the job dies in the middle of an epoch."""
-
-    def __init__(self, at):
-        super().__init__({})
-        self.at, self.calls = at, 0
-
-    def after_backward(self, model):
-        self.calls += 1
-        if self.calls == self.at:
-            raise KeyboardInterrupt("killed")
+def killed_at_step(step):
+    """A job that dies in the middle of an epoch, after ``step`` backward passes."""
+    return dies_at(ContinualMethod({}), step, hook="after_backward")
 
 
 # with dropout: the global RNG state must come back too
@@ -112,7 +105,7 @@ def test_a_killed_job_resumes_after_its_last_epoch_bit_for_bit(tmp_path):
     reference, ref_history = run_with_checkpoint(tmp_path / "ref.pt")
     state = tmp_path / "resume.pt"
     with pytest.raises(KeyboardInterrupt):
-        run_with_checkpoint(state, method=KillAtStep(7 + 3))  # 7 steps per epoch: dies in epoch 2
+        run_with_checkpoint(state, method=killed_at_step(7 + 3))  # 7 steps per epoch: dies in epoch 2
     saved = io.load(state, "resume")
     assert saved["epoch"] == 1 and saved["step"] == 7
     resumed, history = run_with_checkpoint(state)
@@ -125,7 +118,7 @@ def test_a_killed_job_resumes_after_its_last_epoch_bit_for_bit(tmp_path):
 def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path):
     state = tmp_path / "resume.pt"
     with pytest.raises(KeyboardInterrupt):
-        run_with_checkpoint(state, key="old settings", method=KillAtStep(10))
+        run_with_checkpoint(state, key="old settings", method=killed_at_step(10))
     fresh, _ = run_with_checkpoint(tmp_path / "fresh.pt")
     other, history = run_with_checkpoint(state, key="new settings")
     assert [h["epoch"] for h in history] == [1, 2, 3]  # started over
@@ -196,7 +189,7 @@ def test_a_killed_job_with_schedule_and_early_stopping_resumes_bit_for_bit(tmp_p
     reference, ref_history = run_with_checkpoint(tmp_path / "ref.pt", cfg=cfg)
     state = tmp_path / "resume.pt"
     with pytest.raises(KeyboardInterrupt):
-        run_with_checkpoint(state, method=KillAtStep(7 + 3), cfg=cfg)
+        run_with_checkpoint(state, method=killed_at_step(7 + 3), cfg=cfg)
     resumed, history = run_with_checkpoint(state, cfg=cfg)
     for p, q in zip(reference.parameters(), resumed.parameters(), strict=True):
         assert torch.equal(p, q)
